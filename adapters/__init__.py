@@ -1,0 +1,1 @@
+"""Platform adapters and idempotency stores: the implementations of `bridge.ports`."""

@@ -1,0 +1,1 @@
+"""BigCommerce v2 Orders: request builder, mapping and adapter."""

@@ -1,0 +1,145 @@
+"""The BigCommerce v2 Orders adapter: sends what the builder makes, maps what comes back."""
+from __future__ import annotations
+
+from concurrent.futures import Executor
+from typing import Any, Optional
+
+import requests
+
+from adapters.bigcommerce.builder import BigCommerceRequests
+from adapters.bigcommerce.mapping import BigCommerceMapping
+from bridge.config import BigCommerceConfig
+from bridge.errors import OrderNotFound, OrderRejected, UpstreamAmbiguous, UpstreamError, UpstreamUnavailable
+from bridge.models import BikOrder, PlaceOrderRequest
+from bridge.outbound import OutboundRequest
+from bridge.presentation import Presentation
+from bridge.upstream import Deadline, Upstream
+
+REJECTIONS = frozenset({400, 409, 422})
+
+
+class BigCommerceRateLimit:
+    """BigCommerce announces its quota in milliseconds."""
+
+    @staticmethod
+    def reset_seconds(response: requests.Response) -> Optional[float]:
+        value = response.headers.get("X-Rate-Limit-Time-Reset-Ms")
+        try:
+            return max(0.0, float(value) / 1000) if value is not None else None
+        except ValueError:
+            return None
+
+    @staticmethod
+    def requests_left(response: requests.Response) -> Optional[int]:
+        value = response.headers.get("X-Rate-Limit-Requests-Left")
+        return int(value) if value is not None and value.lstrip("-").isdigit() else None
+
+
+def error_message(response: requests.Response) -> str:
+    """The human message from a v2 error array or a v3 error object."""
+    try:
+        body = response.json()
+    except ValueError:
+        return (response.text or response.reason or "")[:300]
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        return str(body[0].get("message") or body[0])[:300]
+    if isinstance(body, dict):
+        return str(body.get("title") or body.get("message") or body)[:300]
+    return str(body)[:300]
+
+
+def _list(value: Any) -> list[dict]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+class BigCommerceAdapter:
+    """Bik's placeOrder and getOrder on a BigCommerce store."""
+
+    name = "bigcommerce"
+
+    def __init__(self, settings: BigCommerceConfig, presentation: Presentation, upstream: Upstream, pool: Executor):
+        self.requests = BigCommerceRequests(settings)
+        self.mapping = BigCommerceMapping(settings, presentation)
+        self.upstream = upstream
+        self.pool = pool
+
+    def build_create(self, request: PlaceOrderRequest) -> list[OutboundRequest]:
+        return [self.requests.create(request)]
+
+    def place(self, request: PlaceOrderRequest, deadline: Deadline) -> BikOrder:
+        response = self.upstream.send(self.requests.create(request), deadline)
+        if response.status_code in REJECTIONS:
+            raise OrderRejected(f"BigCommerce refused the order: {error_message(response)}")
+        created = self._json(response, "create")
+        try:
+            return self.mapping.placed(request, created)
+        except (KeyError, TypeError, ValueError) as exc:
+            # Created, but the answer is unreadable: the service finds the order by its draft id.
+            raise UpstreamAmbiguous(f"BigCommerce create answered without a readable order ({exc})",
+                                    status=502) from exc
+
+    def get(self, order_id: str, deadline: Deadline) -> BikOrder:
+        numeric = self._order_number(order_id)
+        calls = [self.requests.get_order(numeric), self.requests.products(numeric),
+                 self.requests.shipments(numeric), self.requests.shipping_addresses(numeric)]
+        # The four reads are independent: one round trip of wall time instead of four.
+        futures = [self.pool.submit(self._read, call, deadline) for call in calls]
+        order, products, shipments, addresses = [f.result() for f in futures]
+        if not isinstance(order, dict) or not self.mapping.is_ours(order):
+            raise OrderNotFound(f"order {order_id} not found")
+        try:
+            return self.mapping.current(order, _list(products), _list(shipments), _list(addresses))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UpstreamUnavailable(f"BigCommerce answered an order the bridge cannot read ({exc})",
+                                      status=502) from exc
+
+    def find_by_draft(self, draft_order_id: str, request: Optional[PlaceOrderRequest],
+                      deadline: Deadline) -> Optional[BikOrder]:
+        found = self._read(self.requests.find_by_draft(draft_order_id), deadline) or []
+        ours = sorted((o for o in found if isinstance(o, dict) and self.mapping.is_ours(o)
+                       and o.get("external_order_id") == draft_order_id), key=lambda o: int(o.get("id") or 0))
+        if not ours:
+            return None
+        if request is None:
+            return self.get(str(ours[0]["id"]), deadline)
+        try:
+            return self.mapping.placed(request, ours[0])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UpstreamUnavailable(f"BigCommerce answered an order the bridge cannot read ({exc})",
+                                      status=502) from exc
+
+    def check_credentials(self, deadline: Deadline) -> str:
+        self._read(self.requests.store_check(), deadline)
+        return f"BigCommerce store {self.requests.settings.store_hash}: orders readable"
+
+    @staticmethod
+    def _order_number(order_id: str) -> int:
+        if not order_id.isdigit() or len(order_id) > 18:
+            raise OrderNotFound(f"order {order_id} not found")
+        return int(order_id)
+
+    def _read(self, call: OutboundRequest, deadline: Deadline) -> Any:
+        """A GET's JSON; None for 404 and for BigCommerce's empty 204."""
+        response = self.upstream.send(call, deadline)
+        if response.status_code == 404 and call.operation == "list_orders":
+            raise UpstreamError("BigCommerce store not found: check bigcommerce.store_hash and api_base_url",
+                                upstream_status=404)
+        if response.status_code in (204, 404):
+            return None
+        if response.status_code >= 400:
+            raise UpstreamUnavailable(f"BigCommerce {call.operation} failed: {response.status_code} "
+                                      f"{error_message(response)}", status=502, upstream_status=response.status_code)
+        return self._json(response, call.operation)
+
+    @staticmethod
+    def _json(response: requests.Response, operation: str) -> Any:
+        if response.status_code == 404:
+            raise UpstreamError(f"BigCommerce {operation}: store or resource not found "
+                                "(check bigcommerce.store_hash and api_base_url)", upstream_status=404)
+        if not 200 <= response.status_code < 300:
+            raise UpstreamUnavailable(f"BigCommerce {operation} answered {response.status_code}: "
+                                      f"{error_message(response)}", status=502, upstream_status=response.status_code)
+        try:
+            return response.json()
+        except ValueError:
+            raise UpstreamUnavailable(f"BigCommerce {operation} answered with invalid JSON", status=502) from None

@@ -1,0 +1,142 @@
+"""The `local` platform: orders kept in SQLite, so the whole Bik flow runs with no store account."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from typing import Optional
+
+from bridge.errors import BadRequest, OrderNotFound, StoreUnavailable
+from bridge.models import BikOrder, DeliveryInfo, PlaceOrderRequest
+from bridge.outbound import OutboundRequest
+from bridge.presentation import Presentation
+from bridge.upstream import Deadline
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS local_orders (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    draft_id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL DEFAULT 'ORDERED',
+    payment_status TEXT NOT NULL,
+    fulfillment_status TEXT NOT NULL DEFAULT 'unfulfilled',
+    tracking_url TEXT,
+    placed TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+)
+"""
+FIRST_NUMBER = 1000  # ids read L-1001, L-1002, ...
+STATUSES = ("ORDERED", "IN PROGRESS", "DELIVERED", "CANCELLED")
+PAYMENTS = ("pending", "paid", "refunded")
+FULFILLMENTS = ("unfulfilled", "partial", "fulfilled")
+
+
+def order_id_of(seq: int) -> str:
+    return f"L-{FIRST_NUMBER + seq}"
+
+
+def seq_of(order_id: str) -> Optional[int]:
+    prefix, _, number = order_id.partition("-")
+    if prefix != "L" or not number.isdigit() or len(number) > 12:
+        return None
+    return int(number) - FIRST_NUMBER
+
+
+class LocalAdapter:
+    """A persistent echo store: placeOrder saves, getOrder reads, `local set-status` moves orders along."""
+
+    name = "local"
+
+    def __init__(self, path: str, presentation: Presentation):
+        self.path = path
+        self.presentation = presentation
+        self._local = threading.local()
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(SCHEMA)
+            self._local.db = db
+        return db
+
+    def _run(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        try:
+            return self._db().execute(sql, args)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"local order store: {exc}") from exc
+
+    def build_create(self, request: PlaceOrderRequest) -> list[OutboundRequest]:
+        record = {"draft_id": request.draftOrderId, "order": request.order.model_dump(mode="json")}
+        return [OutboundRequest("INSERT", f"sqlite:///{self.path}#local_orders", "create", json=record)]
+
+    def place(self, request: PlaceOrderRequest, deadline: Deadline) -> BikOrder:
+        placed = request.model_dump_json(include={"draftOrderId", "paymentPending", "order"})
+        now = time.time()
+        # The draft id is unique in the table, so even a replay with a lost record cannot duplicate.
+        self._run(
+            "INSERT OR IGNORE INTO local_orders (draft_id, payment_status, placed, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (request.draftOrderId, "pending" if request.paymentPending else "paid", placed, now, now),
+        )
+        return self.find_by_draft(request.draftOrderId, request, deadline)
+
+    def get(self, order_id: str, deadline: Deadline) -> BikOrder:
+        seq = seq_of(order_id)
+        row = self._run("SELECT * FROM local_orders WHERE seq = ?", (seq,)).fetchone() if seq is not None else None
+        if row is None:
+            raise OrderNotFound(f"order {order_id} not found")
+        return self._order(row)
+
+    def find_by_draft(self, draft_order_id: str, request: Optional[PlaceOrderRequest],
+                      deadline: Deadline) -> Optional[BikOrder]:
+        row = self._run("SELECT * FROM local_orders WHERE draft_id = ?", (draft_order_id,)).fetchone()
+        return self._order(row) if row else None
+
+    def check_credentials(self, deadline: Deadline) -> str:
+        count = self._run("SELECT COUNT(*) FROM local_orders").fetchone()[0]
+        return f"local order store {self.path}: {count} orders"
+
+    def set_status(self, order_id: str, status: Optional[str] = None, payment: Optional[str] = None,
+                   fulfillment: Optional[str] = None, tracking_url: Optional[str] = None) -> BikOrder:
+        """Move an order along, as a merchant would in a real store."""
+        for value, allowed, what in ((status, STATUSES, "status"), (payment, PAYMENTS, "payment"),
+                                     (fulfillment, FULFILLMENTS, "fulfillment")):
+            if value is not None and value not in allowed:
+                raise BadRequest(f"{what} must be one of {', '.join(allowed)}")
+        seq = seq_of(order_id)
+        changes = {"status": status, "payment_status": payment, "fulfillment_status": fulfillment,
+                   "tracking_url": tracking_url}
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if seq is not None and changes:
+            assignments = ", ".join(f"{k} = ?" for k in changes)
+            self._run(f"UPDATE local_orders SET {assignments}, updated_at = ? WHERE seq = ?",
+                      (*changes.values(), time.time(), seq))
+        return self.get(order_id, Deadline(1))
+
+    def _order(self, row: tuple) -> BikOrder:
+        seq, draft_id, status, payment, fulfillment, tracking, placed, _, _ = row
+        request = PlaceOrderRequest.model_validate_json(placed)
+        bik = request.order
+        order_id = order_id_of(seq)
+        return BikOrder(
+            id=order_id,
+            name=self.presentation.name(order_id, number=str(FIRST_NUMBER + seq), draft_id=draft_id),
+            status=status,
+            paymentStatus=payment,
+            items=list(bik.items),
+            subTotal=bik.subTotal,
+            shippingCharge=bik.shippingCharge,
+            discount=bik.discount,
+            total=bik.total,
+            currency=self.presentation.currency_for(bik.currency, None),
+            address=bik.address,
+            phoneNumber=bik.phoneNumber or (bik.address.phoneNumber if bik.address else None),
+            email=bik.email,
+            invoiceUrl=self.presentation.invoice_url(order_id, number=str(FIRST_NUMBER + seq), draft_id=draft_id),
+            fulfillmentStatus=fulfillment,
+            deliveryInfo=DeliveryInfo(trackingURL=tracking) if tracking else None,
+            partnersData={"id": draft_id},
+        )

@@ -1,0 +1,1 @@
+"""bik-bridge: the Bik placeOrder/getOrder backend for BigCommerce, bitbybit and a local store."""

@@ -1,0 +1,175 @@
+"""The `bik-bridge` command: serve, dry-run, check-config, local set-status."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Optional, Sequence
+
+import yaml
+
+from bridge.config import Config, load_config, revise
+from bridge.errors import BadRequest, BridgeError, ConfigError, UpstreamAuthError, UpstreamError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+# Placeholders that let dry-run show a platform's requests before the merchant has configured it.
+PLACEHOLDERS = {
+    "bigcommerce": {"store_hash": "STOREHASH", "access_token": "ACCESS_TOKEN"},
+    "bitbybit": {"api_key": "API_KEY"},
+}
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"bik-bridge: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    from bridge.server import serve
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers),
+                                   ("threads", args.threads)) if v is not None}
+    if overrides:
+        config = revise(config, {"server": overrides})
+    serve(config)
+    return EXIT_OK
+
+
+def _config_for_platform(config: Config, platform: Optional[str]) -> Config:
+    if not platform or platform == config.platform:
+        return config
+    changes: dict = {"platform": platform}
+    if getattr(config, platform, None) is None and platform in PLACEHOLDERS:
+        print(f"bik-bridge: no {platform} section in the config; showing placeholders", file=sys.stderr)
+        changes[platform] = PLACEHOLDERS[platform]
+    return revise(config, changes)
+
+
+def cmd_dry_run(args: argparse.Namespace, config: Config) -> int:
+    from bridge.app import validate
+    from bridge.bootstrap import build_adapter
+    from bridge.models import PlaceOrderRequest
+
+    try:
+        with open(args.payload, encoding="utf-8") as handle:
+            body = json.load(handle)
+    except OSError as exc:
+        return _fail(f"cannot read {args.payload}: {exc.strerror}")
+    except ValueError as exc:
+        return _fail(f"{args.payload} is not valid JSON: {exc}")
+    if not isinstance(body, dict):
+        return _fail(f"{args.payload} must hold a JSON object")
+    try:
+        request = validate(PlaceOrderRequest, body)
+    except BadRequest as exc:
+        print(json.dumps(exc.body(), indent=2), file=sys.stderr)
+        return EXIT_USAGE
+    config = _config_for_platform(config, args.platform)
+    adapter = build_adapter(config)
+    try:
+        planned = adapter.build_create(request)
+    except BridgeError as exc:
+        return _fail(exc.message)
+    print(json.dumps({"platform": config.platform, "requests": [r.masked() for r in planned]}, indent=2,
+                     ensure_ascii=False))
+    return EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
+    print(yaml.safe_dump(config.masked(), sort_keys=False, allow_unicode=True), end="")
+    if not args.ping:
+        return EXIT_OK
+    from bridge.bootstrap import build_adapter
+    from bridge.upstream import Deadline
+
+    adapter = build_adapter(config)
+    try:
+        reached = adapter.check_credentials(Deadline(config.upstream.total_timeout_seconds))
+    except UpstreamAuthError as exc:
+        return _fail(f"ping failed: {exc.message}\n  fix: {_auth_hint(config, exc.upstream_status)}", EXIT_FAILED)
+    except UpstreamError as exc:
+        return _fail(f"ping failed: {exc.message}", EXIT_FAILED)
+    except BridgeError as exc:
+        return _fail(f"ping failed: {exc.message}", EXIT_FAILED)
+    print(f"ping ok: {reached}")
+    return EXIT_OK
+
+
+def _auth_hint(config: Config, status: Optional[int]) -> str:
+    if config.platform == "bigcommerce":
+        if status == 401:
+            return "bigcommerce.access_token is not valid for this store (create an API account token)"
+        return "the API account lacks the Orders scope (store_v2_orders): edit its OAuth scopes"
+    if status == 401:
+        return "bitbybit.api_key is invalid, revoked or expired; or bitbybit.auth_header is wrong"
+    return "the API key lacks the orders READ/WRITE scope, or this host's IP is not in the key's allowlist"
+
+
+def cmd_local_set_status(args: argparse.Namespace, config: Config) -> int:
+    from adapters.local.adapter import LocalAdapter
+    from bridge.presentation import Presentation
+
+    adapter = LocalAdapter(config.local.db_path, Presentation.from_config(config.store))
+    try:
+        order = adapter.set_status(args.order_id, args.status, args.payment, args.fulfillment, args.tracking_url)
+    except BridgeError as exc:
+        return _fail(exc.message, EXIT_FAILED)
+    print(json.dumps({"id": order.id, "status": order.status, "paymentStatus": order.paymentStatus,
+                      "fulfillmentStatus": order.fulfillmentStatus,
+                      "trackingURL": order.deliveryInfo.trackingURL if order.deliveryInfo else None}))
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="bik-bridge", description="Bik placeOrder/getOrder for your store.")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--config", help="YAML config file (default: $BIK_BRIDGE_CONFIG, else built-in defaults)")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    serve = command("serve", cmd_serve, "serve placeOrder and getOrder under gunicorn")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.add_argument("--threads", type=int)
+
+    dry = command("dry-run", cmd_dry_run, "print the request(s) a placeOrder payload would send; sends nothing")
+    dry.add_argument("payload", help="a placeOrder body as Bik sends it (see examples/)")
+    dry.add_argument("--platform", choices=["bigcommerce", "bitbybit", "local"])
+
+    check = command("check-config", cmd_check_config, "validate the config and print it with secrets masked")
+    check.add_argument("--ping", action="store_true", help="also make one read-only call to the platform")
+
+    local = commands.add_parser("local", help="manage orders of the local platform")
+    local_commands = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
+    set_status = local_commands.add_parser("set-status", help="move a local order along")
+    set_status.add_argument("--config")
+    set_status.add_argument("order_id")
+    set_status.add_argument("--status", choices=["ORDERED", "IN PROGRESS", "DELIVERED", "CANCELLED"])
+    set_status.add_argument("--payment", choices=["pending", "paid", "refunded"])
+    set_status.add_argument("--fulfillment", choices=["unfulfilled", "partial", "fulfilled"])
+    set_status.add_argument("--tracking-url")
+    set_status.set_defaults(handler=cmd_local_set_status)
+    return top
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(f"invalid config: {exc.message}")
+    try:
+        return args.handler(args, config)
+    except ConfigError as exc:
+        return _fail(f"invalid config: {exc.message}")
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""Configuration: one YAML file, `${VAR}` expanded, parsed once into an immutable model."""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from bridge.errors import ConfigError
+
+CONFIG_ENV = "BIK_BRIDGE_CONFIG"
+ENDPOINTS = ("placeOrder", "getOrder")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(2, ge=1, le=64)
+    threads: int = Field(8, ge=1, le=256)
+    base_path: str = ""
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _normalise_base_path(self) -> "ServerConfig":
+        path = self.base_path.strip()
+        if path and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+/?", "/" + path.lstrip("/")):
+            raise ValueError("base_path must look like /bik or /api/bik")
+        object.__setattr__(self, "base_path", ("/" + path.strip("/")) if path.strip("/") else "")
+        return self
+
+    def is_loopback(self) -> bool:
+        """Whether the server listens on this host only."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+class AuthConfig(_Section):
+    scheme: Literal["none", "bearer", "api_key", "basic"] = "none"
+    token: Optional[SecretStr] = None
+    header: str = "X-Api-Key"
+    username: Optional[str] = None
+    password: Optional[SecretStr] = None
+
+    @model_validator(mode="after")
+    def _credentials_present(self) -> "AuthConfig":
+        if self.scheme in ("bearer", "api_key") and not (self.token and self.token.get_secret_value()):
+            raise ValueError(f"scheme {self.scheme} needs a non-empty token")
+        if self.scheme == "basic" and not (self.username and self.password and self.password.get_secret_value()):
+            raise ValueError("scheme basic needs username and password")
+        if self.scheme == "api_key" and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", self.header):
+            raise ValueError("header must be a plain HTTP header name")
+        return self
+
+
+class StoreConfig(_Section):
+    currency: str = Field("INR", min_length=3, max_length=3)
+    name_format: str = "#{id}"
+    invoice_url_template: Optional[str] = None
+    get_order_scope: Literal["bridge", "all"] = "bridge"
+    get_order_cache_seconds: float = Field(0, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _templates_use_known_fields(self) -> "StoreConfig":
+        for name in ("name_format", "invoice_url_template"):
+            template = getattr(self, name)
+            if template is None:
+                continue
+            for field_name in re.findall(r"\{([^{}]*)\}", template):
+                if field_name not in ("id", "number", "draft_id"):
+                    raise ValueError(f"{name} may use {{id}}, {{number}} and {{draft_id}}, not {{{field_name}}}")
+        return self
+
+
+class IdempotencyConfig(_Section):
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    sqlite_path: str = "./bik-bridge.db"
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    ttl_seconds: int = Field(30 * 24 * 3600, ge=3600)
+    wait_seconds: float = Field(10, ge=0, le=60)
+    on_mismatch: Literal["replay", "reject"] = "replay"
+    namespace: Optional[str] = None  # default: bik-bridge:<platform>:<store id>
+    lease_grace_seconds: float = Field(5, ge=0, le=300)
+
+
+class UpstreamConfig(_Section):
+    timeout_seconds: float = Field(10, gt=0, le=120)
+    connect_timeout_seconds: float = Field(3.05, gt=0, le=60)
+    total_timeout_seconds: float = Field(20, gt=0, le=300)
+    max_attempts: int = Field(4, ge=1, le=10)
+    rate_limit_wait_cap_seconds: float = Field(15, ge=0, le=120)
+    pool_size: int = Field(16, ge=1, le=256)
+
+
+class BigCommerceConfig(_Section):
+    store_hash: str = Field(min_length=1, pattern=r"^[A-Za-z0-9]+$")
+    access_token: SecretStr
+    api_base_url: str = "https://api.bigcommerce.com"
+    customer_id: int = Field(0, ge=0)
+    status_id_pending: int = Field(7, ge=0, le=14)
+    status_id_paid: int = Field(11, ge=0, le=14)
+    payment_method_pending: str = "Cash on Delivery"
+    payment_method_paid: str = "Bik"
+    external_source: str = Field("Bik", min_length=1, max_length=100)
+    shipping_method: str = "Bik"
+    status_map: Optional[dict[Literal["ORDERED", "IN PROGRESS", "DELIVERED", "CANCELLED"], list[int]]] = None
+
+
+class BitbybitConfig(_Section):
+    api_key: SecretStr
+    api_base_url: str = "https://api.bitbybit.studio/customer/open/v1"
+    auth_header: str = "x-api-key"
+    default_country_code: str = Field("91", pattern=r"^[0-9]{1,4}$")
+    variant_map: Optional[str] = None
+    marker_prefix: str = Field("bik:", min_length=1, max_length=20)
+    lookup_max_pages: int = Field(5, ge=1, le=50)
+    status_map: Optional[dict[str, Literal["ORDERED", "IN PROGRESS", "DELIVERED", "CANCELLED"]]] = None
+
+
+class LocalConfig(_Section):
+    db_path: str = "./bik-bridge.db"
+
+
+class LoggingConfig(_Section):
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Config(_Section):
+    platform: Literal["bigcommerce", "bitbybit", "local"] = "local"
+    server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
+    auth_overrides: dict[Literal["placeOrder", "getOrder"], AuthConfig] = {}
+    store: StoreConfig = StoreConfig()
+    idempotency: IdempotencyConfig = IdempotencyConfig()
+    upstream: UpstreamConfig = UpstreamConfig()
+    bigcommerce: Optional[BigCommerceConfig] = None
+    bitbybit: Optional[BitbybitConfig] = None
+    local: LocalConfig = LocalConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _platform_section_present(self) -> "Config":
+        if self.platform in ("bigcommerce", "bitbybit") and getattr(self, self.platform) is None:
+            raise ValueError(f"platform is {self.platform} but the {self.platform} section is missing")
+        if self.upstream.timeout_seconds > self.upstream.total_timeout_seconds:
+            raise ValueError("upstream.timeout_seconds must not exceed upstream.total_timeout_seconds")
+        return self
+
+    def auth_for(self, endpoint: str) -> AuthConfig:
+        """The auth scheme one endpoint uses."""
+        return self.auth_overrides.get(endpoint, self.auth)
+
+    def store_scope(self) -> str:
+        """Which store this config speaks for: keeps idempotency keys apart in a shared Redis."""
+        if self.platform == "bigcommerce" and self.bigcommerce:
+            return f"bigcommerce:{self.bigcommerce.store_hash}"
+        if self.platform == "bitbybit" and self.bitbybit:
+            # A digest of the key tells stores apart without putting the secret in Redis.
+            digest = hashlib.sha256(self.bitbybit.api_key.get_secret_value().encode()).hexdigest()[:12]
+            return f"bitbybit:{digest}"
+        return f"local:{os.path.abspath(self.local.db_path)}"
+
+    def idempotency_namespace(self) -> str:
+        return self.idempotency.namespace or f"bik-bridge:{self.store_scope()}"
+
+    def lease_seconds(self) -> float:
+        """How long an owner holds a draft: longer than the worst upstream budget."""
+        return self.upstream.total_timeout_seconds + self.idempotency.lease_grace_seconds
+
+    def masked(self) -> dict:
+        """The resolved configuration, secrets masked, for printing."""
+        return self.model_dump(mode="json")
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def expand_env(node: Any, environ: dict[str, str], path: str = "") -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in every string of a YAML tree."""
+    if isinstance(node, dict):
+        return {k: expand_env(v, environ, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [expand_env(v, environ, f"{path}.{i}") for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        value = environ.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                raise ConfigError(f"{path}: environment variable {name} is not set")
+            return default
+        return value
+
+    return _VAR.sub(substitute, node)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "config"
+        message = item["msg"]
+        if item["type"] == "missing":
+            message = "field required"
+        elif item["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{where}: {message}")
+    return "; ".join(lines)
+
+
+def parse_config(raw: Any, environ: dict[str, str] | None = None) -> Config:
+    """Validate a parsed YAML tree into a Config."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("config: the file must hold a mapping of keys")
+    expanded = expand_env(raw, dict(os.environ) if environ is None else environ)
+    try:
+        return Config.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def revise(config: Config, changes: dict) -> Config:
+    """A copy of `config` with top-level sections merged from `changes`, validated again."""
+    raw = config.model_dump(mode="python")
+    for key, value in changes.items():
+        raw[key] = {**(raw.get(key) or {}), **value} if isinstance(value, dict) else value
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def load_config(path: str | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Load the config from `path`, else $BIK_BRIDGE_CONFIG, else the embedded defaults (local platform)."""
+    env = dict(os.environ) if environ is None else environ
+    path = path or env.get(CONFIG_ENV) or None
+    if path is None:
+        return parse_config({}, env)
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config: {path} is not valid YAML: {exc}") from None
+    return parse_config(raw, env)

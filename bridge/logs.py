@@ -1,0 +1,91 @@
+"""Structured logs: one JSON object a line (or a readable line on a terminal), customer data masked."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+# Fields that identify a customer; their values never reach a log line.
+PERSONAL = frozenset({
+    "phone", "phonenumber", "email", "firstname", "lastname", "first_name", "last_name", "address", "address1",
+    "address2", "street_1", "street_2", "name", "customer", "zip", "city",
+})
+SECRET = frozenset({"token", "password", "authorization", "access_token", "api_key", "x-auth-token", "x-api-key"})
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+
+def mask_value(value: Any) -> str:
+    """Keep a hint of the shape, never the content: '+91******10', 'b***@example.com'."""
+    text = str(value)
+    if "@" in text:
+        local, _, domain = text.partition("@")
+        return f"{local[:1]}***@{domain}"
+    if len(text) <= 4:
+        return "****"
+    return f"{text[:3]}{'*' * (len(text) - 5)}{text[-2:]}"
+
+
+def scrub(data: Any) -> Any:
+    """A copy of `data` with personal fields masked and secrets removed."""
+    if isinstance(data, dict):
+        clean = {}
+        for key, value in data.items():
+            lowered = str(key).lower()
+            if lowered in SECRET:
+                clean[key] = "********"
+            elif lowered in PERSONAL and value not in (None, ""):
+                clean[key] = scrub(value) if isinstance(value, (dict, list)) else mask_value(value)
+            else:
+                clean[key] = scrub(value)
+        return clean
+    if isinstance(data, list):
+        return [scrub(v) for v in data]
+    return data
+
+
+def _fields(record: logging.LogRecord) -> dict:
+    return scrub({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            **_fields(record),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """A readable line for a person at a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in _fields(record).items())
+        line = f"{time.strftime('%H:%M:%S', time.localtime(record.created))} {record.levelname:<7} {record.getMessage()}"
+        line = f"{line}  {fields}" if fields else line
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(fmt: str = "auto", level: str = "INFO", stream=None) -> None:
+    """Route the bridge's and gunicorn's logs through one handler."""
+    stream = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "console" if stream.isatty() else "json"
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    for name in ("bik_bridge", "gunicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False

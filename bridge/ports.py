@@ -1,0 +1,98 @@
+"""The two ports of the core: the platform adapter and the idempotency store."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from bridge.models import BikOrder, PlaceOrderRequest
+    from bridge.outbound import OutboundRequest
+    from bridge.upstream import Deadline
+
+
+class PlatformAdapter(Protocol):
+    """A store platform, spoken to in Bik's terms; platform JSON never leaves the adapter."""
+
+    name: str
+
+    def build_create(self, request: PlaceOrderRequest) -> list[OutboundRequest]:
+        """The exact request(s) placing this order would send; pure, for dry-run."""
+
+    def place(self, request: PlaceOrderRequest, deadline: Deadline) -> BikOrder:
+        """Create the order upstream once; raises from `bridge.errors`, never re-sends an ambiguous create."""
+
+    def get(self, order_id: str, deadline: Deadline) -> BikOrder:
+        """The order's current state; `OrderNotFound` for unknown or foreign orders."""
+
+    def find_by_draft(
+        self, draft_order_id: str, request: PlaceOrderRequest | None, deadline: Deadline
+    ) -> BikOrder | None:
+        """The order this bridge placed for a draft id, or None when it surely does not exist."""
+
+    def check_credentials(self, deadline: Deadline) -> str:
+        """One read-only call with the configured credentials; a line saying what it reached."""
+
+
+class RecordState(str, enum.Enum):
+    IN_FLIGHT = "in_flight"  # an owner holds the lease and may be creating the order right now
+    UNKNOWN = "unknown"  # a create may have reached the platform: look the draft up before any new create
+    DONE = "done"  # the order exists; `response` is replayed byte for byte
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """What the store keeps per draftOrderId."""
+
+    key: str
+    state: RecordState
+    fingerprint: str
+    token: str
+    started_at: float  # unix seconds the current owner started; a create it sent ends by started_at + budget
+    lease_until: float  # unix seconds; past it, another request may take the record over
+    order_id: str | None = None
+    response: bytes | None = None
+    updated_at: float = 0.0
+
+
+class ClaimOutcome(str, enum.Enum):
+    NEW = "new"  # no record: the caller owns a fresh claim and may create
+    TAKEOVER = "takeover"  # stale in-flight or unknown record: the caller owns it, but must look up first
+    BUSY = "busy"  # another owner holds a live lease
+    DONE = "done"  # completed: replay `record.response`
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    record: IdempotencyRecord
+    token: str | None = None  # set when the caller owns the record (NEW, TAKEOVER)
+    previous: IdempotencyRecord | None = None  # for TAKEOVER: the record as it was before
+
+
+class IdempotencyStore(Protocol):
+    """Atomic per-draft records; every write by an owner is fenced by its token."""
+
+    def claim(self, key: str, fingerprint: str, lease_seconds: float) -> Claim:
+        """Atomically create, take over, or report the record for `key`."""
+
+    def complete(self, key: str, token: str, order_id: str, response: bytes) -> bool:
+        """Mark done with the response to replay; False when `token` no longer owns the record."""
+
+    def mark_unknown(self, key: str, token: str) -> bool:
+        """Keep the record but drop the lease: a create may have landed and must be looked up."""
+
+    def release(self, key: str, token: str) -> bool:
+        """Delete the record: nothing reached the platform, a retry may run afresh."""
+
+    def get(self, key: str) -> IdempotencyRecord | None:
+        """The record for `key`, or None."""
+
+    def unsettled(self, older_than: float) -> list[IdempotencyRecord]:
+        """Records in flight or unknown whose last update is at least `older_than` seconds old."""
+
+    def ping(self) -> None:
+        """Raise `StoreUnavailable` unless the store answers."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,33 @@
+"""How an order is shown to Bik whatever the platform: its name, invoice link and currency."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from bridge.config import StoreConfig
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """The merchant's store settings that shape every BikOrder."""
+
+    name_format: str = "#{id}"
+    invoice_url_template: Optional[str] = None
+    currency: str = "INR"
+    scope_all: bool = False
+
+    @classmethod
+    def from_config(cls, store: StoreConfig) -> "Presentation":
+        return cls(store.name_format, store.invoice_url_template, store.currency, store.get_order_scope == "all")
+
+    def name(self, order_id: str, number: Optional[str] = None, draft_id: str = "") -> str:
+        return self.name_format.format(id=order_id, number=number or order_id, draft_id=draft_id)
+
+    def invoice_url(self, order_id: str, number: Optional[str] = None, draft_id: str = "") -> Optional[str]:
+        if not self.invoice_url_template:
+            return None
+        return self.invoice_url_template.format(id=order_id, number=number or order_id, draft_id=draft_id)
+
+    def currency_for(self, requested: str, store_currency: Optional[str]) -> str:
+        """Bik's currency when it sends one, else the store's, else the configured default."""
+        return requested or store_currency or self.currency

@@ -1,0 +1,210 @@
+"""The order service: exactly-once placeOrder on draftOrderId, and current getOrder.
+
+Correctness rests on three facts, not on the lease: the platform order id is recorded as soon as
+the create returns; a create that may have landed leaves the record `unknown`; and every new
+owner of a record that is not fresh looks the draft up on the platform before it creates.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from bridge.errors import (
+    BridgeError,
+    InFlight,
+    OrderRejected,
+    PayloadMismatch,
+    RequestError,
+    StoreUnavailable,
+    UpstreamAmbiguous,
+    UpstreamError,
+)
+from bridge.models import BikOrder, PlaceOrderRequest
+from bridge.ports import Claim, ClaimOutcome, IdempotencyRecord, IdempotencyStore, PlatformAdapter, RecordState
+from bridge.upstream import Deadline
+
+log = logging.getLogger("bik_bridge.service")
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """The knobs the service needs, taken from the config by the composition root."""
+
+    lease_seconds: float = 25.0
+    upstream_budget_seconds: float = 20.0
+    wait_seconds: float = 10.0
+    on_mismatch: str = "replay"
+    get_order_cache_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class PlaceResult:
+    """What placeOrder answers, and how it came to be."""
+
+    body: bytes
+    order_id: str
+    outcome: str  # created | replayed | recovered
+
+
+class OrderService:
+    """Places and reads orders through one platform adapter and one idempotency store."""
+
+    def __init__(
+        self,
+        adapter: PlatformAdapter,
+        store: IdempotencyStore,
+        settings: ServiceSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        deadline: Optional[Callable[[], Deadline]] = None,
+    ):
+        self.adapter = adapter
+        self.store = store
+        self.settings = settings
+        self._clock = clock
+        self._sleep = sleep
+        self._deadline = deadline or (lambda: Deadline(settings.upstream_budget_seconds))
+
+    # placeOrder ---------------------------------------------------------------------------
+
+    def place_order(self, request: PlaceOrderRequest) -> PlaceResult:
+        """Place the order once per draftOrderId; duplicates replay, wait, or get 409."""
+        key = request.draftOrderId
+        fingerprint = request.fingerprint()
+        give_up_at = self._clock() + self.settings.wait_seconds
+        pause = 0.02
+        while True:
+            claim = self.store.claim(key, fingerprint, self.settings.lease_seconds)
+            if claim.outcome is ClaimOutcome.NEW:
+                return self._create(request, claim.token)
+            if claim.outcome is ClaimOutcome.TAKEOVER:
+                return self._resume(request, claim)
+            self._check_payload(claim.record, fingerprint)
+            if claim.outcome is ClaimOutcome.DONE:
+                self._decide(key, "replayed", claim.record.order_id)
+                return PlaceResult(claim.record.response, claim.record.order_id, "replayed")
+            # BUSY: another request owns the draft right now; wait for it, bounded.
+            if self._clock() + pause > give_up_at:
+                retry_after = max(1, math.ceil(min(5.0, claim.record.lease_until - self._clock())))
+                self._decide(key, "in_flight")
+                raise InFlight(f"order {key} is being placed; retry shortly", retry_after=retry_after)
+            self._sleep(pause)
+            pause = min(pause * 2, 0.2)
+
+    def _create(self, request: PlaceOrderRequest, token: str, deadline: Optional[Deadline] = None) -> PlaceResult:
+        key = request.draftOrderId
+        deadline = deadline or self._deadline()
+        try:
+            order = self.adapter.place(request, deadline)
+        except UpstreamAmbiguous:
+            return self._settle_ambiguous(request, token, deadline)
+        except (RequestError, OrderRejected, UpstreamError, StoreUnavailable):
+            # Refused before or by the platform: nothing was created, so a corrected retry may run.
+            self._release(key, token)
+            raise
+        except BaseException:
+            # An unexpected failure may have followed a create: keep the record for lookup.
+            self._mark_unknown(key, token)
+            raise
+        return self._record(key, token, order, "created")
+
+    def _settle_ambiguous(self, request: PlaceOrderRequest, token: str, deadline: Deadline) -> PlaceResult:
+        """A create that may have landed: look it up now if the budget allows, never re-send it."""
+        key = request.draftOrderId
+        found = None
+        try:
+            if deadline.remaining() > 1.0:
+                found = self.adapter.find_by_draft(key, request, deadline)
+        except BridgeError as exc:
+            log.warning("lookup after an ambiguous create failed", extra={"draftOrderId": key, "error": str(exc)})
+        if found is not None:
+            return self._record(key, token, found, "recovered")
+        self._mark_unknown(key, token)
+        self._decide(key, "unknown")
+        raise UpstreamAmbiguous(
+            f"the platform did not confirm order {key}; retry and the bridge will look it up first", retry_after=5
+        )
+
+    def _resume(self, request: PlaceOrderRequest, claim: Claim) -> PlaceResult:
+        """Own a record another request left: find the order before creating anything."""
+        key = request.draftOrderId
+        token = claim.token
+        previous = claim.previous or claim.record
+        deadline = self._deadline()
+        try:
+            found = self.adapter.find_by_draft(key, request, deadline)
+        except BaseException:
+            self._mark_unknown(key, token)
+            raise
+        if found is not None:
+            result = self._record(key, token, found, "recovered")
+            self._check_payload(claim.record, request.fingerprint())
+            return result
+        if previous.state is RecordState.IN_FLIGHT:
+            # Its owner may still be waiting on its create; only past its whole budget is absence certain.
+            settled_at = previous.started_at + self.settings.upstream_budget_seconds
+            if self._clock() < settled_at:
+                self._mark_unknown(key, token)
+                self._decide(key, "in_flight")
+                raise InFlight(
+                    f"order {key} may still be on its way to the store; retry shortly",
+                    retry_after=max(1, math.ceil(settled_at - self._clock())),
+                )
+        if claim.record.fingerprint != request.fingerprint() and self.settings.on_mismatch == "reject":
+            self._mark_unknown(key, token)
+            raise PayloadMismatch(f"draftOrderId {key} was first sent with another payload")
+        self._decide(key, "absent_after_lookup")
+        return self._create(request, token, deadline)
+
+    def _record(self, key: str, token: str, order: BikOrder, outcome: str) -> PlaceResult:
+        body = order.to_json_bytes()
+        try:
+            if not self.store.complete(key, token, order.id, body):
+                log.warning("record was taken over before completion", extra={"draftOrderId": key})
+        except StoreUnavailable:
+            # The order exists; a retry will find it by its draft id on the platform.
+            log.error("could not record a placed order", extra={"draftOrderId": key, "orderId": order.id})
+        self._decide(key, outcome, order.id)
+        return PlaceResult(body, order.id, outcome)
+
+    def _check_payload(self, record: IdempotencyRecord, fingerprint: str) -> None:
+        if record.fingerprint == fingerprint:
+            return
+        if self.settings.on_mismatch == "reject":
+            raise PayloadMismatch(f"draftOrderId {record.key} was already used with another payload")
+        log.warning("same draftOrderId with another payload; replaying the first order",
+                    extra={"draftOrderId": record.key, "orderId": record.order_id})
+
+    def _release(self, key: str, token: str) -> None:
+        try:
+            self.store.release(key, token)
+        except StoreUnavailable:
+            log.error("could not release a claim; it expires with its lease", extra={"draftOrderId": key})
+        self._decide(key, "released")
+
+    def _mark_unknown(self, key: str, token: str) -> None:
+        try:
+            self.store.mark_unknown(key, token)
+        except StoreUnavailable:
+            # The record stays in flight; after its lease a new owner looks the draft up anyway.
+            log.error("could not mark a record unknown", extra={"draftOrderId": key})
+
+    @staticmethod
+    def _decide(key: str, decision: str, order_id: Optional[str] = None) -> None:
+        log.info("placeOrder decision", extra={"draftOrderId": key, "decision": decision, "orderId": order_id})
+
+    # getOrder -----------------------------------------------------------------------------
+
+    def get_order(self, order_id: str) -> bytes:
+        """The order's current state, read from the platform (never from the idempotency record)."""
+        return self.adapter.get(order_id, self._deadline()).to_json_bytes()
+
+    # operations ---------------------------------------------------------------------------
+
+    def ready(self) -> None:
+        """Raise unless the idempotency store answers."""
+        self.store.ping()

@@ -1,0 +1,250 @@
+"""Sending requests to a platform: one pooled session, bounded retries, errors translated once.
+
+The retry line follows urllib3 and RFC 9110: a request that surely never left (connect error,
+rate-limited) may be sent again whatever its method; one that may have been applied (timeout
+after sending, 5xx) is retried only if it is a read. A create that may have been applied is
+never re-sent here: it surfaces as `UpstreamAmbiguous` and the service looks the draft up.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional, Protocol
+
+import requests
+import urllib3.exceptions
+from tenacity import RetryCallState, Retrying, retry_if_result
+
+from bridge.config import UpstreamConfig
+from bridge.errors import UpstreamAmbiguous, UpstreamAuthError, UpstreamError, UpstreamUnavailable
+from bridge.outbound import OutboundRequest
+
+log = logging.getLogger("bik_bridge.upstream")
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+AMBIGUOUS_STATUSES = frozenset({500, 502, 503, 504})
+
+
+class Deadline:
+    """A time budget shared by every upstream call made for one Bik request."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._end = clock() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self._end - self._clock())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one attempt: a response, or an error and whether the request may have been sent."""
+
+    response: Optional[requests.Response] = None
+    error: Optional[Exception] = None
+    sent: bool = True
+
+    @property
+    def status(self) -> Optional[int]:
+        return self.response.status_code if self.response is not None else None
+
+
+class RateLimitHeaders(Protocol):
+    """How a platform announces its quota."""
+
+    def reset_seconds(self, response: requests.Response) -> Optional[float]: ...
+
+    def requests_left(self, response: requests.Response) -> Optional[int]: ...
+
+
+def should_retry(outcome: Outcome, *, idempotent: bool) -> bool:
+    """Whether another attempt is allowed: never for a write that may have been applied."""
+    if outcome.response is None:
+        return idempotent or not outcome.sent
+    status = outcome.response.status_code
+    if status == 429:
+        return True
+    if status in AMBIGUOUS_STATUSES:
+        return idempotent
+    return False
+
+
+def backoff_seconds(attempt: int, rng: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with full jitter: 0.2 s, 0.4 s, 0.8 s ... capped at 2 s."""
+    ceiling = min(2.0, 0.2 * (2 ** (attempt - 1)))
+    return ceiling * (0.5 + rng() / 2)
+
+
+def was_sent(exc: requests.RequestException) -> bool:
+    """False only when the request surely never reached the platform."""
+    if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.InvalidURL)):
+        return False
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        reason = getattr(reason, "reason", reason)
+        unsent = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.NameResolutionError)
+        return not isinstance(reason, unsent)
+    return True
+
+
+class RateGate:
+    """Holds requests back while the platform says the quota is spent, so the bridge never exceeds it."""
+
+    def __init__(self, headers: RateLimitHeaders, clock: Callable[[], float] = time.monotonic):
+        self._headers = headers
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._blocked_until = 0.0
+
+    def blocked_for(self) -> float:
+        return max(0.0, self._blocked_until - self._clock())
+
+    def observe(self, response: requests.Response) -> None:
+        """Learn from a response's quota headers."""
+        reset = self._headers.reset_seconds(response)
+        if reset is None:
+            return
+        if response.status_code == 429 or self._headers.requests_left(response) == 0:
+            with self._lock:
+                self._blocked_until = max(self._blocked_until, self._clock() + reset)
+
+
+class Upstream:
+    """Sends `OutboundRequest`s with bounded retries; the only place that touches `requests`."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        settings: UpstreamConfig,
+        *,
+        platform: str,
+        rate_headers: RateLimitHeaders,
+        message_of: Callable[[requests.Response], str],
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+        observer: Optional[Callable[..., None]] = None,
+    ):
+        self.session = session
+        self.settings = settings
+        self.platform = platform
+        self.gate = RateGate(rate_headers)
+        self._message_of = message_of
+        self._sleep = sleep
+        self._rng = rng
+        self._observer = observer
+
+    def deadline(self) -> Deadline:
+        """A fresh budget for one Bik request."""
+        return Deadline(self.settings.total_timeout_seconds)
+
+    def send(self, request: OutboundRequest, deadline: Deadline) -> requests.Response:
+        """Send with retries; return any response below 500 except 401/403/429, else raise."""
+        idempotent = request.method.upper() in IDEMPOTENT_METHODS
+        self._wait_for_quota(deadline)
+        attempt_no = 0
+
+        def attempt() -> Outcome:
+            nonlocal attempt_no
+            attempt_no += 1
+            return self._attempt(request, deadline, attempt_no)
+
+        def wait(state: RetryCallState) -> float:
+            outcome: Outcome = state.outcome.result()
+            if outcome.status == 429:
+                return self.gate.blocked_for() or backoff_seconds(state.attempt_number, self._rng)
+            return backoff_seconds(state.attempt_number, self._rng)
+
+        def stop(state: RetryCallState) -> bool:
+            if state.attempt_number >= self.settings.max_attempts:
+                return True
+            upcoming = state.upcoming_sleep or 0.0
+            if upcoming > self.settings.rate_limit_wait_cap_seconds:
+                return True
+            # Leave room for the next attempt to do real work inside the budget.
+            return upcoming + 0.05 >= deadline.remaining()
+
+        retrying = Retrying(
+            stop=stop,
+            wait=wait,
+            retry=retry_if_result(lambda o: should_retry(o, idempotent=idempotent)),
+            sleep=self._sleep,
+            reraise=True,
+            retry_error_callback=lambda state: state.outcome.result(),
+        )
+        outcome = retrying(attempt)
+        return self._settle(request, outcome, idempotent)
+
+    def _wait_for_quota(self, deadline: Deadline) -> None:
+        blocked = self.gate.blocked_for()
+        if not blocked:
+            return
+        if blocked > min(self.settings.rate_limit_wait_cap_seconds, deadline.remaining()):
+            raise UpstreamUnavailable(
+                f"{self.platform} rate limit reached; quota resets in {blocked:.1f}s", retry_after=max(1, blocked)
+            )
+        self._sleep(blocked)
+
+    def _attempt(self, request: OutboundRequest, deadline: Deadline, attempt_no: int) -> Outcome:
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            return Outcome(error=TimeoutError("upstream budget exhausted"), sent=False)
+        timeout = (min(self.settings.connect_timeout_seconds, remaining), min(self.settings.timeout_seconds, remaining))
+        started = time.perf_counter()
+        try:
+            response = self.session.request(
+                request.method, request.url, headers=request.headers, json=request.json, params=request.params,
+                timeout=timeout,
+            )
+        except requests.RequestException as exc:
+            outcome = Outcome(error=exc, sent=was_sent(exc))
+        else:
+            self.gate.observe(response)
+            outcome = Outcome(response=response)
+        self._record(request, outcome, attempt_no, (time.perf_counter() - started) * 1000)
+        return outcome
+
+    def _record(self, request: OutboundRequest, outcome: Outcome, attempt_no: int, ms: float) -> None:
+        path = requests.utils.urlparse(request.url).path
+        result = outcome.status if outcome.status is not None else type(outcome.error).__name__
+        log.info(
+            "upstream call",
+            extra={"upstream": {"platform": self.platform, "operation": request.operation, "method": request.method,
+                                "path": path, "status": result, "ms": round(ms, 1), "attempt": attempt_no}},
+        )
+        if self._observer:
+            self._observer(platform=self.platform, operation=request.operation, status=result, ms=ms, attempt=attempt_no)
+
+    def _settle(self, request: OutboundRequest, outcome: Outcome, idempotent: bool) -> requests.Response:
+        what = f"{self.platform} {request.operation}"
+        if outcome.response is None:
+            error = outcome.error
+            timed_out = isinstance(error, (requests.exceptions.Timeout, TimeoutError))
+            status = 504 if timed_out else 503
+            message = f"{what}: {'timed out' if timed_out else 'unreachable'} ({type(error).__name__})"
+            if outcome.sent and not idempotent:
+                raise UpstreamAmbiguous(message, status=status) from error
+            raise UpstreamUnavailable(message, status=status) from error
+        response = outcome.response
+        code = response.status_code
+        if code == 429:
+            retry_after = max(1.0, self.gate.blocked_for())
+            raise UpstreamUnavailable(f"{what}: rate limited by the platform", retry_after=retry_after,
+                                      upstream_status=429)
+        if code in (401, 403):
+            raise UpstreamAuthError(f"{what}: the platform refused the bridge's credentials ({code}: "
+                                    f"{self._message_of(response)})", upstream_status=code)
+        if code >= 500:
+            status = {503: 503, 504: 504}.get(code, 502)
+            message = f"{what}: platform error {code}"
+            if not idempotent and code in AMBIGUOUS_STATUSES:
+                raise UpstreamAmbiguous(message, upstream_status=code, status=status)
+            raise UpstreamUnavailable(message, upstream_status=code, status=status)
+        return response
+
+
+def classify_unexpected(exc: Exception) -> UpstreamError:
+    """An error the platform's answer could not be parsed from."""
+    return UpstreamUnavailable(f"unexpected answer from the platform ({type(exc).__name__})", status=502)
