@@ -32,7 +32,7 @@ class ServerConfig(_Section):
     @model_validator(mode="after")
     def _normalise_base_path(self) -> "ServerConfig":
         path = self.base_path.strip()
-        if path and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+/?", "/" + path.lstrip("/")):
+        if path.strip("/") and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+/?", "/" + path.lstrip("/")):
             raise ValueError("base_path must look like /bik or /api/bik")
         object.__setattr__(self, "base_path", ("/" + path.strip("/")) if path.strip("/") else "")
         return self
@@ -81,6 +81,11 @@ class StoreConfig(_Section):
             for field_name in re.findall(r"\{([^{}]*)\}", template):
                 if field_name not in ("id", "number", "draft_id"):
                     raise ValueError(f"{name} may use {{id}}, {{number}} and {{draft_id}}, not {{{field_name}}}")
+            try:
+                # A stray brace or a bad format spec would otherwise fail only once an order exists.
+                template.format(id="1001", number="1001", draft_id="nb_1")
+            except (ValueError, KeyError, IndexError, AttributeError) as exc:
+                raise ValueError(f"{name} is not a valid template: {exc}") from None
         return self
 
 

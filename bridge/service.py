@@ -148,7 +148,7 @@ class OrderService:
             # Its owner may still be waiting on its create; only past its whole budget is absence certain.
             settled_at = previous.started_at + self.settings.upstream_budget_seconds
             if self._clock() < settled_at:
-                self._mark_unknown(key, token)
+                # Keep holding the record: retries stay busy until our lease ends, which is after that budget.
                 self._decide(key, "in_flight")
                 raise InFlight(
                     f"order {key} may still be on its way to the store; retry shortly",

@@ -80,7 +80,11 @@ def backoff_seconds(attempt: int, rng: Callable[[], float] = random.random) -> f
 
 def was_sent(exc: requests.RequestException) -> bool:
     """False only when the request surely never reached the platform."""
-    if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.InvalidURL)):
+    # Raised before a connection is opened: a timeout connecting, or a URL or header requests refuses to send.
+    unsendable = (requests.exceptions.ConnectTimeout, requests.exceptions.InvalidURL, requests.exceptions.URLRequired,
+                  requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
+                  requests.exceptions.InvalidHeader)
+    if isinstance(exc, unsendable):
         return False
     if isinstance(exc, requests.exceptions.ConnectionError):
         reason = exc.args[0] if exc.args else None

@@ -76,10 +76,13 @@ class LocalAdapter:
         placed = request.model_dump_json(include={"draftOrderId", "paymentPending", "order"})
         now = time.time()
         # The draft id is unique in the table, so even a replay with a lost record cannot duplicate.
+        # INSERT ... WHERE NOT EXISTS rather than INSERT OR IGNORE: an ignored insert still uses up an
+        # AUTOINCREMENT number, which would leave a gap in the order ids after every replay.
         self._run(
             "INSERT OR IGNORE INTO local_orders (draft_id, payment_status, placed, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (request.draftOrderId, "pending" if request.paymentPending else "paid", placed, now, now),
+            "SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM local_orders WHERE draft_id = ?)",
+            (request.draftOrderId, "pending" if request.paymentPending else "paid", placed, now, now,
+             request.draftOrderId),
         )
         return self.find_by_draft(request.draftOrderId, request, deadline)
 

@@ -1,0 +1,279 @@
+"""The idempotency store in one SQLite file, shared safely by the worker processes of one host.
+
+Every decision runs in a `BEGIN IMMEDIATE` transaction, so atomicity holds across threads and
+processes alike; WAL lets readers proceed while one writer decides. Each thread opens its own
+connection on first use. A path of ":memory:" gives every thread a separate empty database, so it
+only suits single-threaded use. Rows past `expires_at` count as absent and are purged on claim.
+Only the holder of the record's token may complete, mark or release it, and only while the record
+is in flight: a done or unknown record is never downgraded or deleted.
+"""
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import sqlite3
+import threading
+import time
+from typing import Callable, TypeVar
+
+from bridge.errors import StoreUnavailable
+from bridge.ports import Claim, ClaimOutcome, IdempotencyRecord, RecordState
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 10_000
+PURGE_BATCH = 64
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS idempotency_records (
+        namespace   TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        token       TEXT NOT NULL,
+        started_at  REAL NOT NULL,
+        lease_until REAL NOT NULL,
+        order_id    TEXT,
+        response    BLOB,
+        updated_at  REAL NOT NULL,
+        expires_at  REAL NOT NULL,
+        PRIMARY KEY (namespace, key)
+    )""",
+    "CREATE INDEX IF NOT EXISTS idempotency_records_expiry ON idempotency_records (namespace, expires_at)",
+    "CREATE INDEX IF NOT EXISTS idempotency_records_state ON idempotency_records (namespace, state, updated_at)",
+)
+
+COLUMNS = "key, state, fingerprint, token, started_at, lease_until, order_id, response, updated_at"
+
+# The fence shared by the owner's writes: the live record is in flight and still carries our token.
+FENCE = "namespace = ? AND key = ? AND state = 'in_flight' AND token = ? AND expires_at > ?"
+
+
+def _record(row: sqlite3.Row) -> IdempotencyRecord:
+    response = row["response"]
+    return IdempotencyRecord(
+        key=row["key"],
+        state=RecordState(row["state"]),
+        fingerprint=row["fingerprint"],
+        token=row["token"],
+        started_at=row["started_at"],
+        lease_until=row["lease_until"],
+        order_id=row["order_id"],
+        response=bytes(response) if response is not None else None,
+        updated_at=row["updated_at"],
+    )
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL once, waiting out the other processes that try at the same moment."""
+    # Changing the journal mode answers SQLITE_BUSY at once, without consulting the busy handler,
+    # so workers opening a fresh file together take turns here instead.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] in ("wal", "memory"):
+                return
+            conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(random.uniform(0.005, 0.02))
+
+
+class SqliteIdempotencyStore:
+    """`IdempotencyStore` in the SQLite file at `path`, scoped by `namespace`."""
+
+    def __init__(self, path: str, *, namespace: str, ttl_seconds: int):
+        if not namespace:
+            raise ValueError("namespace must not be empty")
+        if int(ttl_seconds) < 1:
+            raise ValueError("ttl_seconds must be at least 1")
+        self._path = path
+        self._namespace = namespace
+        self._ttl = int(ttl_seconds)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._connections: list[tuple[int, sqlite3.Connection]] = []
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def claim(self, key: str, fingerprint: str, lease_seconds: float) -> Claim:
+        def decide(conn: sqlite3.Connection) -> Claim:
+            # The clock is read once the write lock is held, so waiting for it cannot age the decision.
+            now = time.time()
+            token = secrets.token_hex(16)
+            lease_until = now + max(0.0, lease_seconds)
+            conn.execute(
+                "DELETE FROM idempotency_records WHERE rowid IN (SELECT rowid FROM idempotency_records"
+                " WHERE namespace = ? AND expires_at <= ? LIMIT ?)",
+                (self._namespace, now, PURGE_BATCH),
+            )
+            row = conn.execute(
+                f"SELECT {COLUMNS}, expires_at FROM idempotency_records WHERE namespace = ? AND key = ?",
+                (self._namespace, key),
+            ).fetchone()
+            if row is None or row["expires_at"] <= now:
+                record = IdempotencyRecord(
+                    key, RecordState.IN_FLIGHT, fingerprint, token, now, lease_until, updated_at=now
+                )
+                conn.execute(
+                    "INSERT OR REPLACE INTO idempotency_records (namespace, key, state, fingerprint, token,"
+                    " started_at, lease_until, order_id, response, updated_at, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
+                    (self._namespace, key, record.state.value, fingerprint, token, now, lease_until, now,
+                     now + self._ttl),
+                )
+                return Claim(ClaimOutcome.NEW, record, token)
+            previous = _record(row)
+            if previous.state is RecordState.DONE:
+                return Claim(ClaimOutcome.DONE, previous)
+            if previous.state is RecordState.IN_FLIGHT and previous.lease_until > now:
+                return Claim(ClaimOutcome.BUSY, previous)
+            conn.execute(
+                "UPDATE idempotency_records SET state = 'in_flight', token = ?, started_at = ?, lease_until = ?,"
+                " updated_at = ?, expires_at = ? WHERE namespace = ? AND key = ?",
+                (token, now, lease_until, now, now + self._ttl, self._namespace, key),
+            )
+            record = IdempotencyRecord(
+                key, RecordState.IN_FLIGHT, previous.fingerprint, token, now, lease_until,
+                order_id=previous.order_id, response=previous.response, updated_at=now,
+            )
+            return Claim(ClaimOutcome.TAKEOVER, record, token, previous=previous)
+
+        return self._write(decide)
+
+    def complete(self, key: str, token: str, order_id: str, response: bytes) -> bool:
+        def apply(conn: sqlite3.Connection) -> bool:
+            now = time.time()
+            cursor = conn.execute(
+                "UPDATE idempotency_records SET state = 'done', order_id = ?, response = ?, updated_at = ?,"
+                f" expires_at = ? WHERE {FENCE}",
+                (order_id, bytes(response), now, now + self._ttl, self._namespace, key, token, now),
+            )
+            return cursor.rowcount == 1
+
+        return self._write(apply)
+
+    def mark_unknown(self, key: str, token: str) -> bool:
+        def apply(conn: sqlite3.Connection) -> bool:
+            now = time.time()
+            cursor = conn.execute(
+                "UPDATE idempotency_records SET state = 'unknown', lease_until = ?, updated_at = ?,"
+                f" expires_at = ? WHERE {FENCE}",
+                (now, now, now + self._ttl, self._namespace, key, token, now),
+            )
+            return cursor.rowcount == 1
+
+        return self._write(apply)
+
+    def release(self, key: str, token: str) -> bool:
+        def apply(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                f"DELETE FROM idempotency_records WHERE {FENCE}", (self._namespace, key, token, time.time())
+            )
+            return cursor.rowcount == 1
+
+        return self._write(apply)
+
+    def get(self, key: str) -> IdempotencyRecord | None:
+        def read() -> IdempotencyRecord | None:
+            row = self._conn().execute(
+                f"SELECT {COLUMNS} FROM idempotency_records WHERE namespace = ? AND key = ? AND expires_at > ?",
+                (self._namespace, key, time.time()),
+            ).fetchone()
+            return _record(row) if row is not None else None
+
+        return self._call(read)
+
+    def unsettled(self, older_than: float) -> list[IdempotencyRecord]:
+        def read() -> list[IdempotencyRecord]:
+            now = time.time()
+            rows = self._conn().execute(
+                f"SELECT {COLUMNS} FROM idempotency_records WHERE namespace = ? AND expires_at > ?"
+                " AND updated_at <= ? AND (state = 'unknown' OR (state = 'in_flight' AND lease_until <= ?))"
+                " ORDER BY updated_at",
+                (self._namespace, now, now - older_than, now),
+            ).fetchall()
+            return [_record(row) for row in rows]
+
+        return self._call(read)
+
+    def ping(self) -> None:
+        self._call(lambda: self._conn().execute("SELECT 1 FROM idempotency_records LIMIT 1").fetchall())
+
+    def close(self) -> None:
+        with self._lock:
+            self._generation += 1
+            pid = os.getpid()
+            mine = [conn for owner, conn in self._connections if owner == pid]
+            # Connections inherited over fork belong to the parent: closing them here could disturb its
+            # locks, and dropping them would let the collector close them, so they stay referenced.
+            self._connections = [(owner, conn) for owner, conn in self._connections if owner != pid]
+        for conn in mine:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    def _write(self, decide: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = decide(conn)
+                conn.execute("COMMIT")
+                return result
+            except BaseException:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
+
+        return self._call(run)
+
+    def _conn(self) -> sqlite3.Connection:
+        held = getattr(self._local, "held", None)
+        pid = os.getpid()
+        if held is not None and held[0] == self._generation and held[1] == pid:
+            return held[2]
+        conn = self._connect()
+        with self._lock:
+            self._connections.append((pid, conn))
+            self._local.held = (self._generation, pid, conn)
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit mode: every transaction is opened explicitly, so none is left open by a read.
+        # check_same_thread is off only so close() can close every thread's connection; each thread
+        # still uses its own.
+        conn = sqlite3.connect(
+            self._path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            _enable_wal(conn)
+            # A committed claim or completion must survive power loss, or a create could run twice.
+            conn.execute("PRAGMA synchronous = FULL")
+            for statement in SCHEMA:
+                conn.execute(statement)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _call(fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except sqlite3.Error as exc:
+            # The public message is what Bik sees; the cause stays in the chain for the logs.
+            raise StoreUnavailable() from exc

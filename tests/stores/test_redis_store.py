@@ -1,0 +1,126 @@
+"""What only the Redis store promises: its key layout, failure translation and recovery."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+
+from adapters.stores import RedisIdempotencyStore
+from adapters.stores.redis_store import SCAN_BATCH
+from bridge.errors import StoreUnavailable
+from bridge.ports import ClaimOutcome, RecordState
+
+from .conftest import TTL_SECONDS, redis_url
+
+UNREACHABLE = "redis://127.0.0.1:1/0"
+
+
+@pytest.fixture
+def redis_store(redis_backend):
+    return redis_backend.store()
+
+
+def _every_call(store):
+    return {
+        "claim": lambda: store.claim("d-1", "fp", 30),
+        "complete": lambda: store.complete("d-1", "t" * 32, "order-1", b"x"),
+        "mark_unknown": lambda: store.mark_unknown("d-1", "t" * 32),
+        "release": lambda: store.release("d-1", "t" * 32),
+        "get": lambda: store.get("d-1"),
+        "unsettled": lambda: store.unsettled(0),
+        "ping": lambda: store.ping(),
+    }
+
+
+@pytest.mark.parametrize("method", list(_every_call(None)))
+def test_unreachable_redis_raises_store_unavailable(method):
+    store = RedisIdempotencyStore.from_url(UNREACHABLE, namespace="ns", ttl_seconds=TTL_SECONDS, socket_timeout=0.5)
+
+    with pytest.raises(StoreUnavailable) as raised:
+        _every_call(store)[method]()
+
+    assert isinstance(raised.value.__cause__, redis.RedisError)
+    assert raised.value.status == 503
+    store.close()
+
+
+def test_record_is_a_hash_under_the_namespace_with_server_time(redis_store, redis_admin):
+    claim = redis_store.claim("d-1", "fp", 30)
+
+    name = f"{redis_store.namespace}:d-1"
+    assert redis_store.redis_key("d-1") == name
+    assert redis_admin.type(name) == b"hash"
+    fields = redis_admin.hgetall(name)
+    assert fields[b"state"] == b"in_flight" and fields[b"token"] == claim.token.encode()
+    assert 0 < redis_admin.ttl(name) <= TTL_SECONDS
+    seconds, micros = redis_admin.time()
+    assert abs(claim.record.started_at - (seconds + micros / 1e6)) < 5
+
+
+def test_scripts_survive_script_flush(redis_store, redis_admin):
+    claim = redis_store.claim("d-1", "fp", 30)
+    redis_admin.script_flush()
+
+    assert redis_store.complete("d-1", claim.token, "order-1", b"body") is True
+    redis_admin.script_flush()
+    assert redis_store.claim("d-1", "fp", 30).outcome is ClaimOutcome.DONE
+
+
+def test_store_reconnects_after_its_connection_is_dropped(redis_store, redis_admin):
+    # A server restart closes every client connection; killing ours has the same effect on the client.
+    old_id = redis_store.client.client_id()
+    assert redis_admin.client_kill_filter(_id=old_id) == 1
+
+    claim = redis_store.claim("d-1", "fp", 30)
+
+    assert claim.outcome is ClaimOutcome.NEW
+    assert redis_store.get("d-1") == claim.record
+    assert redis_store.client.client_id() != old_id
+
+
+def test_stores_sharing_a_client_stay_apart_and_leave_it_open(redis_admin):
+    client = redis.Redis.from_url(redis_url())
+    base = f"bik-bridge-test:{uuid.uuid4().hex}"
+    first = RedisIdempotencyStore(client, namespace=f"{base}:a", ttl_seconds=TTL_SECONDS)
+    second = RedisIdempotencyStore(client, namespace=f"{base}:b", ttl_seconds=TTL_SECONDS)
+    try:
+        assert first.claim("d-1", "fp", 30).outcome is ClaimOutcome.NEW
+        assert second.claim("d-1", "fp", 30).outcome is ClaimOutcome.NEW
+        first.close()
+        assert client.ping()
+    finally:
+        names = list(redis_admin.scan_iter(match=f"{base}:*"))
+        if names:
+            redis_admin.delete(*names)
+        client.close()
+
+
+def test_unsettled_treats_namespace_literally(redis_backend):
+    base = f"bik-bridge-test:{uuid.uuid4().hex}"
+    starred, plain = redis_backend.store(f"{base}:a*"), redis_backend.store(f"{base}:ab")
+    starred.claim("k", "fp", 0)
+    plain.claim("k", "fp", 0)
+
+    assert [(record.key, record.state) for record in starred.unsettled(0)] == [("k", RecordState.IN_FLIGHT)]
+    assert len(plain.unsettled(0)) == 1
+
+
+def test_unsettled_walks_more_keys_than_one_batch(redis_store):
+    count = SCAN_BATCH * 2 + 7
+    for index in range(count):
+        redis_store.claim(f"d-{index}", "fp", 0)
+    redis_store.claim("live", "fp", 30)
+
+    keys = {record.key for record in redis_store.unsettled(0)}
+
+    assert keys == {f"d-{index}" for index in range(count)}
+
+
+def test_client_decoding_responses_is_refused():
+    client = redis.Redis.from_url(redis_url(), decode_responses=True)
+    try:
+        with pytest.raises(ValueError):
+            RedisIdempotencyStore(client, namespace="ns", ttl_seconds=TTL_SECONDS)
+    finally:
+        client.close()

@@ -1,0 +1,395 @@
+"""The HTTP surface: Flask test client, the real local platform and the real SQLite store."""
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from bridge.app import create_app
+from bridge.bootstrap import build_service
+from bridge.config import parse_config
+from bridge.errors import UpstreamAmbiguous
+from bridge.models import PlaceOrderRequest
+from bridge.service import OrderService
+
+from .fakes import DownStore, FakeAdapter
+
+TOKEN = "bik-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+DRAFT = "nb_1715200000_a1b2c3d4"
+
+
+def make_config(tmp_path, **sections):
+    raw = {
+        "auth": {"scheme": "bearer", "token": TOKEN},
+        "idempotency": {"sqlite_path": str(tmp_path / "idempotency.db"), "wait_seconds": 0},
+        "local": {"db_path": str(tmp_path / "local.db")},
+    }
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
+    return parse_config(raw, {})
+
+
+def make_client(config, service=None):
+    service = service or build_service(config)
+    return create_app(config, service=service).test_client(), service
+
+
+@pytest.fixture
+def config(tmp_path):
+    return make_config(tmp_path)
+
+
+@pytest.fixture
+def client(config):
+    client, service = make_client(config)
+    yield client
+    service.store.close()
+
+
+def post(client, path, body, headers=AUTH, **kwargs):
+    if isinstance(body, (dict, list)):
+        return client.post(path, json=body, headers=headers, **kwargs)
+    return client.post(path, data=body, headers=headers, content_type=kwargs.pop("content_type", "application/json"),
+                       **kwargs)
+
+
+def assert_json_error(response, status):
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"]
+    return body
+
+
+# placeOrder and getOrder ------------------------------------------------------------------
+
+
+def test_place_order_returns_the_bik_shape(client, place_order_body):
+    """placeOrder answers {"order": BikOrder} with our id, Bik's totals, INR and the draft link."""
+    response = post(client, "/placeOrder", place_order_body)
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    order = response.get_json()["order"]
+    assert order["id"] == "L-1001"
+    assert order["name"] == "#L-1001"
+    assert order["status"] == "ORDERED"
+    assert order["paymentStatus"] == "pending"
+    assert order["total"] == 947 and order["subTotal"] == 998
+    assert order["shippingCharge"] == 49 and order["discount"] == 100
+    assert order["currency"] == "INR"
+    assert "invoiceUrl" in order and order["invoiceUrl"] is None
+    assert order["partnersData"]["id"] == DRAFT
+    assert order["items"][0]["variantId"] == 40946134352009 and order["items"][0]["quantity"] == 2
+    assert order["email"] == "buyer@example.com"
+
+
+def test_same_draft_again_is_byte_identical(client, place_order_body):
+    """A retried placeOrder gets the very same bytes and no second order."""
+    first = post(client, "/placeOrder", place_order_body)
+    second = post(client, "/placeOrder", place_order_body)
+    assert second.status_code == 200
+    assert second.get_data() == first.get_data()
+    other = post(client, "/placeOrder", {**place_order_body, "draftOrderId": "nb_other"})
+    assert other.get_json()["order"]["id"] == "L-1002"
+
+
+def test_get_order_returns_the_current_state(client, place_order_body):
+    """getOrder on the id placeOrder returned shows the order, including later changes."""
+    order_id = post(client, "/placeOrder", place_order_body).get_json()["order"]["id"]
+    response = post(client, "/getOrder", {"orderId": order_id})
+    assert response.status_code == 200
+    assert response.get_json()["order"]["id"] == order_id
+    assert response.get_json()["order"]["status"] == "ORDERED"
+    client.application.extensions["bik_bridge"].adapter.set_status(order_id, "DELIVERED", "paid", "fulfilled",
+                                                                   "https://t.example/1")
+    order = post(client, "/getOrder", {"orderId": order_id}).get_json()["order"]
+    assert (order["status"], order["paymentStatus"], order["fulfillmentStatus"]) == ("DELIVERED", "paid", "fulfilled")
+    assert order["deliveryInfo"] == {"trackingURL": "https://t.example/1"}
+
+
+def test_get_order_for_an_unknown_id_is_404(client):
+    """An id the store does not know is 404 with a JSON error."""
+    body = assert_json_error(post(client, "/getOrder", {"orderId": "L-9999"}), 404)
+    assert "L-9999" in body["error"]
+    assert_json_error(post(client, "/getOrder", {"orderId": 1001}), 404)
+
+
+# auth --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}])
+def test_wrong_or_missing_token_is_401(client, place_order_body, headers):
+    """Without the right bearer token both endpoints answer 401 JSON."""
+    assert_json_error(post(client, "/placeOrder", place_order_body, headers=headers), 401)
+    assert_json_error(post(client, "/getOrder", {"orderId": "L-1001"}, headers=headers), 401)
+
+
+def test_auth_is_checked_before_the_body(client):
+    """A bad body with bad credentials is 401, not 400 or 415: the body is never looked at."""
+    wrong = {"Authorization": "Bearer wrong"}
+    assert_json_error(post(client, "/placeOrder", b"{not json", headers=wrong), 401)
+    assert_json_error(post(client, "/placeOrder", b"hello", headers=wrong, content_type="text/plain"), 401)
+    assert_json_error(post(client, "/getOrder", b"[1,2", headers=wrong), 401)
+
+
+def test_401_places_nothing(client, place_order_body):
+    """A refused placeOrder creates no order."""
+    post(client, "/placeOrder", place_order_body, headers={"Authorization": "Bearer wrong"})
+    assert_json_error(post(client, "/getOrder", {"orderId": "L-1001"}), 404)
+
+
+def test_auth_overrides_per_endpoint(tmp_path, place_order_body):
+    """getOrder may use basic while placeOrder keeps bearer; each refuses the other's credentials."""
+    config = make_config(tmp_path, auth_overrides={"getOrder": {"scheme": "basic", "username": "bik",
+                                                                "password": "pw"}})
+    client, service = make_client(config)
+    basic = {"Authorization": "Basic " + base64.b64encode(b"bik:pw").decode()}
+    assert_json_error(post(client, "/placeOrder", place_order_body, headers=basic), 401)
+    assert post(client, "/placeOrder", place_order_body, headers=AUTH).status_code == 200
+    assert_json_error(post(client, "/getOrder", {"orderId": "L-1001"}, headers=AUTH), 401)
+    assert post(client, "/getOrder", {"orderId": "L-1001"}, headers=basic).status_code == 200
+    service.store.close()
+
+
+def test_api_key_scheme_over_http(tmp_path, place_order_body):
+    """An api_key scheme reads its custom header."""
+    config = make_config(tmp_path, auth={"scheme": "api_key", "token": "k3y", "header": "X-Bik-Key"})
+    client, service = make_client(config)
+    assert post(client, "/placeOrder", place_order_body, headers={"x-bik-key": "k3y"}).status_code == 200
+    assert_json_error(post(client, "/placeOrder", place_order_body, headers={"X-Bik-Key": "nope"}), 401)
+    service.store.close()
+
+
+# malformed requests ----------------------------------------------------------------------
+
+
+def test_text_plain_is_415(client, place_order_body):
+    """A body that is not declared as JSON is 415."""
+    assert_json_error(post(client, "/placeOrder", json.dumps(place_order_body), content_type="text/plain"), 415)
+    assert_json_error(post(client, "/getOrder", b'{"orderId":"L-1"}', content_type="text/plain"), 415)
+
+
+def test_json_with_charset_is_accepted(client, place_order_body):
+    """application/json with a charset parameter is JSON."""
+    response = post(client, "/placeOrder", json.dumps(place_order_body).encode(),
+                    content_type="application/json; charset=utf-8")
+    assert response.status_code == 200
+
+
+def test_two_mebibyte_body_is_413(client):
+    """A body over server.max_body_bytes is 413."""
+    assert_json_error(post(client, "/placeOrder", b" " * (2 * 1024 * 1024)), 413)
+
+
+def test_oversized_body_limit_follows_config(tmp_path, place_order_body):
+    """The limit is server.max_body_bytes."""
+    config = make_config(tmp_path, server={"max_body_bytes": 1024})
+    client, service = make_client(config)
+    place_order_body["order"]["tags"] = "x" * 2000
+    assert_json_error(post(client, "/placeOrder", place_order_body), 413)
+    service.store.close()
+
+
+@pytest.mark.parametrize("raw", [b"", b"{not json", b'{"draftOrderId": "nb_1",', b"\xff\xfe\x00garbage",
+                                 b"[" * 100_000 + b"]" * 100_000,
+                                 b'{"draftOrderId":"nb_1","order":' + b"[" * 100_000 + b"]" * 100_000 + b"}"])
+def test_not_json_is_400(client, raw):
+    """Unparseable bodies, deep nesting included, are 400, never 500."""
+    assert_json_error(post(client, "/placeOrder", raw), 400)
+
+
+@pytest.mark.parametrize("raw", [b"[]", b"[1, 2]", b'"order"', b"42", b"null"])
+def test_json_that_is_not_an_object_is_400(client, raw):
+    """A JSON array or scalar body is 400."""
+    body = assert_json_error(post(client, "/placeOrder", raw), 400)
+    assert "object" in body["error"]
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_literal_is_400(client, place_order_body, literal):
+    """Python's NaN and Infinity extensions are not JSON."""
+    raw = json.dumps(place_order_body).replace('"total": 947', '"total": ' + literal.decode()).encode()
+    assert literal in raw
+    assert_json_error(post(client, "/placeOrder", raw), 400)
+
+
+@pytest.mark.parametrize("replacement", ['"total": 1e400', '"total": 1' + "0" * 5000, '"total": -0.5',
+                                         '"total": 947.123456', '"total": "947"x'])
+def test_odd_numbers_are_400_never_500(client, place_order_body, replacement):
+    """Overflowing, over-long, negative, over-precise and broken numbers are all 400."""
+    raw = json.dumps(place_order_body).replace('"total": 947', replacement).encode()
+    assert_json_error(post(client, "/placeOrder", raw), 400)
+
+
+def mutate(body: dict, path: str, value) -> dict:
+    """Set (or delete, for value ...) the dotted `path` in `body`."""
+    *parents, last = path.split(".")
+    node = body
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if value is ...:
+        del node[last]
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return body
+
+
+@pytest.mark.parametrize("path, value, field", [
+    ("order.items.0.quantity", 0, "order.items.0.quantity"),
+    ("order.items.0.quantity", 1.5, "order.items.0.quantity"),
+    ("order.items.0.quantity", True, "order.items.0.quantity"),
+    ("order.items", [], "order.items"),
+    ("order.items.0.price", -1, "order.items.0.price"),
+    ("order.items.0.variantId", ..., "order.items.0.variantId"),
+    ("order.total", "lots", "order.total"),
+    ("order", ..., "order"),
+    ("draftOrderId", ..., "draftOrderId"),
+    ("draftOrderId", "", "draftOrderId"),
+    ("draftOrderId", "   ", "draftOrderId"),
+    ("draftOrderId", "x" * 10_000, "draftOrderId"),
+    ("draftOrderId", "nb 1 2", "draftOrderId"),
+    ("draftOrderId", 12345, "draftOrderId"),
+    ("draftOrderId", None, "draftOrderId"),
+])
+def test_invalid_place_order_is_400_with_details(client, place_order_body, path, value, field):
+    """Each invalid field is named in `details`, and nothing is placed."""
+    response = post(client, "/placeOrder", mutate(place_order_body, path, value))
+    body = assert_json_error(response, 400)
+    assert field in [d["field"] for d in body["details"]]
+    assert all(set(d) == {"field", "message"} for d in body["details"])
+    assert_json_error(post(client, "/getOrder", {"orderId": "L-1001"}), 404)
+
+
+@pytest.mark.parametrize("body", [{}, {"orderId": ""}, {"orderId": None}, {"orderId": "x" * 10_000},
+                                  {"order_id": "L-1001"}])
+def test_invalid_get_order_is_400(client, body):
+    """getOrder without a usable orderId is 400 naming the field."""
+    details = assert_json_error(post(client, "/getOrder", body), 400)["details"]
+    assert "orderId" in [d["field"] for d in details]
+
+
+def test_unknown_fields_are_ignored(client, place_order_body):
+    """Bik may add fields; the bridge reads only what it uses."""
+    place_order_body["somethingNew"] = {"nested": [1, 2]}
+    place_order_body["order"]["items"][0]["colour"] = "red"
+    assert post(client, "/placeOrder", place_order_body).status_code == 200
+
+
+# routing, health and request ids -----------------------------------------------------------
+
+
+def test_unknown_route_is_404_json(client):
+    """Paths the bridge does not serve are 404 JSON."""
+    assert_json_error(client.get("/nope"), 404)
+    assert_json_error(post(client, "/cancelOrder", {}), 404)
+
+
+def test_wrong_method_is_405_json(client):
+    """GET on placeOrder is 405 JSON."""
+    assert_json_error(client.get("/placeOrder", headers=AUTH), 405)
+    assert_json_error(client.put("/getOrder", headers=AUTH), 405)
+
+
+def test_base_path_mounts_the_endpoints(tmp_path, place_order_body):
+    """With base_path /bik the endpoints live under it and not at the root."""
+    config = make_config(tmp_path, server={"base_path": "bik/"})
+    client, service = make_client(config)
+    assert post(client, "/bik/placeOrder", place_order_body).status_code == 200
+    assert post(client, "/bik/getOrder", {"orderId": "L-1001"}).status_code == 200
+    assert_json_error(post(client, "/placeOrder", place_order_body), 404)
+    assert client.get("/bik/healthz").status_code == 200
+    assert client.get("/healthz").status_code == 200
+    service.store.close()
+
+
+def test_healthz_and_readyz(client):
+    """Liveness is always 200; readiness is 200 while the store answers."""
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ready", "platform": "local"}
+
+
+def test_readyz_is_503_when_the_store_is_down(config):
+    """Readiness fails with JSON when the idempotency store does not answer."""
+    client, _ = make_client(config, build_service(config, store=DownStore()))
+    body = assert_json_error(client.get("/readyz"), 503)
+    assert body["status"] == "unavailable"
+    assert client.get("/healthz").status_code == 200
+
+
+def test_store_down_on_place_order_is_503_and_sends_nothing(config, place_order_body):
+    """placeOrder with the store down is 503 with Retry-After, and the platform is never called."""
+    adapter = FakeAdapter()
+    client, _ = make_client(config, build_service(config, adapter=adapter, store=DownStore()))
+    response = post(client, "/placeOrder", place_order_body)
+    assert_json_error(response, 503)
+    assert int(response.headers["Retry-After"]) >= 1
+    assert adapter.creates == 0 and adapter.lookups == 0
+
+
+def test_in_flight_duplicate_is_409_with_retry_after(client, place_order_body):
+    """A duplicate while another request holds the draft is 409 with Retry-After."""
+    service: OrderService = client.application.extensions["bik_bridge"]
+    request = PlaceOrderRequest.model_validate(place_order_body)
+    service.store.claim(DRAFT, request.fingerprint(), 60)
+    response = post(client, "/placeOrder", place_order_body)
+    assert_json_error(response, 409)
+    assert 1 <= int(response.headers["Retry-After"]) <= 5
+
+
+def test_payload_mismatch_under_strict_policy_is_422(tmp_path, place_order_body):
+    """on_mismatch reject answers 422 to a changed payload for a used draft."""
+    config = make_config(tmp_path, idempotency={"on_mismatch": "reject"})
+    client, service = make_client(config)
+    assert post(client, "/placeOrder", place_order_body).status_code == 200
+    place_order_body["order"]["items"][0]["quantity"] = 3
+    assert_json_error(post(client, "/placeOrder", place_order_body), 422)
+    service.store.close()
+
+
+def test_upstream_and_unexpected_errors_are_json(config, place_order_body):
+    """An ambiguous platform failure is 504 with Retry-After; an unexpected bug is a bare 500 JSON."""
+    adapter = FakeAdapter()
+    client, service = make_client(config, build_service(config, adapter=adapter))
+    adapter.fail_next(UpstreamAmbiguous("read timed out"))
+    response = post(client, "/placeOrder", place_order_body)
+    assert_json_error(response, 504)
+    assert "Retry-After" in response.headers
+    adapter.fail_next(RuntimeError("secret internals"))
+    body = assert_json_error(post(client, "/placeOrder", {**place_order_body, "draftOrderId": "nb_2"}), 500)
+    assert body == {"error": "internal error"}
+    service.store.close()
+
+
+def test_request_id_is_echoed_or_generated(client, place_order_body):
+    """A sane X-Request-Id is echoed; a missing or unsafe one is replaced by a fresh id."""
+    given = post(client, "/placeOrder", place_order_body, headers={**AUTH, "X-Request-Id": "bik-req-42"})
+    assert given.headers["X-Request-Id"] == "bik-req-42"
+    generated = [post(client, "/getOrder", {"orderId": "L-1001"}).headers["X-Request-Id"] for _ in range(2)]
+    assert all(len(r) >= 16 for r in generated) and generated[0] != generated[1]
+    unsafe = client.get("/healthz", headers={"X-Request-Id": "a b\tc"}).headers["X-Request-Id"]
+    assert unsafe and unsafe != "a b\tc"
+    assert client.get("/nope", headers={"X-Request-Id": "r-404"}).headers["X-Request-Id"] == "r-404"
+    assert post(client, "/placeOrder", {}, headers={"X-Request-Id": "r-401"}).headers["X-Request-Id"] == "r-401"
+
+
+def test_every_error_is_json_with_an_error_key(client, place_order_body):
+    """No error path answers HTML or an empty body."""
+    wrong = {"Authorization": "Bearer wrong"}
+    cases = [
+        (post(client, "/placeOrder", place_order_body, headers=wrong), 401),
+        (post(client, "/placeOrder", b"x", content_type="text/plain"), 415),
+        (post(client, "/placeOrder", b"x" * (2 * 1024 * 1024)), 413),
+        (post(client, "/placeOrder", b"{"), 400),
+        (post(client, "/placeOrder", {"draftOrderId": "nb_1"}), 400),
+        (post(client, "/getOrder", {"orderId": "L-5"}), 404),
+        (client.get("/missing"), 404),
+        (client.delete("/placeOrder"), 405),
+    ]
+    for response, status in cases:
+        assert_json_error(response, status)
