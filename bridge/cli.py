@@ -121,6 +121,22 @@ def cmd_local_set_status(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def cmd_reconcile(args: argparse.Namespace, config: Config) -> int:
+    from bridge.bootstrap import build_service
+
+    service = build_service(config)
+    try:
+        settled = service.reconcile(args.older_than)
+    except BridgeError as exc:
+        return _fail(f"reconcile failed: {exc.message}", EXIT_FAILED)
+    for key, action, order_id in settled:
+        print(f"{key}\t{action}" + (f"\t{order_id}" if order_id else ""))
+    counts = {action: sum(1 for _, a, _ in settled if a == action) for _, action, _ in settled}
+    summary = ", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "nothing to settle"
+    print(f"reconcile: {summary}")
+    return EXIT_OK if all(a != "lookup_failed" for _, a, _ in settled) else EXIT_FAILED
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="bik-bridge", description="Bik placeOrder/getOrder for your store.")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -143,6 +159,11 @@ def parser() -> argparse.ArgumentParser:
 
     check = command("check-config", cmd_check_config, "validate the config and print it with secrets masked")
     check.add_argument("--ping", action="store_true", help="also make one read-only call to the platform")
+
+    reconcile = command("reconcile", cmd_reconcile,
+                        "settle placeOrder records left in flight or unknown; safe to run from cron at any time")
+    reconcile.add_argument("--older-than", type=float, default=60.0, metavar="SECONDS",
+                           help="only records untouched for this long (default 60)")
 
     local = commands.add_parser("local", help="manage orders of the local platform")
     local_commands = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")

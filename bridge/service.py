@@ -205,6 +205,39 @@ class OrderService:
 
     # operations ---------------------------------------------------------------------------
 
+    def reconcile(self, older_than: float = 60.0) -> list[tuple[str, str, Optional[str]]]:
+        """Settle records left in flight or unknown: record found orders, release surely absent ones."""
+        settled = []
+        for stale in self.store.unsettled(older_than):
+            claim = self.store.claim(stale.key, stale.fingerprint, self.settings.lease_seconds)
+            if claim.outcome is ClaimOutcome.NEW:
+                self.store.release(stale.key, claim.token)  # settled by someone else meanwhile
+                continue
+            if claim.outcome is not ClaimOutcome.TAKEOVER:
+                continue  # live, or completed by traffic since the scan
+            settled.append(self._reconcile_one(claim))
+        return settled
+
+    def _reconcile_one(self, claim: Claim) -> tuple[str, str, Optional[str]]:
+        key, token = claim.record.key, claim.token
+        previous = claim.previous or claim.record
+        try:
+            found = self.adapter.find_by_draft(key, None, self._deadline())
+        except BridgeError as exc:
+            self._mark_unknown(key, token)
+            log.warning("reconcile lookup failed", extra={"draftOrderId": key, "error": exc.message})
+            return key, "lookup_failed", None
+        if found is not None:
+            self.store.complete(key, token, found.id, found.to_json_bytes())
+            self._decide(key, "reconciled_found", found.id)
+            return key, "recorded", found.id
+        if previous.state is RecordState.IN_FLIGHT and \
+                self._clock() < previous.started_at + self.settings.upstream_budget_seconds:
+            return key, "still_in_flight", None  # we hold it until our lease ends; the next run decides
+        self.store.release(key, token)
+        self._decide(key, "reconciled_absent")
+        return key, "released", None
+
     def ready(self) -> None:
         """Raise unless the idempotency store answers."""
         self.store.ping()
