@@ -16,6 +16,8 @@ from bridge.presentation import Presentation
 from bridge.upstream import Deadline, Upstream
 
 REJECTIONS = frozenset({400, 409, 422})
+# What reading an order of an unexpected shape raises (a string where an object was expected, ...).
+UNREADABLE = (KeyError, TypeError, ValueError, AttributeError)
 
 
 class BigCommerceRateLimit:
@@ -70,10 +72,17 @@ class BigCommerceAdapter:
         response = self.upstream.send(self.requests.create(request), deadline)
         if response.status_code in REJECTIONS:
             raise OrderRejected(f"BigCommerce refused the order: {error_message(response)}")
-        created = self._json(response, "create")
+        try:
+            created = self._json(response, "create")
+        except UpstreamUnavailable as exc:
+            if not 200 <= response.status_code < 300:
+                raise
+            # A 2xx whose body cannot be parsed still created the order: never let it be re-sent.
+            raise UpstreamAmbiguous(f"BigCommerce create answered without a readable order ({exc.message})",
+                                    status=502) from exc
         try:
             return self.mapping.placed(request, created)
-        except (KeyError, TypeError, ValueError) as exc:
+        except UNREADABLE as exc:
             # Created, but the answer is unreadable: the service finds the order by its draft id.
             raise UpstreamAmbiguous(f"BigCommerce create answered without a readable order ({exc})",
                                     status=502) from exc
@@ -85,26 +94,29 @@ class BigCommerceAdapter:
         # The four reads are independent: one round trip of wall time instead of four.
         futures = [self.pool.submit(self._read, call, deadline) for call in calls]
         order, products, shipments, addresses = [f.result() for f in futures]
-        if not isinstance(order, dict) or not self.mapping.is_ours(order):
+        if order is not None and not isinstance(order, dict):
+            raise UpstreamUnavailable(f"BigCommerce answered order {order_id} with a {type(order).__name__}, "
+                                      "not an order", status=502)
+        if order is None or not self.mapping.is_ours(order):
             raise OrderNotFound(f"order {order_id} not found")
         try:
             return self.mapping.current(order, _list(products), _list(shipments), _list(addresses))
-        except (KeyError, TypeError, ValueError) as exc:
+        except UNREADABLE as exc:
             raise UpstreamUnavailable(f"BigCommerce answered an order the bridge cannot read ({exc})",
                                       status=502) from exc
 
     def find_by_draft(self, draft_order_id: str, request: Optional[PlaceOrderRequest],
                       deadline: Deadline) -> Optional[BikOrder]:
         found = self._read(self.requests.find_by_draft(draft_order_id), deadline) or []
-        ours = sorted((o for o in found if isinstance(o, dict) and self.mapping.is_ours(o)
-                       and o.get("external_order_id") == draft_order_id), key=lambda o: int(o.get("id") or 0))
-        if not ours:
-            return None
-        if request is None:
-            return self.get(str(ours[0]["id"]), deadline)
         try:
+            ours = sorted((o for o in found if isinstance(o, dict) and self.mapping.is_ours(o)
+                           and o.get("external_order_id") == draft_order_id), key=lambda o: int(o.get("id") or 0))
+            if not ours:
+                return None
+            if request is None:
+                return self.get(str(ours[0]["id"]), deadline)
             return self.mapping.placed(request, ours[0])
-        except (KeyError, TypeError, ValueError) as exc:
+        except UNREADABLE as exc:
             raise UpstreamUnavailable(f"BigCommerce answered an order the bridge cannot read ({exc})",
                                       status=502) from exc
 
@@ -114,7 +126,7 @@ class BigCommerceAdapter:
 
     @staticmethod
     def _order_number(order_id: str) -> int:
-        if not order_id.isdigit() or len(order_id) > 18:
+        if not (order_id.isascii() and order_id.isdigit()) or len(order_id) > 18:
             raise OrderNotFound(f"order {order_id} not found")
         return int(order_id)
 

@@ -21,7 +21,7 @@ def catalog_id(value, what: str, item_no: int) -> int:
     """An id BigCommerce can take for a catalog line: a non-negative integer."""
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     raise OrderRejected(f"order.items.{item_no}.{what}: {value!r} is not a BigCommerce catalog id")
 

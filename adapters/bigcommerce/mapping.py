@@ -29,7 +29,10 @@ def decimal(value: Any) -> Decimal:
         raise ValueError(f"not an amount: {value!r}") from None
     if not amount.is_finite():
         raise ValueError(f"not an amount: {value!r}")
-    return max(amount, Decimal(0)).quantize(Decimal("0.0001")).normalize()
+    try:
+        return max(amount, Decimal(0)).quantize(Decimal("0.0001")).normalize()
+    except InvalidOperation:  # too many digits to hold at four decimal places
+        raise ValueError(f"not an amount: {value!r}") from None
 
 
 class BigCommerceMapping:
@@ -157,7 +160,7 @@ def fulfillment_status(products: list[dict]) -> str:
 def _shipment_order(shipment: dict) -> tuple:
     try:
         created = parsedate_to_datetime(shipment.get("date_created") or "").timestamp()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, AttributeError):
         created = 0.0
     return (created, int(shipment.get("id") or 0))
 

@@ -1,0 +1,425 @@
+"""The BigCommerce adapter against a mocked v2 Orders API: what it sends, what it answers, how it fails."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+import responses
+from responses import matchers
+
+from bridge.config import StoreConfig, UpstreamConfig
+from bridge.errors import (
+    OrderNotFound,
+    OrderRejected,
+    UpstreamAmbiguous,
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from bridge.models import BikOrder
+from bridge.presentation import Presentation
+from tests.adapters.conftest import (
+    ORDERS_URL,
+    STORE_HASH,
+    TOKEN,
+    bc_order,
+    bc_product,
+    bc_settings,
+    bc_shipment,
+    bc_shipping_address,
+)
+
+DRAFT = "nb_1715200000_a1b2c3d4"
+OUT_OF_STOCK = [{
+    "status": 409,
+    "message": "The quantities of one or more products are out of stock or did not meet quantity requirements.",
+    "details": {"conflict_reason": [{"type": "OutOfStock", "product_id": 77, "inventory_level": 0}]},
+}]
+
+
+def add_order_reads(rsps, order_id=118, *, order=None, products=None, shipments=None, addresses=None):
+    """Register the four getOrder reads; None shipments means BigCommerce's empty 204."""
+    base = f"{ORDERS_URL}/{order_id}"
+    rsps.add(responses.GET, base, json=order if order is not None else bc_order(id=order_id))
+    rsps.add(responses.GET, f"{base}/products", json=products if products is not None else [bc_product()])
+    if shipments is None:
+        rsps.add(responses.GET, f"{base}/shipments", status=204)
+    else:
+        rsps.add(responses.GET, f"{base}/shipments", json=shipments)
+    rsps.add(responses.GET, f"{base}/shipping_addresses",
+             json=addresses if addresses is not None else [bc_shipping_address()])
+
+
+def body_of(call) -> dict:
+    return json.loads(call.request.body)
+
+
+# ----------------------------------------------------------------------------------------------- place
+
+
+def test_place_sends_exactly_one_create_and_maps_the_answer(adapter, place_request, deadline, rsps):
+    """One POST with the builder's body; the answer carries the store's id (as text) and totals."""
+    created = bc_order(id=4242, subtotal_inc_tax="998.0000", shipping_cost_inc_tax="49.0000",
+                       discount_amount="100.0000", total_inc_tax="947.0000", status_id=7)
+    rsps.add(responses.POST, ORDERS_URL, json=created, status=201)
+    order = adapter.place(place_request, deadline)
+    assert len(rsps.calls) == 1
+    call = rsps.calls[0]
+    assert call.request.method == "POST"
+    assert call.request.headers["X-Auth-Token"] == TOKEN
+    assert call.request.headers["Content-Type"] == "application/json"
+    assert call.request.headers["Accept"] == "application/json"
+    sent = body_of(call)
+    assert sent == adapter.requests.create_body(place_request)
+    assert sent["external_order_id"] == DRAFT
+    body = json.loads(order.to_json_bytes())["order"]
+    assert body["id"] == "4242"
+    assert body["name"] == "#4242"
+    assert (body["subTotal"], body["shippingCharge"], body["discount"], body["total"]) == (998, 49, 100, 947)
+    assert body["status"] == "ORDERED"
+    assert body["paymentStatus"] == "pending"
+    assert body["currency"] == "INR"
+
+
+def test_place_takes_the_stores_totals_over_bik(adapter, place_request, deadline, rsps):
+    """When the store computed tax, its totals are what Bik is told."""
+    rsps.add(responses.POST, ORDERS_URL, status=200,
+             json=bc_order(id=5, subtotal_inc_tax="1177.6400", total_inc_tax="1126.6400"))
+    order = adapter.place(place_request, deadline)
+    body = json.loads(order.to_json_bytes())["order"]
+    assert body["subTotal"] == 1177.64 and body["total"] == 1126.64
+
+
+def test_out_of_stock_is_a_rejection_carrying_bigcommerces_message(adapter, place_request, deadline, rsps):
+    rsps.add(responses.POST, ORDERS_URL, status=409, json=OUT_OF_STOCK)
+    with pytest.raises(OrderRejected) as raised:
+        adapter.place(place_request, deadline)
+    assert "out of stock" in raised.value.message
+    assert raised.value.status == 422
+    assert len(rsps.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (400, [{"status": 400, "message": "The field 'state' does not allow null values."}],
+         "The field 'state' does not allow null values."),
+        (400, [{"status": 400, "message": "The options of one or more products are invalid.",
+                "details": {"invalid_reason": [{"type": "MandatoryProductOptions"}]}}],
+         "The options of one or more products are invalid."),
+        (422, {"status": 422, "title": "The field 'customer_id' is invalid.", "errors": {}},
+         "The field 'customer_id' is invalid."),
+    ],
+)
+def test_invalid_orders_are_rejections(adapter, place_request, deadline, rsps, status, body, expected):
+    """400/422 are the platform's verdict on the order: 422 to Bik with the reason, no retry."""
+    rsps.add(responses.POST, ORDERS_URL, status=status, json=body)
+    with pytest.raises(OrderRejected) as raised:
+        adapter.place(place_request, deadline)
+    assert expected in raised.value.message
+    assert len(rsps.calls) == 1
+
+
+def test_a_500_on_create_is_ambiguous_and_not_resent(adapter, place_request, deadline, rsps, sleeps):
+    rsps.add(responses.POST, ORDERS_URL, status=500, json=[{"status": 500, "message": "Internal error"}])
+    rsps.add(responses.POST, ORDERS_URL, status=201, json=bc_order())
+    with pytest.raises(UpstreamAmbiguous) as raised:
+        adapter.place(place_request, deadline)
+    assert raised.value.maybe_applied is True
+    assert len(rsps.calls) == 1
+    assert sleeps.calls == []
+
+
+def test_a_read_timeout_on_create_is_ambiguous_and_not_resent(adapter, place_request, deadline, rsps):
+    rsps.add(responses.POST, ORDERS_URL, body=requests.exceptions.ReadTimeout("read timed out"))
+    with pytest.raises(UpstreamAmbiguous):
+        adapter.place(place_request, deadline)
+    assert len(rsps.calls) == 1
+
+
+def test_a_rate_limited_create_is_sent_again_once(adapter, place_request, deadline, rsps, sleeps):
+    """A 429 means nothing was created: the create goes again after the reset and one order results."""
+    rsps.add(responses.POST, ORDERS_URL, status=429, headers={"X-Rate-Limit-Time-Reset-Ms": "800"})
+    rsps.add(responses.POST, ORDERS_URL, status=201, json=bc_order(id=9))
+    assert adapter.place(place_request, deadline).id == "9"
+    assert len(rsps.calls) == 2
+    assert sleeps.calls == [pytest.approx(0.8, abs=0.05)]
+
+
+def test_refused_credentials_on_create(adapter, place_request, deadline, rsps):
+    rsps.add(responses.POST, ORDERS_URL, status=401, json=[{"status": 401, "message": "Unauthorized"}])
+    with pytest.raises(UpstreamAuthError) as raised:
+        adapter.place(place_request, deadline)
+    assert raised.value.status == 502
+    assert TOKEN not in raised.value.message
+
+
+def test_a_404_on_create_names_the_store_settings(adapter, place_request, deadline, rsps):
+    """A wrong store hash is a configuration problem, surely not an order."""
+    rsps.add(responses.POST, ORDERS_URL, status=404, json=[{"status": 404, "message": "Not found"}])
+    with pytest.raises(UpstreamError) as raised:
+        adapter.place(place_request, deadline)
+    assert "store_hash" in raised.value.message
+    assert raised.value.maybe_applied is False
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"body": "<html>gateway</html>", "content_type": "text/html"},
+        {"body": '{"id": 12', "content_type": "application/json"},
+        {"json": []},
+        {"json": "created"},
+        {"json": {"no_id": True}},
+        {"json": {"id": 1, "total_inc_tax": "lots"}},
+    ],
+)
+def test_an_unreadable_create_answer_is_ambiguous(adapter, place_request, deadline, rsps, answer):
+    """A 2xx create landed even if its answer cannot be read: the draft must be looked up, never re-created."""
+    rsps.add(responses.POST, ORDERS_URL, status=200, **answer)
+    with pytest.raises(UpstreamAmbiguous) as raised:
+        adapter.place(place_request, deadline)
+    assert raised.value.status == 502
+    assert raised.value.maybe_applied is True
+    assert len(rsps.calls) == 1
+
+
+def test_a_request_refused_by_the_builder_sends_nothing(adapter, make_request, deadline, rsps):
+    request = make_request(order={"items": [{"productId": 1, "variantId": "abc", "quantity": 1, "price": 1}]})
+    with pytest.raises(OrderRejected):
+        adapter.place(request, deadline)
+    assert len(rsps.calls) == 0
+
+
+# ------------------------------------------------------------------------------------------------- get
+
+
+def test_get_reads_order_lines_shipments_and_address(adapter, deadline, rsps):
+    """Four GETs (shipments answering 204) become one BikOrder."""
+    order = bc_order(id=118, status_id=2, payment_status="captured")
+    products = [bc_product(quantity=2, quantity_shipped=0,
+                           product_options=[{"display_name": "Size", "display_value": "50 ml"}])]
+    add_order_reads(rsps, order=order, products=products)
+    result = adapter.get("118", deadline)
+    paths = sorted(requests.utils.urlparse(c.request.url).path for c in rsps.calls)
+    assert paths == sorted(f"/stores/{STORE_HASH}/v2/orders/118{suffix}"
+                           for suffix in ("", "/products", "/shipments", "/shipping_addresses"))
+    assert all(c.request.method == "GET" for c in rsps.calls)
+    assert all(c.request.headers["X-Auth-Token"] == TOKEN for c in rsps.calls)
+    body = json.loads(result.to_json_bytes())["order"]
+    assert body["id"] == "118"
+    assert body["status"] == "IN PROGRESS"
+    assert body["paymentStatus"] == "paid"
+    assert body["fulfillmentStatus"] == "unfulfilled"
+    assert body["deliveryInfo"] == {"trackingURL": None}
+    assert body["items"][0]["variantName"] == "50 ml"
+    assert body["address"]["address1"] == "12 MG Road"
+    assert body["email"] == "buyer@example.com"
+    assert body["total"] == 947
+
+
+def test_get_with_shipments_reports_tracking_and_fulfillment(adapter, deadline, rsps):
+    add_order_reads(rsps, order=bc_order(status_id=10), products=[bc_product(quantity=2, quantity_shipped=2)],
+                    shipments=[bc_shipment(generated_tracking_link="https://track.example/AWB123")])
+    body = json.loads(adapter.get("118", deadline).to_json_bytes())["order"]
+    assert body["status"] == "DELIVERED"
+    assert body["fulfillmentStatus"] == "fulfilled"
+    assert body["deliveryInfo"] == {"trackingURL": "https://track.example/AWB123"}
+
+
+def test_get_of_an_unknown_id_is_not_found(adapter, deadline, rsps):
+    for suffix in ("", "/products", "/shipments", "/shipping_addresses"):
+        rsps.add(responses.GET, f"{ORDERS_URL}/999{suffix}", status=404,
+                 json=[{"status": 404, "message": "The requested resource was not found."}])
+    with pytest.raises(OrderNotFound) as raised:
+        adapter.get("999", deadline)
+    assert raised.value.status == 404
+
+
+@pytest.mark.parametrize("order_id", ["abc", "12a", "-1", "1.0", "", "1" * 19, "\u00b2", "\u0663", "../orders"])
+def test_get_of_a_non_numeric_id_is_not_found_without_a_request(adapter, deadline, rsps, order_id):
+    with pytest.raises(OrderNotFound):
+        adapter.get(order_id, deadline)
+    assert len(rsps.calls) == 0
+
+
+def test_get_of_an_order_placed_elsewhere_is_not_found(adapter, deadline, rsps):
+    """Bik reads only orders the bridge placed."""
+    add_order_reads(rsps, order=bc_order(external_source="POS (Square)", external_order_id=None))
+    with pytest.raises(OrderNotFound):
+        adapter.get("118", deadline)
+
+
+def test_scope_all_makes_other_orders_visible(make_adapter, deadline, rsps):
+    adapter = make_adapter(presentation=Presentation.from_config(StoreConfig(get_order_scope="all")))
+    add_order_reads(rsps, order=bc_order(external_source=None, external_order_id=None))
+    order = adapter.get("118", deadline)
+    assert order.id == "118"
+    assert order.partnersData is None
+
+
+def test_a_custom_external_source_is_recognised(make_adapter, deadline, rsps):
+    adapter = make_adapter(settings=bc_settings(external_source="bik-app-42"))
+    add_order_reads(rsps, order=bc_order(external_source="bik-app-42"))
+    assert adapter.get("118", deadline).id == "118"
+    add_order_reads(rsps, order_id=119, order=bc_order(id=119, external_source="Bik"))
+    with pytest.raises(OrderNotFound):
+        adapter.get("119", deadline)
+
+
+def test_get_retries_a_transient_read(adapter, deadline, rsps):
+    """A 503 on one of the reads is retried; the answer is still complete."""
+    rsps.add(responses.GET, f"{ORDERS_URL}/118", status=503)
+    add_order_reads(rsps)
+    assert adapter.get("118", deadline).id == "118"
+
+
+def test_get_when_the_store_keeps_failing_is_unavailable(make_adapter, deadline, rsps):
+    adapter = make_adapter(upstream=UpstreamConfig(max_attempts=2))
+    for suffix in ("", "/products", "/shipments", "/shipping_addresses"):
+        rsps.add(responses.GET, f"{ORDERS_URL}/118{suffix}", status=503)
+    with pytest.raises(UpstreamUnavailable) as raised:
+        adapter.get("118", deadline)
+    assert raised.value.status == 503
+
+
+def test_get_with_refused_credentials(adapter, deadline, rsps):
+    for suffix in ("", "/products", "/shipments", "/shipping_addresses"):
+        rsps.add(responses.GET, f"{ORDERS_URL}/118{suffix}", status=403,
+                 json=[{"status": 403, "message": "You don't have a required scope to access the endpoint"}])
+    with pytest.raises(UpstreamAuthError) as raised:
+        adapter.get("118", deadline)
+    assert "scope" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "reads",
+    [
+        {"order": "not json at all"},
+        {"order": '{"id": 118, "status_id":'},
+        {"order": []},
+        {"order": "12"},
+        {"products": "<html>oops</html>"},
+        {"order": {k: v for k, v in bc_order().items() if k != "id"}},
+        {"order": {**bc_order(), "total_inc_tax": "a lot"}},
+        {"order": {**bc_order(), "billing_address": "somewhere"}},
+        {"products": [bc_product(product_options=["Size: 50 ml"])]},
+        {"products": [bc_product(product_options="Size: 50 ml")]},
+        {"products": [bc_product(quantity="two")]},
+        {"addresses": [{**bc_shipping_address(), "zip": 560001}]},
+        {"shipments": [bc_shipment(id="x", date_created=17)]},
+    ],
+)
+def test_garbage_from_the_store_is_a_502_never_a_bare_exception(adapter, deadline, rsps, reads):
+    """Whatever BigCommerce answers, getOrder fails as an UpstreamUnavailable 502."""
+    base = f"{ORDERS_URL}/118"
+    defaults = {"order": bc_order(), "products": [bc_product()], "shipments": [],
+                "addresses": [bc_shipping_address()]}
+    paths = {"order": base, "products": f"{base}/products", "shipments": f"{base}/shipments",
+             "addresses": f"{base}/shipping_addresses"}
+    for name, path in paths.items():
+        value = reads.get(name, defaults[name])
+        if isinstance(value, str):
+            rsps.add(responses.GET, path, body=value, content_type="application/json")
+        else:
+            rsps.add(responses.GET, path, json=value)
+    with pytest.raises(UpstreamUnavailable) as raised:
+        adapter.get("118", deadline)
+    assert raised.value.status == 502
+
+
+# ---------------------------------------------------------------------------------------- find_by_draft
+
+
+def test_find_by_draft_asks_by_external_order_id_and_204_is_none(adapter, place_request, deadline, rsps):
+    rsps.add(responses.GET, ORDERS_URL, status=204,
+             match=[matchers.query_param_matcher({"external_order_id": DRAFT})])
+    assert adapter.find_by_draft(DRAFT, place_request, deadline) is None
+    assert len(rsps.calls) == 1
+
+
+def test_find_by_draft_returns_the_placed_order(adapter, place_request, deadline, rsps):
+    """A match is answered like the create would have been, without re-reading the order."""
+    rsps.add(responses.GET, ORDERS_URL, json=[bc_order(id=118)],
+             match=[matchers.query_param_matcher({"external_order_id": DRAFT})])
+    found = adapter.find_by_draft(DRAFT, place_request, deadline)
+    assert isinstance(found, BikOrder)
+    assert found.id == "118"
+    assert found.items == place_request.order.items
+    assert found.partnersData == {"id": DRAFT}
+    assert len(rsps.calls) == 1
+
+
+def test_find_by_draft_without_the_request_reads_the_order(adapter, deadline, rsps):
+    """Without Bik's payload (reconciler), the match is read in full."""
+    rsps.add(responses.GET, ORDERS_URL, json=[bc_order(id=118)],
+             match=[matchers.query_param_matcher({"external_order_id": DRAFT})])
+    add_order_reads(rsps)
+    found = adapter.find_by_draft(DRAFT, None, deadline)
+    assert isinstance(found, BikOrder) and found.id == "118"
+    assert found.items[0].productId == 77
+
+
+def test_find_by_draft_ignores_other_orders(adapter, place_request, deadline, rsps):
+    """A list holding only foreign orders or other drafts (an ignored filter) means not found."""
+    rsps.add(responses.GET, ORDERS_URL, json=[
+        bc_order(id=1, external_order_id="another-draft"),
+        bc_order(id=2, external_source="POS (Square)"),
+        bc_order(id=3, external_order_id=None),
+    ])
+    assert adapter.find_by_draft(DRAFT, place_request, deadline) is None
+
+
+def test_find_by_draft_picks_the_first_order_when_several_match(adapter, place_request, deadline, rsps):
+    rsps.add(responses.GET, ORDERS_URL, json=[bc_order(id=130), bc_order(id=118), bc_order(id=125)])
+    assert adapter.find_by_draft(DRAFT, place_request, deadline).id == "118"
+
+
+def test_a_404_on_the_list_endpoint_names_the_store_hash(adapter, place_request, deadline, rsps):
+    """The list of orders never 404s on a real store: the hash or base URL is wrong."""
+    rsps.add(responses.GET, ORDERS_URL, status=404, json=[{"status": 404, "message": "Not found"}])
+    with pytest.raises(UpstreamError) as raised:
+        adapter.find_by_draft(DRAFT, place_request, deadline)
+    assert "store_hash" in raised.value.message
+    assert raised.value.upstream_status == 404
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"body": "not json", "content_type": "application/json"},
+        {"body": "[{", "content_type": "application/json"},
+        {"json": [{**bc_order(), "id": "abc"}]},
+        {"json": [{**bc_order(), "id": 5}, {**bc_order(), "id": {"value": 6}}]},
+        {"json": [{**bc_order(), "total_inc_tax": "???"}]},
+    ],
+)
+def test_garbage_on_the_list_endpoint_is_a_502(adapter, place_request, deadline, rsps, answer):
+    rsps.add(responses.GET, ORDERS_URL, status=200, **answer)
+    with pytest.raises(UpstreamUnavailable) as raised:
+        adapter.find_by_draft(DRAFT, place_request, deadline)
+    assert raised.value.status == 502
+
+
+def test_a_failing_list_endpoint_is_unavailable(make_adapter, place_request, deadline, rsps):
+    adapter = make_adapter(upstream=UpstreamConfig(max_attempts=2))
+    rsps.add(responses.GET, ORDERS_URL, status=502)
+    with pytest.raises(UpstreamUnavailable):
+        adapter.find_by_draft(DRAFT, place_request, deadline)
+    assert len(rsps.calls) == 2
+
+
+# ----------------------------------------------------------------------------------- check_credentials
+
+
+def test_check_credentials_reads_one_order(adapter, deadline, rsps):
+    rsps.add(responses.GET, ORDERS_URL, json=[bc_order()], match=[matchers.query_param_matcher({"limit": "1"})])
+    assert STORE_HASH in adapter.check_credentials(deadline)
+    assert len(rsps.calls) == 1
+
+
+def test_check_credentials_with_a_wrong_token(adapter, deadline, rsps):
+    rsps.add(responses.GET, ORDERS_URL, status=401, json=[{"status": 401, "message": "Unauthorized"}])
+    with pytest.raises(UpstreamAuthError):
+        adapter.check_credentials(deadline)
