@@ -1,0 +1,1 @@
+"""Fake upstream servers (BigCommerce, ...) for tests and benchmarks."""
