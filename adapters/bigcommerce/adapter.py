@@ -1,6 +1,7 @@
 """The BigCommerce v2 Orders adapter: sends what the builder makes, maps what comes back."""
 from __future__ import annotations
 
+import secrets
 from concurrent.futures import Executor
 from typing import Any, Optional
 
@@ -121,8 +122,14 @@ class BigCommerceAdapter:
                                       status=502) from exc
 
     def check_credentials(self, deadline: Deadline) -> str:
-        self._read(self.requests.store_check(), deadline)
-        return f"BigCommerce store {self.requests.settings.store_hash}: orders readable"
+        # A draft id no order carries: it proves the token and that the store honours the filter
+        # that exactly-once depends on (an ignored filter would answer with other orders).
+        probe = f"bik-bridge-ping-{secrets.token_hex(8)}"
+        found = self._read(self.requests.find_by_draft(probe), deadline)
+        if found:
+            raise UpstreamError("BigCommerce ignores the external_order_id filter on GET /v2/orders; the bridge "
+                                "could not find its orders after a timeout, so it refuses to run exactly-once blind")
+        return f"BigCommerce store {self.requests.settings.store_hash}: orders readable, lookup by draft id works"
 
     @staticmethod
     def _order_number(order_id: str) -> int:

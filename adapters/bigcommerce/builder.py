@@ -64,9 +64,6 @@ class BigCommerceRequests:
     def find_by_draft(self, draft_order_id: str) -> OutboundRequest:
         return self._request("GET", "/orders", "list_orders", params={"external_order_id": draft_order_id})
 
-    def store_check(self) -> OutboundRequest:
-        return self._request("GET", "/orders", "list_orders", params={"limit": "1"})
-
     def create_body(self, request: PlaceOrderRequest) -> dict:
         """The `order_Post` body: Bik's prices win, the draft id is written on the order."""
         s = self.settings

@@ -41,8 +41,9 @@ class BigCommerceMapping:
     def __init__(self, settings: BigCommerceConfig, presentation: Presentation):
         self.settings = settings
         self.presentation = presentation
-        status_map = settings.status_map or DEFAULT_STATUS_MAP
-        self._status_of = {sid: status for status, ids in status_map.items() for sid in ids}
+        # A custom map moves the ids it names; every other id keeps its default meaning.
+        self._status_of = {sid: status for status, ids in DEFAULT_STATUS_MAP.items() for sid in ids}
+        self._status_of.update({sid: status for status, ids in (settings.status_map or {}).items() for sid in ids})
 
     def status(self, status_id: Any) -> str:
         return self._status_of.get(status_id, "ORDERED")
@@ -66,7 +67,7 @@ class BigCommerceMapping:
 
     def placed(self, request: PlaceOrderRequest, created: dict) -> BikOrder:
         """The placeOrder answer: Bik's lines and customer, the store's id and totals."""
-        order_id = str(created["id"])
+        order_id = str(int(created["id"]))
         bik = request.order
         total = decimal(created.get("total_inc_tax"))
         if total != bik.total:
@@ -93,7 +94,7 @@ class BigCommerceMapping:
 
     def current(self, order: dict, products: list[dict], shipments: list[dict], addresses: list[dict]) -> BikOrder:
         """The getOrder answer: the store's current state."""
-        order_id = str(order["id"])
+        order_id = str(int(order["id"]))
         draft_id = order.get("external_order_id") or ""
         billing = order.get("billing_address") or {}
         shipping = addresses[0] if addresses else billing

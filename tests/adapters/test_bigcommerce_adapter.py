@@ -413,10 +413,17 @@ def test_a_failing_list_endpoint_is_unavailable(make_adapter, place_request, dea
 # ----------------------------------------------------------------------------------- check_credentials
 
 
-def test_check_credentials_reads_one_order(adapter, deadline, rsps):
-    rsps.add(responses.GET, ORDERS_URL, json=[bc_order()], match=[matchers.query_param_matcher({"limit": "1"})])
+def test_check_credentials_probes_the_draft_lookup_once(adapter, deadline, rsps):
+    rsps.add(responses.GET, ORDERS_URL, status=204)
     assert STORE_HASH in adapter.check_credentials(deadline)
     assert len(rsps.calls) == 1
+    assert rsps.calls[0].request.params["external_order_id"].startswith("bik-bridge-ping-")
+
+
+def test_check_credentials_fails_when_the_store_ignores_the_draft_filter(adapter, deadline, rsps):
+    rsps.add(responses.GET, ORDERS_URL, json=[bc_order()])
+    with pytest.raises(UpstreamError, match="external_order_id"):
+        adapter.check_credentials(deadline)
 
 
 def test_check_credentials_with_a_wrong_token(adapter, deadline, rsps):

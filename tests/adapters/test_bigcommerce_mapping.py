@@ -49,16 +49,17 @@ def test_an_unknown_status_id_reads_as_ordered(mapping, status_id):
     assert mapping.status(status_id) == "ORDERED"
 
 
-def test_a_configured_status_map_replaces_the_defaults(presentation):
-    """A merchant's status_map decides; ids it does not list read as ORDERED."""
+def test_a_configured_status_map_moves_only_the_ids_it_names(presentation):
+    """A merchant's status_map decides for the ids it lists; the others keep their defaults."""
     settings = bc_settings(status_map={"DELIVERED": [2, 10], "IN PROGRESS": [11], "CANCELLED": [5]})
     custom = BigCommerceMapping(settings, presentation)
     assert custom.status(2) == "DELIVERED"
     assert custom.status(10) == "DELIVERED"
     assert custom.status(11) == "IN PROGRESS"
     assert custom.status(5) == "CANCELLED"
-    assert custom.status(4) == "ORDERED"
-    assert custom.status(14) == "ORDERED"
+    assert custom.status(4) == "CANCELLED"
+    assert custom.status(14) == "DELIVERED"
+    assert custom.status(7) == "ORDERED"
 
 
 def test_status_reaches_the_get_order_answer(mapping):
