@@ -77,13 +77,16 @@ class OrderService:
         fingerprint = request.fingerprint()
         give_up_at = self._clock() + self.settings.wait_seconds
         pause = 0.02
+        payload_checked = False
         while True:
             claim = self.store.claim(key, fingerprint, self.settings.lease_seconds)
             if claim.outcome is ClaimOutcome.NEW:
                 return self._create(request, claim.token)
             if claim.outcome is ClaimOutcome.TAKEOVER:
                 return self._resume(request, claim)
-            self._check_payload(claim.record, fingerprint)
+            if claim.outcome is ClaimOutcome.DONE or not payload_checked:
+                self._check_payload(claim.record, fingerprint)
+                payload_checked = True  # warn once per request, not once per poll
             if claim.outcome is ClaimOutcome.DONE:
                 self._decide(key, "replayed", claim.record.order_id)
                 return PlaceResult(claim.record.response, claim.record.order_id, "replayed")
