@@ -23,7 +23,7 @@ from bridge.errors import (
     UpstreamError,
 )
 from bridge.models import BikOrder, PlaceOrderRequest
-from bridge.ports import Claim, ClaimOutcome, IdempotencyRecord, IdempotencyStore, PlatformAdapter, RecordState
+from bridge.ports import Claim, ClaimOutcome, IdempotencyRecord, IdempotencyStore, PlatformAdapter
 from bridge.upstream import Deadline
 
 log = logging.getLogger("bik_bridge.service")
@@ -147,16 +147,16 @@ class OrderService:
             result = self._record(key, token, found, "recovered")
             self._check_payload(claim.record, request.fingerprint())
             return result
-        if previous.state is RecordState.IN_FLIGHT:
-            # Its owner may still be waiting on its create; only past its whole budget is absence certain.
-            settled_at = previous.started_at + self.settings.upstream_budget_seconds
-            if self._clock() < settled_at:
-                # Keep holding the record: retries stay busy until our lease ends, which is after that budget.
-                self._decide(key, "in_flight")
-                raise InFlight(
-                    f"order {key} may still be on its way to the store; retry shortly",
-                    retry_after=max(1, math.ceil(settled_at - self._clock())),
-                )
+        # The previous owner's create (in flight, or answered ambiguously) may still be landing; a lookup
+        # proves absence only once that owner's whole budget has passed.
+        settled_at = previous.started_at + self.settings.upstream_budget_seconds
+        if self._clock() < settled_at:
+            # Keep holding the record: retries stay busy until our lease ends, which is after that budget.
+            self._decide(key, "in_flight")
+            raise InFlight(
+                f"order {key} may still be on its way to the store; retry shortly",
+                retry_after=max(1, math.ceil(settled_at - self._clock())),
+            )
         if claim.record.fingerprint != request.fingerprint() and self.settings.on_mismatch == "reject":
             self._mark_unknown(key, token)
             raise PayloadMismatch(f"draftOrderId {key} was first sent with another payload")
@@ -234,8 +234,7 @@ class OrderService:
             self.store.complete(key, token, found.id, found.to_json_bytes())
             self._decide(key, "reconciled_found", found.id)
             return key, "recorded", found.id
-        if previous.state is RecordState.IN_FLIGHT and \
-                self._clock() < previous.started_at + self.settings.upstream_budget_seconds:
+        if self._clock() < previous.started_at + self.settings.upstream_budget_seconds:
             return key, "still_in_flight", None  # we hold it until our lease ends; the next run decides
         self.store.release(key, token)
         self._decide(key, "reconciled_absent")

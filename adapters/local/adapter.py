@@ -1,7 +1,6 @@
 """The `local` platform: orders kept in SQLite, so the whole Bik flow runs with no store account."""
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time

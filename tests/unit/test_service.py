@@ -123,20 +123,34 @@ def test_ambiguous_create_that_landed_is_recovered_in_the_same_request(service, 
 
 
 def test_ambiguous_create_that_did_not_land_is_looked_up_before_the_retry_creates(service, adapter, store,
-                                                                                  request_):
-    """An unconfirmed create leaves the record unknown; the retry looks up, finds nothing, creates once."""
+                                                                                  request_, clock):
+    """An unconfirmed create leaves the record unknown; a retry past the budget looks up, finds nothing, creates once."""
     adapter.fail_next(UpstreamAmbiguous("read timed out"))
     with pytest.raises(UpstreamAmbiguous) as caught:
         service.place_order(request_)
     assert caught.value.retry_after
     assert store.get(DRAFT).state is RecordState.UNKNOWN
     assert adapter.creates == 0
+    clock.advance(BUDGET + 1)
     lookups = adapter.lookups
     result = service.place_order(request_)
     assert adapter.lookups == lookups + 1
     assert result.outcome == "created"
     assert adapter.creates == 1
     assert store.get(DRAFT).state is RecordState.DONE
+
+
+def test_retry_of_an_ambiguous_create_within_its_budget_is_held_off(service, adapter, store, request_):
+    """The unconfirmed create may still land: a quick retry that finds nothing gets 409, never a second create."""
+    adapter.fail_next(UpstreamAmbiguous("read timed out"))
+    with pytest.raises(UpstreamAmbiguous):
+        service.place_order(request_)
+
+    with pytest.raises(InFlight) as caught:
+        service.place_order(request_)
+
+    assert caught.value.retry_after >= 1
+    assert adapter.creates == 0
 
 
 def test_unknown_record_whose_order_exists_is_recovered(service, adapter, store, request_):
