@@ -128,8 +128,10 @@ class OrderService:
             return self._record(key, token, found, "recovered")
         self._mark_unknown(key, token)
         self._decide(key, "unknown")
+        # Before this budget ends a retry could not tell a slow create from a lost one.
         raise UpstreamAmbiguous(
-            f"the platform did not confirm order {key}; retry and the bridge will look it up first", retry_after=5
+            f"the platform did not confirm order {key}; retry and the bridge will look it up first",
+            retry_after=max(1, math.ceil(deadline.remaining())),
         )
 
     def _resume(self, request: PlaceOrderRequest, claim: Claim) -> PlaceResult:
