@@ -5,6 +5,7 @@ import logging
 import os
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 
 from bridge.config import Config
 from bridge.logs import configure_logging
@@ -34,6 +35,17 @@ def gunicorn_options(config: Config) -> dict:
     }
 
 
+class BridgeLogger(GunicornLogger):
+    """gunicorn's own messages in the bridge's log format, on the bridge's one handler."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        ours = logging.getLogger("bik_bridge").handlers
+        if ours:
+            self.error_log.handlers[:] = list(ours)
+            self.error_log.propagate = False
+
+
 class BridgeServer(BaseApplication):
     """gunicorn running `create_app(config)`, built inside each worker after the fork."""
 
@@ -44,6 +56,10 @@ class BridgeServer(BaseApplication):
     def load_config(self) -> None:
         for key, value in gunicorn_options(self.config_model).items():
             self.cfg.set(key, value)
+        self.cfg.set("logger_class", BridgeLogger)
+        if "control_socket_disable" in self.cfg.settings:
+            # Several instances on one host would fight over gunicorn's one default control socket path.
+            self.cfg.set("control_socket_disable", True)
         self.cfg.set("post_fork", self._post_fork)
 
     def _post_fork(self, server, worker) -> None:
