@@ -425,15 +425,13 @@ def test_server_stops_fast_with_an_idle_keep_alive_connection():
 
 
 def test_command_line_serves_until_terminated():
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.bigcommerce", "--port", "0", "--token", "T", "--store-hash", "s1"],
-        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        base_url = process.stdout.readline().strip()
-        response = requests.get(f"{base_url}/stores/s1/v2/orders", timeout=5,
-                                headers={"X-Auth-Token": "T", "Accept": "application/json"})
-        assert response.status_code == 204
-    finally:
-        process.terminate()
+    command = [sys.executable, "-m", "tests.fakes.bigcommerce", "--port", "0", "--token", "T", "--store-hash", "s1"]
+    with subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            base_url = process.stdout.readline().strip()
+            response = requests.get(f"{base_url}/stores/s1/v2/orders", timeout=5,
+                                    headers={"X-Auth-Token": "T", "Accept": "application/json"})
+            assert response.status_code == 204
+        finally:
+            process.terminate()
         assert process.wait(timeout=5) == 0
