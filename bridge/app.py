@@ -1,17 +1,19 @@
 """The Flask app factory: thin views (auth, parse, service, JSON) and one error renderer."""
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import re
 import time
 import uuid
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from flask import Flask, Response, g, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from bridge import context
 from bridge.auth import Authenticator
 from bridge.config import ENDPOINTS, Config
 from bridge.errors import (
@@ -24,7 +26,11 @@ from bridge.errors import (
     UnsupportedMediaType,
 )
 from bridge.models import GetOrderRequest, PlaceOrderRequest
+from bridge.openapi import build_openapi
 from bridge.service import OrderService
+
+if TYPE_CHECKING:  # prometheus-client is imported by the worker that builds the metrics, after the fork
+    from bridge.metrics import Metrics
 
 log = logging.getLogger("bik_bridge.http")
 EXTENSION = "bik_bridge"
@@ -50,6 +56,15 @@ def read_json(max_bytes: int) -> dict:
         raw = request.get_data(cache=False)
     except RequestEntityTooLarge:
         raise PayloadTooLarge(f"request body over {max_bytes} bytes") from None
+    except Exception as exc:  # noqa: BLE001 - each WSGI server raises its own types here
+        # The server's body reader fails on a malformed chunked body or a body cut short (gunicorn raises
+        # its own parse errors, not OSError): the caller's fault, so a 400, not a 500.
+        log.warning("request body could not be read", extra={"request_id": g.get("request_id"),
+                                                             "error_type": type(exc).__name__})
+        raise BadRequest("request body could not be read") from None
+    if request.content_length is None and len(raw) >= max_bytes:
+        # A chunked body is cut at the limit without an error; the limit itself counts as over it.
+        raise PayloadTooLarge(f"request body over {max_bytes} bytes")
     try:
         body = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError, UnicodeDecodeError):
@@ -71,12 +86,18 @@ def validate(model, body: dict):
         raise BadRequest("invalid request", details) from None
 
 
-def create_app(config: Config, *, service: Optional[OrderService] = None) -> Flask:
-    """Build the app for one config; the service is built from it unless given."""
+def create_app(config: Config, *, service: Optional[OrderService] = None,
+               metrics: Optional["Metrics"] = None) -> Flask:
+    """Build the app for one config; the service (and the metrics, when enabled) are built from it unless given."""
+    if metrics is None and config.metrics.enabled:
+        from bridge.bootstrap import build_metrics
+
+        metrics = build_metrics(config)
     if service is None:
         from bridge.bootstrap import build_service
 
-        service = build_service(config)
+        service = build_service(config, observer=metrics.upstream if metrics else None,
+                                on_decision=metrics.decision if metrics else None)
     app = Flask("bik_bridge")
     app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
     app.extensions[EXTENSION] = service
@@ -115,29 +136,63 @@ def create_app(config: Config, *, service: Optional[OrderService] = None) -> Fla
             return json_response({"status": "unavailable", "error": exc.message}, 503)
         return json_response({"status": "ready", "platform": config.platform})
 
+    metrics_token = config.metrics.token.get_secret_value() if config.metrics.token else ""
+
+    def scrape() -> Response:
+        if metrics_token:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), metrics_token.encode()):
+                raise Unauthorized("missing or invalid credentials")
+        body, content_type = metrics.exposition()
+        return Response(body, content_type=content_type)
+
     for prefix in {"", base}:
         app.add_url_rule(f"{prefix}/healthz", f"healthz{prefix}", healthz, methods=["GET"])
         app.add_url_rule(f"{prefix}/readyz", f"readyz{prefix}", readyz, methods=["GET"])
+        if metrics is not None:
+            app.add_url_rule(f"{prefix}/metrics", f"metrics{prefix}", scrape, methods=["GET"])
+
+    # Built once per app; it holds paths and auth schemes but no secret, so it is served without auth.
+    openapi_body = json.dumps(build_openapi(config), separators=(",", ":")).encode()
+    app.add_url_rule("/openapi.json", "openapi", lambda: json_response(openapi_body), methods=["GET"])
 
     @app.before_request
     def start() -> None:
         g.started = time.perf_counter()
         given = request.headers.get("X-Request-Id", "")
         g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.context = context.begin(g.request_id)
 
     @app.after_request
     def finish(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
         if g.get("endpoint"):
-            log.info("request", extra={
-                "request_id": g.get("request_id"), "endpoint": g.endpoint, "status": response.status_code,
-                "draftOrderId": g.get("draft_order_id"), "orderId": g.get("order_id"),
-                "outcome": g.get("outcome"), "ms": round((time.perf_counter() - g.started) * 1000, 1),
-            })
+            seconds = time.perf_counter() - g.started
+            log.info("request", extra=request_summary(response.status_code, seconds))
+            if metrics is not None:
+                metrics.request(g.endpoint, response.status_code, seconds)
         return response
+
+    def request_summary(status: int, seconds: float) -> dict:
+        """The one line a Bik request leaves: what was asked, what the platform was asked, what came of it."""
+        outcome = g.get("outcome")
+        summary = {
+            "request_id": g.get("request_id"), "endpoint": g.endpoint, "status": status,
+            "platform": config.platform, "draftOrderId": g.get("draft_order_id"), "orderId": g.get("order_id"),
+            "outcome": outcome or ("ok" if status < 400 else g.get("error_type", "error")),
+            "upstream": g.context.upstream if g.get("context") else [], "ms": round(seconds * 1000, 1),
+        }
+        if outcome:
+            summary["idempotency"] = "replay" if outcome == "replayed" else "fresh"
+        return summary
+
+    @app.teardown_request
+    def forget(_exc: Optional[BaseException]) -> None:
+        context.end()
 
     @app.errorhandler(BridgeError)
     def bridge_error(exc: BridgeError) -> Response:
+        g.error_type = type(exc).__name__
         headers = {"Retry-After": str(int(max(1, round(exc.retry_after))))} if exc.retry_after else None
         if exc.status >= 500:
             log.warning("request failed", extra={"request_id": g.get("request_id"), "error": exc.message,
@@ -154,6 +209,7 @@ def create_app(config: Config, *, service: Optional[OrderService] = None) -> Fla
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
+        g.error_type = "internal"
         log.exception("unexpected error", extra={"request_id": g.get("request_id")})
         return json_response({"error": "internal error"}, 500)
 

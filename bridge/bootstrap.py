@@ -1,42 +1,71 @@
 """The composition root: the one place that turns a config into live adapters, stores and a service."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import os
 from typing import Callable, Optional
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from bridge.config import Config
+from bridge.context import ContextThreadPool
 from bridge.ports import IdempotencyStore, PlatformAdapter
 from bridge.presentation import Presentation
 from bridge.service import OrderService, ServiceSettings
-from bridge.upstream import Upstream
+from bridge.upstream import RateGate, RateLimitHeaders, Upstream
 
 
-def build_session(pool_size: int) -> requests.Session:
+def build_session(pool_size: int, base_url: Optional[str] = None) -> requests.Session:
     """One pooled keep-alive session per process; retries are ours, never urllib3's."""
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = "bik-bridge/0.1"
+    if base_url:
+        # Proxy and CA settings are read once for the one platform host: left to requests, every call
+        # walks os.environ again, which was a third of its cost per call (docs/performance.md).
+        session.proxies.update(requests.utils.get_environ_proxies(base_url))
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        session.trust_env = False
     return session
+
+
+def build_rate_gate(config: Config, headers: RateLimitHeaders) -> RateGate:
+    """The platform's quota as the bridge tracks it, shared through Redis when the idempotency store is Redis."""
+    # The quota belongs to the store, not to a process: with Redis every worker and instance holds back together.
+    if config.idempotency.backend != "redis":
+        return RateGate(headers)
+    from adapters.stores.redis_quota import RedisQuota
+
+    quota = RedisQuota.from_url(config.idempotency.redis_url.get_secret_value(),
+                                f"{config.idempotency_namespace()}|ratelimit")
+    return RateGate(headers, state=quota)
 
 
 def _bigcommerce(config: Config, presentation: Presentation, observer) -> PlatformAdapter:
     from adapters.bigcommerce.adapter import BigCommerceAdapter, BigCommerceRateLimit, error_message
 
-    upstream = Upstream(build_session(config.upstream.pool_size), config.upstream, platform="bigcommerce",
-                        rate_headers=BigCommerceRateLimit(), message_of=error_message, observer=observer)
-    pool = ThreadPoolExecutor(max_workers=max(4, config.upstream.pool_size), thread_name_prefix="bigcommerce")
+    readers = max(4, config.upstream.pool_size)
+    # Each request thread and each parallel reader may hold a connection at once; with a smaller pool, every
+    # request over it opens a connection and drops it afterwards.
+    connections = max(config.upstream.pool_size, config.server.threads + readers)
+    session = build_session(connections, config.bigcommerce.api_base_url)
+    upstream = Upstream(session, config.upstream, platform="bigcommerce",
+                        rate_headers=BigCommerceRateLimit(), message_of=error_message, observer=observer,
+                        gate=build_rate_gate(config, BigCommerceRateLimit()))
+    # Parallel reads run in the request's context, so their log lines keep its request id.
+    pool = ContextThreadPool(max_workers=readers, thread_name_prefix="bigcommerce")
     return BigCommerceAdapter(config.bigcommerce, presentation, upstream, pool)
 
 
 def _bitbybit(config: Config, presentation: Presentation, observer) -> PlatformAdapter:
-    from adapters.bitbybit.adapter import build_bitbybit_adapter
+    from adapters.bitbybit.adapter import BitbybitRateLimit, build_bitbybit_adapter
 
-    return build_bitbybit_adapter(config, presentation, build_session(config.upstream.pool_size), observer)
+    # bitbybit's quota is per API key: every worker and instance using the key shares it through the gate.
+    session = build_session(config.upstream.pool_size, config.bitbybit.api_base_url)
+    return build_bitbybit_adapter(config, presentation, session, observer,
+                                  gate=build_rate_gate(config, BitbybitRateLimit()))
 
 
 def _local(config: Config, presentation: Presentation, observer) -> PlatformAdapter:
@@ -55,6 +84,17 @@ ADAPTERS: dict[str, Callable[[Config, Presentation, Optional[Callable]], Platfor
 def build_adapter(config: Config, platform: Optional[str] = None, observer: Optional[Callable] = None) -> PlatformAdapter:
     """The platform adapter the config names (or `platform`, for dry-run)."""
     return ADAPTERS[platform or config.platform](config, Presentation.from_config(config.store), observer)
+
+
+def durability_warning(config: Config) -> Optional[str]:
+    """Why placed drafts could be forgotten with this store, when that is a risk the config leaves open."""
+    if config.idempotency.backend != "redis" or config.idempotency.lookup_before_create:
+        return None
+    store = build_store(config)
+    try:
+        return store.durability_warning()
+    finally:
+        store.close()
 
 
 def build_store(config: Config) -> IdempotencyStore:
@@ -77,11 +117,20 @@ def service_settings(config: Config) -> ServiceSettings:
         wait_seconds=config.idempotency.wait_seconds,
         on_mismatch=config.idempotency.on_mismatch,
         get_order_cache_seconds=config.store.get_order_cache_seconds,
+        lookup_before_create=config.idempotency.lookup_before_create,
     )
 
 
 def build_service(config: Config, *, adapter: Optional[PlatformAdapter] = None,
-                  store: Optional[IdempotencyStore] = None, observer: Optional[Callable] = None) -> OrderService:
+                  store: Optional[IdempotencyStore] = None, observer: Optional[Callable] = None,
+                  on_decision: Optional[Callable[[str], None]] = None) -> OrderService:
     """Wire the service for one config; tests pass fakes for `adapter` and `store`."""
     return OrderService(adapter or build_adapter(config, observer=observer), store or build_store(config),
-                        service_settings(config))
+                        service_settings(config), on_decision=on_decision)
+
+
+def build_metrics(config: Config):
+    """This process's metrics, shared with the other workers when the server made a multiprocess directory."""
+    from bridge.metrics import Metrics
+
+    return Metrics.from_environment(config.platform)

@@ -3,13 +3,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Optional, Sequence
 
 import yaml
 
 from bridge.config import Config, load_config, revise
-from bridge.errors import BadRequest, BridgeError, ConfigError, UpstreamAuthError, UpstreamError
+from bridge.errors import (
+    BadRequest,
+    BridgeError,
+    ConfigError,
+    UpstreamAuthError,
+    UpstreamError,
+)
+from bridge.logs import configure_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -26,10 +34,12 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    from bridge.server import serve
+    from bridge.server import serve, server_env_overrides
 
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers),
-                                   ("threads", args.threads)) if v is not None}
+    # The command line wins over the environment (BIK_BRIDGE_HOST, ...), which wins over the file.
+    overrides = server_env_overrides()
+    overrides.update({k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers),
+                                        ("threads", args.threads)) if v is not None})
     if overrides:
         config = revise(config, {"server": overrides})
     serve(config)
@@ -87,8 +97,14 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     try:
         reached = adapter.check_credentials(Deadline(config.upstream.total_timeout_seconds))
     except UpstreamAuthError as exc:
-        return _fail(f"ping failed: {exc.message}\n  fix: {_auth_hint(config, exc.upstream_status)}", EXIT_FAILED)
+        return _fail(f"ping failed: {exc.message}\n  fix: {_auth_hint(config, exc.upstream_status, exc.message)}",
+                     EXIT_FAILED)
     except UpstreamError as exc:
+        if exc.upstream_status is None:
+            base = getattr(getattr(config, config.platform, None), "api_base_url", "the platform")
+            return _fail(f"ping failed: {exc.message}\n  fix: this host cannot reach {base}: check "
+                         f"{config.platform}.api_base_url, DNS, and that outbound HTTPS is allowed (proxy, firewall)",
+                         EXIT_FAILED)
         return _fail(f"ping failed: {exc.message}", EXIT_FAILED)
     except BridgeError as exc:
         return _fail(f"ping failed: {exc.message}", EXIT_FAILED)
@@ -96,14 +112,50 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
-def _auth_hint(config: Config, status: Optional[int]) -> str:
+def _auth_hint(config: Config, status: Optional[int], message: str = "") -> str:
     if config.platform == "bigcommerce":
         if status == 401:
             return "bigcommerce.access_token is not valid for this store (create an API account token)"
         return "the API account lacks the Orders scope (store_v2_orders): edit its OAuth scopes"
-    if status == 401:
-        return "bitbybit.api_key is invalid, revoked or expired; or bitbybit.auth_header is wrong"
-    return "the API key lacks the orders READ/WRITE scope, or this host's IP is not in the key's allowlist"
+    from adapters.bitbybit.errors import auth_hint
+
+    # bitbybit names the cause in its error code (INVALID_API_KEY, INSUFFICIENT_SCOPE, IP_NOT_ALLOWED, ...).
+    return auth_hint(status, message)
+
+
+def cmd_healthcheck(args: argparse.Namespace, config: Config) -> int:
+    import urllib.request
+
+    from bridge.server import server_env_overrides
+
+    server = revise(config, {"server": server_env_overrides()}).server
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(server.host, server.host)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{server.port}{server.base_path}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:
+            status = response.status
+    except OSError as exc:  # URLError, HTTPError, timeouts and refused connections are all OSErrors
+        return _fail(f"unhealthy: {url}: {getattr(exc, 'reason', exc)}", EXIT_FAILED)
+    print(f"healthy: {url} answered {status}")
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace, config: Config) -> int:
+    from bridge.simulate import Credentials, Simulation, endpoint_urls, load_payload
+
+    credentials = Credentials(args.auth_scheme, args.token or os.environ.get("BIK_BRIDGE_TOKEN"), args.header,
+                              args.username, args.password or os.environ.get("BIK_BRIDGE_PASSWORD"))
+    if credentials.problem():
+        return _fail(credentials.problem())
+    try:
+        payload = load_payload(args.payload)
+    except OSError as exc:
+        return _fail(f"cannot read {args.payload}: {exc.strerror}")
+    except ValueError as exc:
+        return _fail(f"{args.payload}: {exc}")
+    place_url, get_url = endpoint_urls(args.url, args.get_order_url)
+    simulation = Simulation(place_url, get_url, credentials, payload, timeout=args.timeout)
+    return EXIT_OK if simulation.run() else EXIT_FAILED
 
 
 def cmd_local_set_status(args: argparse.Namespace, config: Config) -> int:
@@ -122,9 +174,13 @@ def cmd_local_set_status(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace, config: Config) -> int:
-    from bridge.bootstrap import build_service
+    from bridge.bootstrap import build_metrics, build_service
 
-    service = build_service(config)
+    # Every decision is logged per draft id (on stderr; stdout keeps the summary for cron mail).
+    configure_logging(config.logging.format, config.logging.level)
+    # With the server's PROMETHEUS_MULTIPROC_DIR in the environment, this run's counts join its /metrics.
+    metrics = build_metrics(config)
+    service = build_service(config, observer=metrics.upstream, on_decision=metrics.decision)
     try:
         settled = service.reconcile(args.older_than)
     except BridgeError as exc:
@@ -165,6 +221,25 @@ def parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--older-than", type=float, default=60.0, metavar="SECONDS",
                            help="only records untouched for this long (default 60)")
 
+    health = command("healthcheck", cmd_healthcheck, "exit 0 when the server on this host answers /healthz")
+    health.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS")
+
+    simulate = commands.add_parser(
+        "simulate", help="play Bik against a running bridge and check every answer (places one real order)",
+        description="Play Bik against a running bridge: placeOrder, the same again, getOrder, an unknown order, "
+                    "wrong credentials. Each answer is checked against Bik's contract; exits 1 on any failure.")
+    simulate.add_argument("--url", required=True, help="base URL (https://host/bik) or the placeOrder URL")
+    simulate.add_argument("--get-order-url", help="the getOrder URL, when it is not next to placeOrder")
+    simulate.add_argument("--auth-scheme", choices=["none", "bearer", "api_key", "basic"], default="none")
+    simulate.add_argument("--token", help="bearer or api_key token (default: $BIK_BRIDGE_TOKEN)")
+    simulate.add_argument("--header", default="X-Api-Key", help="api_key header name (default X-Api-Key)")
+    simulate.add_argument("--username")
+    simulate.add_argument("--password", help="basic password (default: $BIK_BRIDGE_PASSWORD)")
+    simulate.add_argument("--payload", help="placeOrder body to send (default: Bik's sample order); "
+                                            "its draft id is replaced by a fresh one")
+    simulate.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="per call (default 30)")
+    simulate.set_defaults(handler=cmd_simulate, config=None)
+
     local = commands.add_parser("local", help="manage orders of the local platform")
     local_commands = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
     set_status = local_commands.add_parser("set-status", help="move a local order along")
@@ -184,6 +259,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         return _fail(f"invalid config: {exc.message}")
+    if args.command != "serve":
+        # One-shot commands: warnings as readable, masked lines on stderr, apart from the command's output.
+        configure_logging("console", "WARNING", stream=sys.stderr)
     try:
         return args.handler(args, config)
     except ConfigError as exc:

@@ -34,9 +34,11 @@ Money = Annotated[
 def _external_id(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
         return value
-    if isinstance(value, str) and 0 < len(value.strip()) <= 64:
+    # The union's str branch takes a str as it is: control characters and lone surrogates (from a JSON
+    # escape such as "\ud83d") are refused here, before a platform URL or a UTF-8 encoder meets them.
+    if isinstance(value, str) and 0 < len(value.strip()) <= 64 and value.strip().isprintable():
         return value.strip()
-    raise ValueError("must be a non-negative integer or a non-empty id string")
+    raise ValueError("must be a non-negative integer or a non-empty printable id string")
 
 
 # Other systems' ids stay opaque: Bik sends numbers, a catalog may use strings.

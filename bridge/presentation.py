@@ -11,17 +11,19 @@ from bridge.config import StoreConfig
 class Presentation:
     """The merchant's store settings that shape every BikOrder."""
 
-    name_format: str = "#{id}"
+    name_format: Optional[str] = None  # None: `default_name_format`
     invoice_url_template: Optional[str] = None
     currency: str = "INR"
     scope_all: bool = False
+    default_name_format: str = "#{id}"  # an adapter whose ids are not what the merchant sees sets "#{number}"
 
     @classmethod
     def from_config(cls, store: StoreConfig) -> "Presentation":
         return cls(store.name_format, store.invoice_url_template, store.currency, store.get_order_scope == "all")
 
     def name(self, order_id: str, number: Optional[str] = None, draft_id: str = "") -> str:
-        return self.name_format.format(id=order_id, number=number or order_id, draft_id=draft_id)
+        template = self.name_format or self.default_name_format
+        return template.format(id=order_id, number=number or order_id, draft_id=draft_id)
 
     def invoice_url(self, order_id: str, number: Optional[str] = None, draft_id: str = "") -> Optional[str]:
         if not self.invoice_url_template:

@@ -1,16 +1,38 @@
 """Serving the app under gunicorn in production form, from the CLI or the container."""
 from __future__ import annotations
 
+import json
 import logging
 import os
+from typing import Mapping, Optional
 
 from gunicorn.app.base import BaseApplication
+from gunicorn import util as gunicorn_util
 from gunicorn.glogging import Logger as GunicornLogger
 
+from bridge import multiproc
 from bridge.config import Config
+from bridge.errors import ConfigError
 from bridge.logs import configure_logging
 
 log = logging.getLogger("bik_bridge.server")
+
+# Settings a container sets from its environment; the config file's values apply otherwise.
+SERVER_ENV = {"host": "BIK_BRIDGE_HOST", "port": "BIK_BRIDGE_PORT", "workers": "BIK_BRIDGE_WORKERS",
+              "threads": "BIK_BRIDGE_THREADS"}
+
+
+def server_env_overrides(environ: Mapping[str, str] = os.environ) -> dict:
+    """`server` settings given as BIK_BRIDGE_HOST, _PORT, _WORKERS and _THREADS."""
+    overrides: dict = {}
+    for key, name in SERVER_ENV.items():
+        value = environ.get(name, "").strip()
+        if not value:
+            continue
+        if key != "host" and not value.isdigit():
+            raise ConfigError(f"{name}={value!r} is not a whole number")
+        overrides[key] = value if key == "host" else int(value)
+    return overrides
 
 
 def gunicorn_options(config: Config) -> dict:
@@ -35,6 +57,14 @@ def gunicorn_options(config: Config) -> dict:
     }
 
 
+def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's error answer for requests it cannot parse, as the bridge's JSON error body."""
+    body = json.dumps({"error": f"{reason}: {mesg}" if mesg else reason}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    gunicorn_util.write_nonblock(sock, head.encode("latin1") + body)
+
+
 class BridgeLogger(GunicornLogger):
     """gunicorn's own messages in the bridge's log format, on the bridge's one handler."""
 
@@ -49,8 +79,10 @@ class BridgeLogger(GunicornLogger):
 class BridgeServer(BaseApplication):
     """gunicorn running `create_app(config)`, built inside each worker after the fork."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, metrics_dir: Optional[str] = None, owns_metrics_dir: bool = False):
         self.config_model = config
+        self.metrics_dir = metrics_dir
+        self.owns_metrics_dir = owns_metrics_dir
         super().__init__()
 
     def load_config(self) -> None:
@@ -61,9 +93,21 @@ class BridgeServer(BaseApplication):
             # Several instances on one host would fight over gunicorn's one default control socket path.
             self.cfg.set("control_socket_disable", True)
         self.cfg.set("post_fork", self._post_fork)
+        self.cfg.set("child_exit", self._child_exit)
+        self.cfg.set("on_exit", self._on_exit)
 
     def _post_fork(self, server, worker) -> None:
         configure_logging(self.config_model.logging.format, self.config_model.logging.level)
+        # gunicorn answers malformed HTTP itself, before the app; in this worker it answers in JSON too.
+        gunicorn_util.write_error = write_json_error
+
+    def _child_exit(self, server, worker) -> None:
+        if self.metrics_dir:
+            multiproc.mark_dead(worker.pid, self.metrics_dir)
+
+    def _on_exit(self, server) -> None:
+        if self.owns_metrics_dir:
+            multiproc.remove(self.metrics_dir)
 
     def load(self):
         # Imported here so connections and sessions are made per worker, never shared across a fork.
@@ -77,6 +121,16 @@ def serve(config: Config) -> None:
     configure_logging(config.logging.format, config.logging.level)
     if config.auth.scheme == "none" or any(a.scheme == "none" for a in config.auth_overrides.values()):
         log.warning("auth scheme is none: anyone who can reach this port can place orders")
+    metrics_dir, owns_metrics_dir = multiproc.prepare() if config.metrics.enabled else (None, False)
+    metrics_token = config.metrics.token.get_secret_value() if config.metrics.token else ""
+    if metrics_dir and not metrics_token and not config.server.is_loopback():
+        log.warning("GET /metrics is open to anyone who can reach this port; set metrics.token")
+    from bridge.bootstrap import durability_warning
+
+    warning = durability_warning(config)
+    if warning:
+        log.warning(warning)
     log.info("starting", extra={"platform": config.platform, "bind": gunicorn_options(config)["bind"],
-                                "workers": config.server.workers, "idempotency": config.idempotency.backend})
-    BridgeServer(config).run()
+                                "workers": config.server.workers, "idempotency": config.idempotency.backend,
+                                "metrics_dir": metrics_dir})
+    BridgeServer(config, metrics_dir, owns_metrics_dir).run()

@@ -22,6 +22,7 @@ from bridge.errors import (
     UpstreamAmbiguous,
     UpstreamError,
 )
+from bridge.freshness import FreshnessCache
 from bridge.models import BikOrder, PlaceOrderRequest
 from bridge.ports import Claim, ClaimOutcome, IdempotencyRecord, IdempotencyStore, PlatformAdapter
 from bridge.upstream import Deadline
@@ -38,6 +39,9 @@ class ServiceSettings:
     wait_seconds: float = 10.0
     on_mismatch: str = "replay"
     get_order_cache_seconds: float = 0.0
+    # Look the draft up even when no record exists: a record can be lost (evicted, a Redis restarted without
+    # persistence), and only the platform still knows the order. Costs one read per order, so it is opt-in.
+    lookup_before_create: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class OrderService:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         deadline: Optional[Callable[[], Deadline]] = None,
+        on_decision: Optional[Callable[[str], None]] = None,
     ):
         self.adapter = adapter
         self.store = store
@@ -68,6 +73,10 @@ class OrderService:
         self._clock = clock
         self._sleep = sleep
         self._deadline = deadline or (lambda: Deadline(settings.upstream_budget_seconds))
+        self._on_decision = on_decision  # metrics
+        # Repeated status checks within a few seconds are answered without the platform (off by default).
+        seconds = settings.get_order_cache_seconds
+        self._fresh = FreshnessCache(seconds) if seconds > 0 else None
 
     # placeOrder ---------------------------------------------------------------------------
 
@@ -81,7 +90,7 @@ class OrderService:
         while True:
             claim = self.store.claim(key, fingerprint, self.settings.lease_seconds)
             if claim.outcome is ClaimOutcome.NEW:
-                return self._create(request, claim.token)
+                return self._create_new(request, claim.token)
             if claim.outcome is ClaimOutcome.TAKEOVER:
                 return self._resume(request, claim)
             if claim.outcome is ClaimOutcome.DONE or not payload_checked:
@@ -98,9 +107,27 @@ class OrderService:
             self._sleep(pause)
             pause = min(pause * 2, 0.2)
 
+    def _create_new(self, request: PlaceOrderRequest, token: str) -> PlaceResult:
+        """A fresh claim: the record may be new only because an older one is gone, so look the draft up first."""
+        if not self.settings.lookup_before_create:
+            return self._create(request, token)
+        key = request.draftOrderId
+        deadline = self._deadline()
+        try:
+            found = self.adapter.find_by_draft(key, request, deadline)
+        except BaseException:
+            # A read sends no order: the claim goes, so Bik's retry runs afresh.
+            self._release(key, token)
+            raise
+        if found is not None:
+            return self._record(key, token, found, "recovered")
+        return self._create(request, token, deadline)
+
     def _create(self, request: PlaceOrderRequest, token: str, deadline: Optional[Deadline] = None) -> PlaceResult:
         key = request.draftOrderId
         deadline = deadline or self._deadline()
+        # Written before the create leaves, so the log shows it even if this process dies before the answer.
+        log.info("sending the create", extra={"draftOrderId": key})
         try:
             order = self.adapter.place(request, deadline)
         except UpstreamAmbiguous:
@@ -113,6 +140,8 @@ class OrderService:
             # An unexpected failure may have followed a create: keep the record for lookup.
             self._mark_unknown(key, token)
             raise
+        if order.total != request.order.total:
+            self._decide(key, "total_mismatch", order.id)
         return self._record(key, token, order, "created")
 
     def _settle_ambiguous(self, request: PlaceOrderRequest, token: str, deadline: Deadline) -> PlaceResult:
@@ -198,15 +227,26 @@ class OrderService:
             # The record stays in flight; after its lease a new owner looks the draft up anyway.
             log.error("could not mark a record unknown", extra={"draftOrderId": key})
 
-    @staticmethod
-    def _decide(key: str, decision: str, order_id: Optional[str] = None) -> None:
+    def _decide(self, key: str, decision: str, order_id: Optional[str] = None) -> None:
         log.info("placeOrder decision", extra={"draftOrderId": key, "decision": decision, "orderId": order_id})
+        if self._on_decision is not None:
+            try:
+                self._on_decision(decision)
+            except Exception:  # counting must never fail an order that was placed
+                log.exception("decision hook failed", extra={"draftOrderId": key, "decision": decision})
 
     # getOrder -----------------------------------------------------------------------------
 
     def get_order(self, order_id: str) -> bytes:
         """The order's current state, read from the platform (never from the idempotency record)."""
-        return self.adapter.get(order_id, self._deadline()).to_json_bytes()
+        if self._fresh is not None:
+            cached = self._fresh.get(order_id)
+            if cached is not None:
+                return cached
+        body = self.adapter.get(order_id, self._deadline()).to_json_bytes()
+        if self._fresh is not None:
+            self._fresh.put(order_id, body)
+        return body
 
     # operations ---------------------------------------------------------------------------
 
@@ -237,7 +277,9 @@ class OrderService:
             self._decide(key, "reconciled_found", found.id)
             return key, "recorded", found.id
         if self._clock() < previous.started_at + self.settings.upstream_budget_seconds:
-            return key, "still_in_flight", None  # we hold it until our lease ends; the next run decides
+            # The previous owner's create may still land: hold the record until our lease ends; the next run decides.
+            self._decide(key, "reconcile_deferred")
+            return key, "still_in_flight", None
         self.store.release(key, token)
         self._decide(key, "reconciled_absent")
         return key, "released", None

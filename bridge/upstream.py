@@ -18,6 +18,7 @@ import requests
 import urllib3.exceptions
 from tenacity import RetryCallState, Retrying, retry_if_result
 
+from bridge import context
 from bridge.config import UpstreamConfig
 from bridge.errors import UpstreamAmbiguous, UpstreamAuthError, UpstreamError, UpstreamUnavailable
 from bridge.outbound import OutboundRequest
@@ -94,26 +95,106 @@ def was_sent(exc: requests.RequestException) -> bool:
     return True
 
 
+# A quota window's end as two answers of one window report it differs by their latency and the header's rounding
+# (bitbybit counts whole seconds); an end this much later is a new window, this much earlier an answer from an
+# old one still arriving. Shorter windows are then tracked conservatively: fewer requests, never more.
+WINDOW_TOLERANCE_SECONDS = 1.25
+# Added to every announced reset: headers round it down (BigCommerce sends whole milliseconds), which on a fast
+# link is more than the answer's travel time, so without it the bridge could think a window over a little early.
+RESET_MARGIN_SECONDS = 0.01
+# After a spent window one request probes the next; the others wait this long at most for its answer.
+PROBE_SECONDS = 1.0
+POLL_SECONDS = 0.02
+
+
+class QuotaState(Protocol):
+    """The platform's quota as the bridge knows it: in this process, or shared by every worker and instance."""
+
+    def reserve(self) -> float:
+        """Take a slot to send now (0.0), or say how many seconds to wait before asking again."""
+
+    def learn(self, reset_seconds: float, left: Optional[int], limited: bool) -> None:
+        """What one answer said: the window resets in `reset_seconds` with `left` requests left (429: `limited`)."""
+
+    def blocked_for(self) -> float:
+        """Seconds until a spent quota resets; 0 when a request may go."""
+
+
+class LocalQuota:
+    """`QuotaState` for one process: a mirror of the platform's fixed window."""
+
+    # `until` is when the window it knows ends, `slots` how many requests that window still takes (-1: unknown,
+    # go). Each send takes a slot; each answer's headers correct the count. A spent window blocks everyone until
+    # its reset; the window after a spent one is probed by one request, whose answer tells how much room there
+    # really is, so the requests that waited never rush in together and meet a 429.
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._until = 0.0
+        self._slots = -1
+        self._probe_until = 0.0
+
+    def reserve(self) -> float:
+        with self._lock:
+            now = self._clock()
+            if now < self._until:
+                if self._slots < 0:
+                    return 0.0
+                if self._slots > 0:
+                    self._slots -= 1
+                    return 0.0
+                return self._until - now
+            if self._slots != 0:
+                return 0.0  # the last window ended with room (or was never known): no reason to hold back
+            if self._probe_until > now:
+                return min(POLL_SECONDS, self._probe_until - now)
+            self._probe_until = now + PROBE_SECONDS
+            return 0.0
+
+    def learn(self, reset_seconds: float, left: Optional[int], limited: bool) -> None:
+        with self._lock:
+            now = self._clock()
+            end = now + reset_seconds + RESET_MARGIN_SECONDS
+            if limited or left == 0:
+                # The newest word on a spent quota wins; if it came from an older window, the probe at its
+                # reset learns the truth again.
+                self._until, self._slots, self._probe_until = end, 0, 0.0
+                return
+            if left is None or (self._until and end < self._until - WINDOW_TOLERANCE_SECONDS):
+                return  # nothing to learn, or an answer from a window that is over
+            if now >= self._until or end > self._until + WINDOW_TOLERANCE_SECONDS:
+                self._until, self._slots = end, left
+            else:
+                self._slots = left if self._slots < 0 else min(self._slots, left)
+            self._probe_until = 0.0
+
+    def blocked_for(self) -> float:
+        with self._lock:
+            return max(0.0, self._until - self._clock()) if self._slots == 0 else 0.0
+
+
 class RateGate:
     """Holds requests back while the platform says the quota is spent, so the bridge never exceeds it."""
 
-    def __init__(self, headers: RateLimitHeaders, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, headers: RateLimitHeaders, clock: Callable[[], float] = time.monotonic,
+                 state: Optional[QuotaState] = None):
         self._headers = headers
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._blocked_until = 0.0
+        self._state = state or LocalQuota(clock)
 
     def blocked_for(self) -> float:
-        return max(0.0, self._blocked_until - self._clock())
+        return self._state.blocked_for()
+
+    def reserve(self) -> float:
+        """0.0 when a request may be sent now (it took a slot), else the seconds to wait before asking again."""
+        return self._state.reserve()
 
     def observe(self, response: requests.Response) -> None:
         """Learn from a response's quota headers."""
         reset = self._headers.reset_seconds(response)
         if reset is None:
             return
-        if response.status_code == 429 or self._headers.requests_left(response) == 0:
-            with self._lock:
-                self._blocked_until = max(self._blocked_until, self._clock() + reset)
+        self._state.learn(reset, self._headers.requests_left(response), response.status_code == 429)
 
 
 class Upstream:
@@ -130,11 +211,12 @@ class Upstream:
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
         observer: Optional[Callable[..., None]] = None,
+        gate: Optional[RateGate] = None,
     ):
         self.session = session
         self.settings = settings
         self.platform = platform
-        self.gate = RateGate(rate_headers)
+        self.gate = gate or RateGate(rate_headers)
         self._message_of = message_of
         self._sleep = sleep
         self._rng = rng
@@ -147,11 +229,13 @@ class Upstream:
     def send(self, request: OutboundRequest, deadline: Deadline) -> requests.Response:
         """Send with retries; return any response below 500 except 401/403/429, else raise."""
         idempotent = request.method.upper() in IDEMPOTENT_METHODS
-        self._wait_for_quota(deadline)
         attempt_no = 0
 
         def attempt() -> Outcome:
             nonlocal attempt_no
+            # Every attempt, retries included, takes its slot of the quota first; it raises, sending nothing,
+            # when the quota will not come back within the budget.
+            self._wait_for_quota(deadline)
             attempt_no += 1
             return self._attempt(request, deadline, attempt_no)
 
@@ -182,14 +266,16 @@ class Upstream:
         return self._settle(request, outcome, idempotent)
 
     def _wait_for_quota(self, deadline: Deadline) -> None:
-        blocked = self.gate.blocked_for()
-        if not blocked:
-            return
-        if blocked > min(self.settings.rate_limit_wait_cap_seconds, deadline.remaining()):
-            raise UpstreamUnavailable(
-                f"{self.platform} rate limit reached; quota resets in {blocked:.1f}s", retry_after=max(1, blocked)
-            )
-        self._sleep(blocked)
+        """Take a slot of the platform's quota, waiting as its headers said, never past the cap or the budget."""
+        while True:
+            wait = self.gate.reserve()
+            if wait <= 0:
+                return
+            if wait > min(self.settings.rate_limit_wait_cap_seconds, deadline.remaining()):
+                blocked = max(wait, self.gate.blocked_for())
+                raise UpstreamUnavailable(f"{self.platform} rate limit reached; quota resets in {blocked:.1f}s",
+                                          retry_after=max(1, blocked))
+            self._sleep(wait)
 
     def _attempt(self, request: OutboundRequest, deadline: Deadline, attempt_no: int) -> Outcome:
         remaining = deadline.remaining()
@@ -213,11 +299,10 @@ class Upstream:
     def _record(self, request: OutboundRequest, outcome: Outcome, attempt_no: int, ms: float) -> None:
         path = requests.utils.urlparse(request.url).path
         result = outcome.status if outcome.status is not None else type(outcome.error).__name__
-        log.info(
-            "upstream call",
-            extra={"upstream": {"platform": self.platform, "operation": request.operation, "method": request.method,
-                                "path": path, "status": result, "ms": round(ms, 1), "attempt": attempt_no}},
-        )
+        call = {"platform": self.platform, "operation": request.operation, "method": request.method, "path": path,
+                "status": result, "ms": round(ms, 1), "attempt": attempt_no}
+        log.info("upstream call", extra={"upstream": call})
+        context.note_upstream(call)
         if self._observer:
             self._observer(platform=self.platform, operation=request.operation, status=result, ms=ms, attempt=attempt_no)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 from concurrent.futures import Executor
 from typing import Any, Optional
 
@@ -55,6 +56,40 @@ def _list(value: Any) -> list[dict]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
+def _count(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 1  # unreadable: assume something shipped, so the shipments are read
+
+
+def has_shipped(order: Any, products: Any) -> bool:
+    """Whether an order may have shipments: BigCommerce ships items, and counts them on the order and its lines."""
+    if not isinstance(order, dict):
+        return False  # not found or unreadable: get() answers that without the shipments
+    if "items_shipped" not in order or _count(order["items_shipped"]):
+        return True
+    return any(_count(line.get("quantity_shipped")) for line in _list(products))
+
+
+class RecentIds:
+    """A bounded set of order ids known to have shipped: such orders read their shipments in the first round trip."""
+
+    def __init__(self, limit: int = 10_000):
+        self._limit = limit
+        self._ids: dict[int, None] = {}
+        self._lock = threading.Lock()
+
+    def seen(self, order_id: int) -> bool:
+        return order_id in self._ids
+
+    def add(self, order_id: int) -> None:
+        with self._lock:
+            self._ids[order_id] = None
+            if len(self._ids) > self._limit:
+                del self._ids[next(iter(self._ids))]  # the oldest; it costs one more round trip if read again
+
+
 class BigCommerceAdapter:
     """Bik's placeOrder and getOrder on a BigCommerce store."""
 
@@ -65,6 +100,7 @@ class BigCommerceAdapter:
         self.mapping = BigCommerceMapping(settings, presentation)
         self.upstream = upstream
         self.pool = pool
+        self.shipped = RecentIds()
 
     def build_create(self, request: PlaceOrderRequest) -> list[OutboundRequest]:
         return [self.requests.create(request)]
@@ -90,11 +126,7 @@ class BigCommerceAdapter:
 
     def get(self, order_id: str, deadline: Deadline) -> BikOrder:
         numeric = self._order_number(order_id)
-        calls = [self.requests.get_order(numeric), self.requests.products(numeric),
-                 self.requests.shipments(numeric), self.requests.shipping_addresses(numeric)]
-        # The four reads are independent: one round trip of wall time instead of four.
-        futures = [self.pool.submit(self._read, call, deadline) for call in calls]
-        order, products, shipments, addresses = [f.result() for f in futures]
+        order, products, shipments, addresses = self._fetch(numeric, deadline)
         if order is not None and not isinstance(order, dict):
             raise UpstreamUnavailable(f"BigCommerce answered order {order_id} with a {type(order).__name__}, "
                                       "not an order", status=502)
@@ -105,6 +137,23 @@ class BigCommerceAdapter:
         except UNREADABLE as exc:
             raise UpstreamUnavailable(f"BigCommerce answered an order the bridge cannot read ({exc})",
                                       status=502) from exc
+
+    def _fetch(self, numeric: int, deadline: Deadline) -> tuple[Any, Any, Any, Any]:
+        """The order, its lines, shipments and addresses, read at once; shipments only once items shipped."""
+        with_shipments = self.shipped.seen(numeric)
+        calls = [self.requests.products(numeric), self.requests.shipping_addresses(numeric)]
+        if with_shipments:
+            calls.append(self.requests.shipments(numeric))
+        # The reads are independent: one round trip of wall time. The order itself is read in this thread.
+        futures = [self.pool.submit(self._read, call, deadline) for call in calls]
+        order = self._read(self.requests.get_order(numeric), deadline)
+        products, addresses, *rest = [f.result() for f in futures]
+        shipments = rest[0] if rest else None
+        if not with_shipments and has_shipped(order, products):
+            # The first read of an order that has shipped: one more round trip, then remembered.
+            shipments = self._read(self.requests.shipments(numeric), deadline)
+            self.shipped.add(numeric)
+        return order, products, shipments, addresses
 
     def find_by_draft(self, draft_order_id: str, request: Optional[PlaceOrderRequest],
                       deadline: Deadline) -> Optional[BikOrder]:
@@ -128,7 +177,8 @@ class BigCommerceAdapter:
         found = self._read(self.requests.find_by_draft(probe), deadline)
         if found:
             raise UpstreamError("BigCommerce ignores the external_order_id filter on GET /v2/orders; the bridge "
-                                "could not find its orders after a timeout, so it refuses to run exactly-once blind")
+                                "could not find its orders after a timeout, so it refuses to run exactly-once blind",
+                                upstream_status=200)
         return f"BigCommerce store {self.requests.settings.store_hash}: orders readable, lookup by draft id works"
 
     @staticmethod

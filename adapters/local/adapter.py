@@ -37,7 +37,8 @@ def order_id_of(seq: int) -> str:
 
 def seq_of(order_id: str) -> Optional[int]:
     prefix, _, number = order_id.partition("-")
-    if prefix != "L" or not number.isdigit() or len(number) > 12:
+    # isdigit() alone lets through digits of other scripts that int() then refuses, or reads as another id.
+    if prefix != "L" or not (number.isascii() and number.isdigit()) or len(number) > 12:
         return None
     return int(number) - FIRST_NUMBER
 

@@ -16,6 +16,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from adapters.stores.redis_url import redis_client
 from bridge.errors import StoreUnavailable
 from bridge.ports import Claim, ClaimOutcome, IdempotencyRecord, RecordState
 
@@ -118,7 +119,7 @@ class RedisIdempotencyStore:
         cls, url: str, *, namespace: str, ttl_seconds: int, socket_timeout: float = 2.0
     ) -> "RedisIdempotencyStore":
         """A store with its own client: short timeouts and no automatic retries."""
-        client = redis.Redis.from_url(
+        client = redis_client(
             url,
             socket_connect_timeout=socket_timeout,
             socket_timeout=socket_timeout,
@@ -181,6 +182,18 @@ class RedisIdempotencyStore:
 
     def ping(self) -> None:
         self._call(self._client.ping)
+
+    def durability_warning(self) -> str | None:
+        """Why records could be lost on a Redis restart, or None when Redis persists them (or will not say)."""
+        try:
+            appendonly = self._client.config_get("appendonly").get(b"appendonly", b"")
+            save = self._client.config_get("save").get(b"save", b"")
+        except redis.RedisError:
+            return None  # managed services often disable CONFIG; nothing to tell
+        if appendonly == b"yes" or save.strip():
+            return None
+        return ("Redis keeps idempotency records in memory only (appendonly no, no save points): a restart forgets "
+                "placed drafts; enable AOF, or set idempotency.lookup_before_create: true")
 
     def close(self) -> None:
         # A client handed in belongs to the caller, who may share it with other stores.

@@ -15,7 +15,7 @@ from bridge.bootstrap import build_session
 from bridge.config import BigCommerceConfig, UpstreamConfig
 from bridge.models import PlaceOrderRequest
 from bridge.presentation import Presentation
-from bridge.upstream import Deadline, Upstream
+from bridge.upstream import Deadline, RateGate, Upstream
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "place-order.json"
 API_BASE = "https://api.bigcommerce.test"
@@ -71,13 +71,18 @@ def presentation() -> Presentation:
 
 
 class SleepRecorder:
-    """A sleep that returns at once and remembers what it was asked."""
+    """A sleep that returns at once, remembers what it was asked, and moves its own clock by that much."""
 
     def __init__(self) -> None:
         self.calls: list[float] = []
+        self.now = 1000.0
 
     def __call__(self, seconds: float) -> None:
         self.calls.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
 
 
 @pytest.fixture
@@ -95,7 +100,7 @@ def make_adapter(sleeps) -> Callable[..., BigCommerceAdapter]:
         upstream_config = upstream or UpstreamConfig()
         client = Upstream(build_session(upstream_config.pool_size), upstream_config, platform="bigcommerce",
                           rate_headers=BigCommerceRateLimit(), message_of=error_message, sleep=sleeps,
-                          rng=lambda: 0.5)
+                          rng=lambda: 0.5, gate=RateGate(BigCommerceRateLimit(), clock=sleeps.clock))
         pool = ThreadPoolExecutor(max_workers=max(4, upstream_config.pool_size), thread_name_prefix="bigcommerce")
         pools.append(pool)
         return BigCommerceAdapter(settings or bc_settings(), presentation or Presentation(currency="INR"),

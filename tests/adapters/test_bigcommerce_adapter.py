@@ -195,16 +195,16 @@ def test_a_request_refused_by_the_builder_sends_nothing(adapter, make_request, d
 # ------------------------------------------------------------------------------------------------- get
 
 
-def test_get_reads_order_lines_shipments_and_address(adapter, deadline, rsps):
-    """Four GETs (shipments answering 204) become one BikOrder."""
-    order = bc_order(id=118, status_id=2, payment_status="captured")
+def test_get_of_an_order_with_nothing_shipped_reads_order_lines_and_address(adapter, deadline, rsps):
+    """Three GETs become one BikOrder: an order with no shipped items has no shipments to read."""
+    order = bc_order(id=118, status_id=2, payment_status="captured", items_shipped=0)
     products = [bc_product(quantity=2, quantity_shipped=0,
                            product_options=[{"display_name": "Size", "display_value": "50 ml"}])]
     add_order_reads(rsps, order=order, products=products)
     result = adapter.get("118", deadline)
     paths = sorted(requests.utils.urlparse(c.request.url).path for c in rsps.calls)
     assert paths == sorted(f"/stores/{STORE_HASH}/v2/orders/118{suffix}"
-                           for suffix in ("", "/products", "/shipments", "/shipping_addresses"))
+                           for suffix in ("", "/products", "/shipping_addresses"))
     assert all(c.request.method == "GET" for c in rsps.calls)
     assert all(c.request.headers["X-Auth-Token"] == TOKEN for c in rsps.calls)
     body = json.loads(result.to_json_bytes())["order"]
@@ -226,6 +226,34 @@ def test_get_with_shipments_reports_tracking_and_fulfillment(adapter, deadline, 
     assert body["status"] == "DELIVERED"
     assert body["fulfillmentStatus"] == "fulfilled"
     assert body["deliveryInfo"] == {"trackingURL": "https://track.example/AWB123"}
+
+
+@pytest.mark.parametrize("order, products", [
+    (bc_order(items_shipped=2), [bc_product(quantity_shipped=0)]),
+    (bc_order(items_shipped=0), [bc_product(quantity_shipped=1)]),
+    ({k: v for k, v in bc_order().items() if k != "items_shipped"}, [bc_product()]),
+])
+def test_get_reads_shipments_of_an_order_that_may_have_shipped(adapter, deadline, rsps, order, products):
+    """Shipped items on the order or a line (or no count at all) mean the shipments are read, and remembered."""
+    add_order_reads(rsps, order=order, products=products,
+                    shipments=[bc_shipment(tracking_link="https://track.example/T1")])
+    assert adapter.get("118", deadline).deliveryInfo.trackingURL == "https://track.example/T1"
+    assert adapter.shipped.seen(118)
+
+    again = adapter.get("118", deadline)
+
+    shipment_reads = [c for c in rsps.calls if c.request.url.split("?")[0].endswith("/118/shipments")]
+    assert len(shipment_reads) == 2  # once per read: learnt after the first, asked up front on the second
+    assert again.deliveryInfo.trackingURL == "https://track.example/T1"
+
+
+def test_recent_ids_forget_the_oldest_beyond_their_limit():
+    from adapters.bigcommerce.adapter import RecentIds
+
+    ids = RecentIds(limit=2)
+    for order_id in (1, 2, 3):
+        ids.add(order_id)
+    assert [ids.seen(i) for i in (1, 2, 3)] == [False, True, True]
 
 
 def test_get_of_an_unknown_id_is_not_found(adapter, deadline, rsps):
@@ -308,7 +336,7 @@ def test_get_with_refused_credentials(adapter, deadline, rsps):
         {"products": [bc_product(product_options="Size: 50 ml")]},
         {"products": [bc_product(quantity="two")]},
         {"addresses": [{**bc_shipping_address(), "zip": 560001}]},
-        {"shipments": [bc_shipment(id="x", date_created=17)]},
+        {"shipments": [bc_shipment(id="x", date_created=17)], "products": [bc_product(quantity_shipped=2)]},
     ],
 )
 def test_garbage_from_the_store_is_a_502_never_a_bare_exception(adapter, deadline, rsps, reads):

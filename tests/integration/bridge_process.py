@@ -54,8 +54,8 @@ class BridgeProcess:
             try:
                 if requests.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or listening while its workers still boot
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"bridge did not become healthy:\n{self.logs()}")

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from tests.fakes.bigcommerce import FakeBigCommerce
+from tests.fakes.bitbybit import FakeBitbybit
 from tests.integration.bridge_process import PROJECT_ROOT, BridgeProcess
 
 TOKEN = "bik-secret-token-0123456789"
@@ -29,6 +30,12 @@ def redis_url() -> str:
 @pytest.fixture
 def fake_bc():
     with FakeBigCommerce() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_bbb():
+    with FakeBitbybit() as fake:
         yield fake
 
 
@@ -52,6 +59,23 @@ def bigcommerce_config(fake: FakeBigCommerce, redis_url: str, **sections) -> dic
         "upstream": {"timeout_seconds": 2, "total_timeout_seconds": 4, "connect_timeout_seconds": 1},
         "bigcommerce": {"store_hash": fake.store_hash, "access_token": fake.access_token,
                         "api_base_url": fake.api_base_url},
+        "logging": {"format": "json"},
+    }
+    for key, value in sections.items():
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+    return copy.deepcopy(config)
+
+
+def bitbybit_config(fake: FakeBitbybit, redis_url: str, **sections) -> dict:
+    """A bridge config for the fake bitbybit store, Redis idempotency in a namespace of its own."""
+    config = {
+        "platform": "bitbybit",
+        "server": {"workers": 2, "threads": 4},
+        "auth": {"scheme": "bearer", "token": TOKEN},
+        "idempotency": {"backend": "redis", "redis_url": redis_url, "namespace": f"test:{uuid.uuid4().hex}",
+                        "wait_seconds": 5},
+        "upstream": {"timeout_seconds": 2, "total_timeout_seconds": 4, "connect_timeout_seconds": 1},
+        "bitbybit": {"api_key": fake.api_key, "api_base_url": fake.api_base_url, "auth_header": fake.auth_header},
         "logging": {"format": "json"},
     }
     for key, value in sections.items():

@@ -1,0 +1,1 @@
+"""bitbybit open API: request builder, mapping, variant map and adapter."""

@@ -1,0 +1,60 @@
+"""A Redis client from a URL: everything redis-py's `from_url` reads, plus Redis Sentinel.
+
+    redis://[[user]:password@]host[:port][/db]            one server (or a managed primary endpoint)
+    rediss://...                                          the same over TLS
+    unix://[[user]:password@]/path/to/socket[?db=N]       a local socket
+    redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db][?sentinel_password=P]
+    rediss+sentinel://...                                 the same, TLS to the primary
+
+With Sentinel the client asks the sentinels for the primary of `service` and follows a failover.
+The credentials in the URL are the primary's; sentinels that need a password of their own take
+`sentinel_password`. Redis Cluster is not supported: its client routes keys by slot, and the
+idempotency store's scripts are written for one primary.
+"""
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import redis
+from redis.sentinel import Sentinel, SentinelManagedSSLConnection
+
+SENTINEL_PORT = 26379
+SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
+
+
+def redis_client(url: str, **options: Any) -> redis.Redis:
+    """A client for `url`; `options` (timeouts, retry, ...) apply to connections to the primary."""
+    parts = urlsplit(url)
+    if parts.scheme not in SENTINEL_SCHEMES:
+        return redis.Redis.from_url(url, **options)
+    hosts = [_host_port(item) for item in parts.netloc.rpartition("@")[2].split(",") if item]
+    path = [unquote(p) for p in parts.path.split("/") if p]
+    if not hosts or not path:
+        raise ValueError("a Sentinel URL needs redis+sentinel://host[:port][,host[:port]...]/service[/db]")
+    if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError("a Sentinel URL's path is /service or /service/db")
+    query = parse_qs(parts.query)
+    sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
+    if "sentinel_password" in query:
+        sentinel_options["password"] = query["sentinel_password"][0]
+    primary = dict(options, db=int(path[1]) if len(path) == 2 else 0)
+    if parts.username:
+        primary["username"] = unquote(parts.username)
+    if parts.password:
+        primary["password"] = unquote(parts.password)
+    if SENTINEL_SCHEMES[parts.scheme]:
+        primary["connection_class"] = SentinelManagedSSLConnection
+    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_options)
+    return sentinel.master_for(path[0], **primary)
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    if item.startswith("["):  # [ipv6]:port
+        host, _, rest = item[1:].partition("]")
+        port = rest.lstrip(":")
+    else:
+        host, _, port = item.partition(":")
+    if port and not port.isdigit():
+        raise ValueError(f"a Sentinel URL has a bad address {item!r}")
+    return host, int(port) if port else SENTINEL_PORT

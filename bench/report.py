@@ -1,0 +1,130 @@
+"""The figures of a run against their targets: a printed table, and the same as JSON and Markdown."""
+from __future__ import annotations
+
+import json
+import operator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+CHECKS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq}
+
+
+@dataclass
+class Figure:
+    """One measured figure; `target` None means it is shown for context, not judged."""
+
+    key: str
+    label: str
+    value: Optional[float]
+    unit: str = ""
+    target: Optional[float] = None
+    check: str = "<="
+    baseline: Optional[float] = None
+    note: str = ""
+    better: str = "lower"  # which way the baseline ratio reads as a gain
+
+    @property
+    def passed(self) -> Optional[bool]:
+        if self.target is None:
+            return None
+        if self.value is None:
+            return False
+        return CHECKS[self.check](round(self.value, 6), self.target)
+
+    @property
+    def gain(self) -> Optional[float]:
+        """How many times better than the baseline."""
+        if self.baseline is None or self.value is None or not self.baseline or not self.value:
+            return None
+        return self.baseline / self.value if self.better == "lower" else self.value / self.baseline
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "passed": self.passed, "gain": self.gain}
+
+
+def number(value: Optional[float], unit: str = "") -> str:
+    if value is None:
+        return "–"
+    if abs(value) >= 100:
+        text = f"{value:,.0f}"
+    else:
+        text = f"{value:.2f}".rstrip("0").rstrip(".") if value % 1 else f"{value:.0f}"
+    return f"{text} {unit}".strip()
+
+
+def target_text(figure: Figure) -> str:
+    if figure.target is None:
+        return "(context)"
+    sign = {"<=": "≤", ">=": "≥", "==": "="}[figure.check]
+    return f"{sign} {number(figure.target, figure.unit)}"
+
+
+def verdict(figure: Figure) -> str:
+    return {True: "pass", False: "FAIL", None: ""}[figure.passed]
+
+
+@dataclass
+class Report:
+    machine: dict
+    settings: dict
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, figure: Figure) -> Figure:
+        self.figures.append(figure)
+        return figure
+
+    def find(self, key: str) -> Optional[Figure]:
+        return next((f for f in self.figures if f.key == key), None)
+
+    def rows(self) -> list[list[str]]:
+        rows = []
+        for f in self.figures:
+            gain = f"{f.gain:.1f}×" if f.gain is not None else ""
+            rows.append([f.label, target_text(f), number(f.value, f.unit), number(f.baseline, f.unit)
+                         if f.baseline is not None else "", gain, verdict(f), f.note])
+        return rows
+
+    def text(self) -> str:
+        header = ["figure", "target", "bridge", "baseline", "gain", "", "note"]
+        rows = [header, *self.rows()]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+        lines = []
+        for row in rows:
+            cells = [row[i].ljust(widths[i]) for i in range(len(widths))]
+            lines.append("  ".join(cells) + ("  " + row[-1] if row[-1] else ""))
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        m = self.machine
+        out = [
+            f"# Benchmark: {m.get('mode', 'full')} run, {m.get('date', '')}",
+            "",
+            f"Machine: {m.get('nproc')} cores, {m.get('cpu')}, Python {m.get('python')}, load generator "
+            f"{m.get('load_generator')}; fake platform latency {self.settings.get('latency_ms')} ms; commit "
+            f"{m.get('commit')}. Other processes kept {m.get('background_cores', 0):.2f} cores busy on average "
+            "while it ran (0 on a quiet machine).",
+            "",
+            "| figure | target | bridge | baseline | gain | | note |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in self.rows():
+            out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+        if self.notes:
+            out += ["", *[f"- {note}" for note in self.notes]]
+        settings = ", ".join(f"{k}={v}" for k, v in self.settings.items())
+        out += ["", f"Settings: {settings}.", ""]
+        return "\n".join(out)
+
+    def as_dict(self) -> dict:
+        return {"machine": self.machine, "settings": self.settings, "notes": self.notes,
+                "figures": [f.as_dict() for f in self.figures],
+                "passed": all(f.passed is not False for f in self.figures)}
+
+    def write(self, directory: Path, name: str) -> tuple[Path, Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        json_path, md_path = directory / f"{name}.json", directory / f"{name}.md"
+        json_path.write_text(json.dumps(self.as_dict(), indent=2) + "\n")
+        md_path.write_text(self.markdown())
+        return json_path, md_path

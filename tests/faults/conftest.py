@@ -1,0 +1,73 @@
+"""Fixtures for the fault-injection suite: one fake store and its bridges per module, a plain Redis client."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import uuid
+from typing import Callable
+
+import pytest
+import redis
+
+from tests.fakes.bigcommerce import FakeBigCommerce
+from tests.integration.bridge_process import BridgeProcess
+from tests.integration.conftest import place_body, redis_url  # noqa: F401  (fixtures, re-exported)
+
+from .support import fault_config
+
+
+@pytest.fixture(scope="module")
+def module_fake():
+    with FakeBigCommerce() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(module_fake: FakeBigCommerce):
+    """The module's fake store, emptied for each test."""
+    module_fake.reset()
+    module_fake.latency_ms = 0
+    yield module_fake
+    module_fake.faults.clear()
+
+
+def stop_all(bridges: list[BridgeProcess]) -> None:
+    """Stop bridges together: each takes a second or two to drain, so signal them all before waiting."""
+    for bridge in bridges:
+        bridge.session.close()
+        if bridge.proc is not None and bridge.proc.poll() is None:
+            os.killpg(bridge.proc.pid, signal.SIGTERM)
+    for bridge in bridges:
+        if bridge.proc is not None:
+            try:
+                bridge.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        bridge.stop()  # kills what did not drain in time
+
+
+@pytest.fixture(scope="module")
+def start_bridges(tmp_path_factory) -> Callable[..., BridgeProcess]:
+    """Start bridges that live for the whole module, stopped at its end."""
+    started: list[BridgeProcess] = []
+
+    def start(config: dict, name: str = "bridge") -> BridgeProcess:
+        bridge = BridgeProcess(config, tmp_path_factory.mktemp(name), name=name)
+        started.append(bridge)
+        return bridge.start()
+
+    yield start
+    stop_all(started)
+
+@pytest.fixture(scope="module")
+def shared_config(module_fake, redis_url) -> dict:  # noqa: F811
+    """The config the module's default bridge(s) run: short budgets, a namespace of their own."""
+    return fault_config(module_fake, redis_url, idempotency={"namespace": f"faults:{uuid.uuid4().hex}"})
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_url) -> redis.Redis:  # noqa: F811
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+    yield client
+    client.close()

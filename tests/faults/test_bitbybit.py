@@ -1,0 +1,138 @@
+"""The same faults on bitbybit, whose orders are found again by a marker tag and whose quota is counted in seconds."""
+from __future__ import annotations
+
+import copy
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.fakes.bitbybit import FakeBitbybit
+
+from .support import (
+    TOTAL_TIMEOUT_SECONDS,
+    HeldCall,
+    expire_lease,
+    fault_config,
+    kill_mid_create,
+    order_id,
+    place_like_bik,
+    posts_to_orders,
+    record_key,
+)
+
+pytestmark = pytest.mark.integration
+
+DUPLICATES = 50
+
+
+@pytest.fixture(scope="module")
+def bitbybit_fake():
+    with FakeBitbybit() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(bitbybit_fake):
+    bitbybit_fake.reset()
+    bitbybit_fake.server.latency_ms = 0
+    yield bitbybit_fake
+    bitbybit_fake.faults.clear()
+
+
+@pytest.fixture(scope="module")
+def config(bitbybit_fake, redis_url):
+    return fault_config(bitbybit_fake, redis_url, idempotency={"namespace": f"faults-bb:{uuid.uuid4().hex}"})
+
+
+@pytest.fixture(scope="module")
+def pair(start_bridges, config):
+    return start_bridges(config, "bb-left"), start_bridges(config, "bb-right")
+
+
+@pytest.fixture
+def forget_quota(redis_client, config):
+    gate = f"{config['idempotency']['namespace']}|ratelimit"
+    redis_client.delete(gate)
+    yield
+    redis_client.delete(gate)
+
+
+def the_order(fake: FakeBitbybit) -> str:
+    (only,) = fake.orders
+    return only
+
+
+def test_fifty_identical_orders_over_two_instances_make_one_order(pair, fake, place_body, forget_quota):
+    fake.server.latency_ms = 50
+    with ThreadPoolExecutor(max_workers=DUPLICATES) as pool:
+        responses = list(pool.map(lambda i: pair[i % 2].post("placeOrder", place_body), range(DUPLICATES)))
+
+    placed = [r for r in responses if r.status_code == 200]
+    assert {order_id(r) for r in placed} == {the_order(fake)}
+    assert len({r.content for r in placed}) == 1
+    assert all(r.status_code == 409 and r.headers["Retry-After"] for r in responses if r.status_code != 200)
+    assert fake.create_count == 1 and posts_to_orders(fake) == 1
+
+
+def test_a_lease_running_out_mid_create_never_makes_a_second_order(pair, fake, place_body, redis_client, config,
+                                                                  forget_quota):
+    held = HeldCall(apply_first=False)
+    fake.faults.script("create", held)
+    first: dict = {}
+    owner = threading.Thread(target=lambda: first.update(response=pair[0].post("placeOrder", place_body)))
+    owner.start()
+    try:
+        assert held.arrived.wait(10)
+        expire_lease(redis_client, config, place_body["draftOrderId"])
+        second = pair[1].post("placeOrder", place_body)
+    finally:
+        held.release.set()
+        owner.join(15)
+
+    assert second.status_code == 409
+    settled = place_like_bik(pair[1], place_body)
+    assert order_id(settled.final) == order_id(first["response"]) == the_order(fake)
+    assert fake.create_count == 1
+
+
+def test_a_worker_killed_after_the_create_is_recovered_by_the_retry(pair, fake, place_body, forget_quota):
+    placed = kill_mid_create(pair[0], fake, place_body)
+
+    attempts = place_like_bik(pair[1], place_body)
+
+    assert order_id(attempts.final) == placed
+    assert fake.create_count == 1 and posts_to_orders(fake) == 1
+
+
+def test_a_lost_record_is_found_by_its_marker_and_not_placed_twice(pair, fake, place_body, redis_client, config,
+                                                                   forget_quota):
+    placed = order_id(pair[0].post("placeOrder", place_body))
+    redis_client.delete(record_key(config, place_body["draftOrderId"]))
+
+    retried = pair[1].post("placeOrder", place_body)
+
+    assert order_id(retried) == placed
+    assert pair[1].post("getOrder", {"orderId": placed}).status_code == 200
+    assert fake.create_count == 1
+
+
+def test_a_quota_spent_for_several_windows_is_shared_by_both_instances(pair, fake, place_body, forget_quota):
+    fake.set_rate_limit(6, window_seconds=1)
+    order_id(pair[0].post("placeOrder", place_body))  # teaches both instances the window in force
+    bodies = []
+    for _ in range(3):
+        body = copy.deepcopy(place_body)
+        body["draftOrderId"] = body["order"]["id"] = f"nb_bbquota_{uuid.uuid4().hex[:10]}"
+        bodies.append(body)
+
+    with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+        responses = list(pool.map(lambda i: pair[i % 2].post("placeOrder", bodies[i],
+                                                             timeout=TOTAL_TIMEOUT_SECONDS + 2), range(len(bodies))))
+
+    assert fake.rate_limited == 0  # no request met a spent window
+    assert any(r.status_code == 200 for r in responses), [r.text for r in responses]
+    for response in responses:
+        assert response.status_code == 200 or (response.status_code == 503 and response.headers["Retry-After"])
+    assert fake.create_count == 1 + sum(r.status_code == 200 for r in responses)

@@ -1,0 +1,57 @@
+"""What `serve` takes from the environment: server settings and the metrics directory."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bridge import multiproc
+from bridge.cli import EXIT_USAGE, main
+from bridge.config import CONFIG_ENV
+from bridge.server import server_env_overrides
+
+
+def test_server_settings_come_from_the_environment():
+    env = {"BIK_BRIDGE_HOST": "0.0.0.0", "BIK_BRIDGE_PORT": "9000", "BIK_BRIDGE_WORKERS": "4",
+           "BIK_BRIDGE_THREADS": "16"}
+
+    assert server_env_overrides(env) == {"host": "0.0.0.0", "port": 9000, "workers": 4, "threads": 16}
+    assert server_env_overrides({"BIK_BRIDGE_PORT": ""}) == {}
+
+
+def test_a_bad_number_stops_serve_before_it_starts(monkeypatch, capsys):
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    monkeypatch.setenv("BIK_BRIDGE_WORKERS", "two")
+
+    assert main(["serve"]) == EXIT_USAGE
+    assert "BIK_BRIDGE_WORKERS='two' is not a whole number" in capsys.readouterr().err
+
+
+def test_the_server_makes_a_private_metrics_directory_when_none_is_given():
+    env: dict = {}
+    path, created = multiproc.prepare(env)
+    try:
+        assert created and env[multiproc.MULTIPROC_ENV] == path
+        assert os.stat(path).st_mode & 0o077 == 0  # readable by this user only
+    finally:
+        multiproc.remove(path)
+    assert not os.path.exists(path)
+
+
+def test_a_given_metrics_directory_is_used_and_kept(tmp_path, caplog):
+    (tmp_path / "counter_1.db").write_bytes(b"")
+    env = {multiproc.MULTIPROC_ENV: str(tmp_path)}
+
+    with caplog.at_level("WARNING", logger="bik_bridge.server"):
+        path, created = multiproc.prepare(env)
+
+    assert (path, created) == (str(tmp_path), False)
+    assert "not empty" in caplog.text
+
+
+@pytest.mark.parametrize("given", [None, ""])
+def test_an_empty_variable_counts_as_unset(given):
+    env = {} if given is None else {multiproc.MULTIPROC_ENV: given}
+    path, created = multiproc.prepare(env)
+    multiproc.remove(path)
+    assert created
