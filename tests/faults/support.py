@@ -35,7 +35,8 @@ def fault_config(fake, redis_url: str, **sections) -> dict:
     base = {
         "upstream": {"timeout_seconds": TIMEOUT_SECONDS, "total_timeout_seconds": TOTAL_TIMEOUT_SECONDS,
                      "connect_timeout_seconds": 0.5},
-        "idempotency": {"lease_grace_seconds": LEASE_GRACE_SECONDS, "wait_seconds": 1},
+        # Lost-record faults are only survivable with the lookup on; every fault here runs with it.
+        "idempotency": {"lease_grace_seconds": LEASE_GRACE_SECONDS, "wait_seconds": 1, "lookup_before_create": True},
     }
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value

@@ -46,12 +46,11 @@ def test_placed_order_is_replayed_byte_for_byte_without_touching_the_store(bridg
     assert len(fake_bc.requests) == requests_after_first
 
 
-def test_happy_path_looks_the_draft_up_then_creates_once(bridge, fake_bc, place_body):
+def test_happy_path_makes_exactly_one_upstream_request(bridge, fake_bc, place_body):
     bridge.post("placeOrder", place_body)
 
-    # The lookup keeps a lost idempotency record from turning a retry into a second order.
     sent = [(r.method, r.path.split("/v2")[-1]) for r in fake_bc.requests]
-    assert sent == [("GET", "/orders"), ("POST", "/orders")]
+    assert sent == [("POST", "/orders")]
 
 
 def test_get_order_follows_the_store(bridge, fake_bc, place_body):

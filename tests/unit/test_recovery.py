@@ -54,7 +54,8 @@ def request_(place_order_body) -> PlaceOrderRequest:
 
 
 def make_service(adapter, store, clock, **settings) -> OrderService:
-    values = {"lease_seconds": BUDGET + 5, "upstream_budget_seconds": BUDGET, "wait_seconds": 0.0, **settings}
+    values = {"lease_seconds": BUDGET + 5, "upstream_budget_seconds": BUDGET, "wait_seconds": 0.0,
+              "lookup_before_create": True, **settings}
     return OrderService(adapter, store, ServiceSettings(**values), clock=clock, sleep=RecordingSleep(clock))
 
 
