@@ -12,7 +12,8 @@ from bridge.context import ContextThreadPool
 from bridge.ports import IdempotencyStore, PlatformAdapter
 from bridge.presentation import Presentation
 from bridge.service import OrderService, ServiceSettings
-from bridge.upstream import RateGate, RateLimitHeaders, Upstream
+from bridge.quota import RateGate, RateLimitHeaders
+from bridge.upstream import Upstream
 
 
 def build_session(pool_size: int, base_url: Optional[str] = None) -> requests.Session:
@@ -65,7 +66,7 @@ def _bitbybit(config: Config, presentation: Presentation, observer) -> PlatformA
     # bitbybit's quota is per API key: every worker and instance using the key shares it through the gate.
     session = build_session(config.upstream.pool_size, config.bitbybit.api_base_url)
     return build_bitbybit_adapter(config, presentation, session, observer,
-                                  gate=build_rate_gate(config, BitbybitRateLimit()))
+                                  gate=build_rate_gate(config, BitbybitRateLimit(config.bitbybit.rate_limit_window_seconds)))
 
 
 def _local(config: Config, presentation: Presentation, observer) -> PlatformAdapter:

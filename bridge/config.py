@@ -139,6 +139,8 @@ class BitbybitConfig(_Section):
     marker_prefix: str = Field("bik:", min_length=1, max_length=20)
     lookup_max_pages: int = Field(5, ge=1, le=50)
     status_map: Optional[dict[str, Literal["ORDERED", "IN PROGRESS", "DELIVERED", "CANCELLED"]]] = None
+    # bitbybit announces its quota (RateLimit-Limit) but not the window it counts in: the documented one is a minute.
+    rate_limit_window_seconds: float = Field(60.0, gt=0, le=3600)
 
 
 class LocalConfig(_Section):

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional
 
 import requests
 import urllib3.exceptions
@@ -22,6 +21,7 @@ from bridge import context
 from bridge.config import UpstreamConfig
 from bridge.errors import UpstreamAmbiguous, UpstreamAuthError, UpstreamError, UpstreamUnavailable
 from bridge.outbound import OutboundRequest
+from bridge.quota import RateGate, RateLimitHeaders
 
 log = logging.getLogger("bik_bridge.upstream")
 
@@ -51,14 +51,6 @@ class Outcome:
     @property
     def status(self) -> Optional[int]:
         return self.response.status_code if self.response is not None else None
-
-
-class RateLimitHeaders(Protocol):
-    """How a platform announces its quota."""
-
-    def reset_seconds(self, response: requests.Response) -> Optional[float]: ...
-
-    def requests_left(self, response: requests.Response) -> Optional[int]: ...
 
 
 def should_retry(outcome: Outcome, *, idempotent: bool) -> bool:
@@ -93,108 +85,6 @@ def was_sent(exc: requests.RequestException) -> bool:
         unsent = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.NameResolutionError)
         return not isinstance(reason, unsent)
     return True
-
-
-# A quota window's end as two answers of one window report it differs by their latency and the header's rounding
-# (bitbybit counts whole seconds); an end this much later is a new window, this much earlier an answer from an
-# old one still arriving. Shorter windows are then tracked conservatively: fewer requests, never more.
-WINDOW_TOLERANCE_SECONDS = 1.25
-# Added to every announced reset: headers round it down (BigCommerce sends whole milliseconds), which on a fast
-# link is more than the answer's travel time, so without it the bridge could think a window over a little early.
-RESET_MARGIN_SECONDS = 0.01
-# After a spent window one request probes the next; the others wait this long at most for its answer.
-PROBE_SECONDS = 1.0
-POLL_SECONDS = 0.02
-
-
-class QuotaState(Protocol):
-    """The platform's quota as the bridge knows it: in this process, or shared by every worker and instance."""
-
-    def reserve(self) -> float:
-        """Take a slot to send now (0.0), or say how many seconds to wait before asking again."""
-
-    def learn(self, reset_seconds: float, left: Optional[int], limited: bool) -> None:
-        """What one answer said: the window resets in `reset_seconds` with `left` requests left (429: `limited`)."""
-
-    def blocked_for(self) -> float:
-        """Seconds until a spent quota resets; 0 when a request may go."""
-
-
-class LocalQuota:
-    """`QuotaState` for one process: a mirror of the platform's fixed window."""
-
-    # `until` is when the window it knows ends, `slots` how many requests that window still takes (-1: unknown,
-    # go). Each send takes a slot; each answer's headers correct the count. A spent window blocks everyone until
-    # its reset; the window after a spent one is probed by one request, whose answer tells how much room there
-    # really is, so the requests that waited never rush in together and meet a 429.
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._until = 0.0
-        self._slots = -1
-        self._probe_until = 0.0
-
-    def reserve(self) -> float:
-        with self._lock:
-            now = self._clock()
-            if now < self._until:
-                if self._slots < 0:
-                    return 0.0
-                if self._slots > 0:
-                    self._slots -= 1
-                    return 0.0
-                return self._until - now
-            if self._slots != 0:
-                return 0.0  # the last window ended with room (or was never known): no reason to hold back
-            if self._probe_until > now:
-                return min(POLL_SECONDS, self._probe_until - now)
-            self._probe_until = now + PROBE_SECONDS
-            return 0.0
-
-    def learn(self, reset_seconds: float, left: Optional[int], limited: bool) -> None:
-        with self._lock:
-            now = self._clock()
-            end = now + reset_seconds + RESET_MARGIN_SECONDS
-            if limited or left == 0:
-                # The newest word on a spent quota wins; if it came from an older window, the probe at its
-                # reset learns the truth again.
-                self._until, self._slots, self._probe_until = end, 0, 0.0
-                return
-            if left is None or (self._until and end < self._until - WINDOW_TOLERANCE_SECONDS):
-                return  # nothing to learn, or an answer from a window that is over
-            if now >= self._until or end > self._until + WINDOW_TOLERANCE_SECONDS:
-                self._until, self._slots = end, left
-            else:
-                self._slots = left if self._slots < 0 else min(self._slots, left)
-            self._probe_until = 0.0
-
-    def blocked_for(self) -> float:
-        with self._lock:
-            return max(0.0, self._until - self._clock()) if self._slots == 0 else 0.0
-
-
-class RateGate:
-    """Holds requests back while the platform says the quota is spent, so the bridge never exceeds it."""
-
-    def __init__(self, headers: RateLimitHeaders, clock: Callable[[], float] = time.monotonic,
-                 state: Optional[QuotaState] = None):
-        self._headers = headers
-        self._state = state or LocalQuota(clock)
-
-    def blocked_for(self) -> float:
-        return self._state.blocked_for()
-
-    def reserve(self) -> float:
-        """0.0 when a request may be sent now (it took a slot), else the seconds to wait before asking again."""
-        return self._state.reserve()
-
-    def observe(self, response: requests.Response) -> None:
-        """Learn from a response's quota headers."""
-        reset = self._headers.reset_seconds(response)
-        if reset is None:
-            return
-        self._state.learn(reset, self._headers.requests_left(response), response.status_code == 429)
 
 
 class Upstream:

@@ -38,6 +38,14 @@ class BigCommerceRateLimit:
         value = response.headers.get("X-Rate-Limit-Requests-Left")
         return int(value) if value is not None and value.lstrip("-").isdigit() else None
 
+    @staticmethod
+    def quota(response: requests.Response) -> Optional[tuple[int, float]]:
+        quota = response.headers.get("X-Rate-Limit-Requests-Quota", "")
+        window = response.headers.get("X-Rate-Limit-Time-Window-Ms", "")
+        if not (quota.isdigit() and window.isdigit()) or int(quota) < 1 or int(window) < 1:
+            return None
+        return int(quota), int(window) / 1000
+
 
 def error_message(response: requests.Response) -> str:
     """The human message from a v2 error array or a v3 error object."""

@@ -34,7 +34,8 @@ from bridge.errors import (
 from bridge.models import BikOrder, PlaceOrderRequest
 from bridge.outbound import OutboundRequest
 from bridge.presentation import Presentation
-from bridge.upstream import Deadline, RateGate, Upstream
+from bridge.quota import RateGate
+from bridge.upstream import Deadline, Upstream
 
 log = logging.getLogger("bik_bridge.bitbybit")
 
@@ -47,7 +48,10 @@ EPOCH_SECONDS = 1_000_000_000  # a reset "in seconds" this large is a timestamp
 
 
 class BitbybitRateLimit:
-    """bitbybit announces its quota (100 requests a minute per key) in seconds."""
+    """bitbybit announces its quota (100 requests a minute per key) in seconds, but not the window's length."""
+
+    def __init__(self, window_seconds: float = 60.0):
+        self.window_seconds = window_seconds
 
     @staticmethod
     def reset_seconds(response: requests.Response) -> Optional[float]:
@@ -66,6 +70,10 @@ class BitbybitRateLimit:
     def requests_left(response: requests.Response) -> Optional[int]:
         value = response.headers.get("RateLimit-Remaining")
         return int(value) if value is not None and value.strip().lstrip("-").isdigit() else None
+
+    def quota(self, response: requests.Response) -> Optional[tuple[int, float]]:
+        value = response.headers.get("RateLimit-Limit", "").strip()
+        return (int(value), self.window_seconds) if value.isdigit() and int(value) >= 1 else None
 
 
 def _created_at(order: dict) -> Optional[datetime]:
@@ -285,6 +293,6 @@ def build_bitbybit_adapter(config: Config, presentation: Presentation, session: 
     if settings is None:
         raise ConfigError("platform is bitbybit but the bitbybit section is missing")
     variant_map = load_variant_map(settings.variant_map) if settings.variant_map else None
-    upstream = Upstream(session, config.upstream, platform="bitbybit", rate_headers=BitbybitRateLimit(),
+    upstream = Upstream(session, config.upstream, platform="bitbybit", rate_headers=BitbybitRateLimit(settings.rate_limit_window_seconds),
                         message_of=error_message, observer=observer, gate=gate)
     return BitbybitAdapter(settings, presentation, upstream, variant_map)

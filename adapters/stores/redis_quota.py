@@ -1,13 +1,17 @@
 """The platform's quota shared through Redis, so every worker and instance of one store holds back together.
 
-One hash per store at `{namespace}|ratelimit` (outside the `{namespace}:` keys of the idempotency records) with
-`until_us`, `slots` and `probe_us`; the rules are those of `bridge.upstream.LocalQuota`, run as Lua on the
-server's clock. When Redis does not answer, each process falls back to its own `LocalQuota` for a moment:
-pacing is an efficiency, never a reason to refuse an order or a read.
+The rules are those of `bridge.quota`, run as Lua on the server's clock. Two keys per store, outside the
+`{namespace}:` keys of the idempotency records: a hash at `{namespace}|ratelimit` with what the answers said
+(`quota`, `window_us`, `blocked_until_us`) and a sorted set at `{namespace}|ratelimit|sent`, the send log.
+One script call takes a slot; an answer costs another only when it says something the hash does not hold yet
+(a quota first announced or changed, a spent quota). When Redis does not answer, each process falls back to
+its own `LocalQuota` for a moment: pacing is an efficiency, never a reason to refuse an order or a read.
 """
 from __future__ import annotations
 
+import itertools
 import logging
+import secrets
 import threading
 import time
 from typing import Callable, Optional, TypeVar
@@ -18,68 +22,69 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from adapters.stores.redis_url import redis_client
-from bridge.upstream import (
-    POLL_SECONDS,
-    PROBE_SECONDS,
-    RESET_MARGIN_SECONDS,
-    WINDOW_TOLERANCE_SECONDS,
-    LocalQuota,
-)
+from bridge.quota import FIRST_CONTACT, RESET_MARGIN_SECONDS, LocalQuota, QuotaNews
 
 log = logging.getLogger("bik_bridge.ratelimit")
 T = TypeVar("T")
 
 # After a Redis failure, this process paces alone for this long before trying Redis again.
 FALLBACK_SECONDS = 1.0
-# The state outlives its window by this much, so the window after a spent one is still probed.
-KEEP_MS = 60_000
+# What the answers said is kept this long after the last request, so a quiet store need not learn it again.
+KEEP_MS = 3_600_000
+UNKNOWN = (-1, -1)  # what `known` holds before the hash says anything
 
-_NOW = """
+_PRELUDE = """
+if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local function us(n) return string.format('%.0f', n) end
-local state = redis.call('HMGET', KEYS[1], 'until_us', 'slots', 'probe_us')
-local until_us = tonumber(state[1] or '0')
-local slots = tonumber(state[2] or '-1')
-local probe = tonumber(state[3] or '0')
+local state = redis.call('HMGET', KEYS[1], 'quota', 'window_us', 'blocked_until_us')
+local quota = tonumber(state[1] or '-1')
+local window = tonumber(state[2] or '-1')
+local blocked_until = tonumber(state[3] or '0')
 """
 
-# KEYS[1] gate; ARGV probe_us, poll_us. Returns the microseconds to wait; 0 took a slot.
-RESERVE = "if redis.replicate_commands then redis.replicate_commands() end" + _NOW + """
-if now < until_us then
-  if slots < 0 then return 0 end
-  if slots > 0 then redis.call('HINCRBY', KEYS[1], 'slots', -1) return 0 end
-  return until_us - now
+# KEYS[1] state, KEYS[2] send log; ARGV member, first-contact quota, first-contact window_us, keep_ms.
+# Returns {microseconds to wait (0: took a slot), quota, window_us} as the state holds them.
+RESERVE = _PRELUDE + """
+if now < blocked_until then return {blocked_until - now, quota, window} end
+local q, w = quota, window
+if q < 0 then q, w = tonumber(ARGV[2]), tonumber(ARGV[3]) end
+if q == 0 then return {0, quota, window} end
+local span = w + math.min(500000, w / 20)  -- bridge.quota.spread
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', us(now - span))
+local sent = redis.call('ZCARD', KEYS[2])
+if sent >= q then
+  local oldest = redis.call('ZRANGE', KEYS[2], sent - q, sent - q, 'WITHSCORES')
+  return {math.max(1, tonumber(oldest[2]) + span - now), quota, window}
 end
-if slots ~= 0 then return 0 end
-if probe > now then return math.min(tonumber(ARGV[2]), probe - now) end
-redis.call('HSET', KEYS[1], 'probe_us', us(now + tonumber(ARGV[1])))
-return 0
+redis.call('ZADD', KEYS[2], us(now), ARGV[1])
+redis.call('PEXPIRE', KEYS[2], math.floor(span / 1000) + 1000)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {0, quota, window}
 """
 
-# KEYS[1] gate; ARGV reset_us, left (-1: not said), limited (0/1), tolerance_us, keep_ms
-LEARN = "if redis.replicate_commands then redis.replicate_commands() end" + _NOW + """
-local finish = now + tonumber(ARGV[1])
-local left = tonumber(ARGV[2])
-local tolerance = tonumber(ARGV[4])
-if ARGV[3] == '1' or left == 0 then
-  redis.call('HSET', KEYS[1], 'until_us', us(finish), 'slots', 0, 'probe_us', 0)
-elseif left < 0 or (until_us > 0 and finish < until_us - tolerance) then
-  return 0
-elseif now >= until_us or finish > until_us + tolerance then
-  redis.call('HSET', KEYS[1], 'until_us', us(finish), 'slots', left, 'probe_us', 0)
-else
-  if slots >= 0 and slots < left then left = slots end
-  redis.call('HSET', KEYS[1], 'slots', left, 'probe_us', 0)
+# KEYS[1] state; ARGV quota (-1: not announced), window_us, spent_for_us (-1: not spent), limited (0/1), keep_ms.
+# Returns {quota, window_us} as the state now holds them.
+LEARN = _PRELUDE + """
+if tonumber(ARGV[1]) >= 0 then
+  quota, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+  redis.call('HSET', KEYS[1], 'quota', ARGV[1], 'window_us', ARGV[2])
+elseif quota < 0 and ARGV[4] == '0' then
+  quota, window = 0, 0
+  redis.call('HSET', KEYS[1], 'quota', 0, 'window_us', 0)
 end
-local last = math.max(finish, until_us)
-redis.call('PEXPIRE', KEYS[1], math.floor((last - now) / 1000) + tonumber(ARGV[5]))
-return 1
+local spent_for = tonumber(ARGV[3])
+if spent_for >= 0 and now + spent_for > blocked_until then
+  redis.call('HSET', KEYS[1], 'blocked_until_us', us(now + spent_for))
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return {quota, window}
 """
 
-# KEYS[1] gate. Microseconds until a spent window resets, else 0.
-BLOCKED = _NOW + """
-if slots == 0 and now < until_us then return until_us - now end
+# KEYS[1] state. Microseconds until a spent quota resets, else 0.
+BLOCKED = _PRELUDE + """
+if now < blocked_until then return blocked_until - now end
 return 0
 """
 
@@ -90,10 +95,16 @@ class RedisQuota:
     def __init__(self, client: redis.Redis, key: str, *, clock: Callable[[], float] = time.monotonic):
         self._client = client
         self._key = key
+        self._keys = [key, f"{key}|sent"]
         self._clock = clock
         self._fallback = LocalQuota(clock)
         self._down_until = 0.0
         self._lock = threading.Lock()
+        # Send-log members must be unique across processes and hosts: a random prefix and a counter.
+        self._member_prefix = secrets.token_hex(6)
+        self._member_count = itertools.count()
+        # The quota and window the state held at the last call: an answer that says the same needs no call.
+        self._known = UNKNOWN
         self._reserve = client.register_script(RESERVE)
         self._learn = client.register_script(LEARN)
         self._blocked = client.register_script(BLOCKED)
@@ -106,22 +117,42 @@ class RedisQuota:
         return cls(client, key)
 
     @property
-    def key(self) -> str:
-        return self._key
+    def keys(self) -> list[str]:
+        """The Redis keys this quota uses."""
+        return list(self._keys)
 
     def reserve(self) -> float:
-        waited = self._call(lambda: self._reserve(keys=[self._key], args=[_us(PROBE_SECONDS), _us(POLL_SECONDS)]))
-        return self._fallback.reserve() if waited is None else int(waited) / 1_000_000
+        first_quota, first_window = FIRST_CONTACT
+        args = [f"{self._member_prefix}:{next(self._member_count)}", first_quota, _us(first_window), KEEP_MS]
+        reply = self._call(lambda: self._reserve(keys=self._keys, args=args))
+        if reply is None:
+            return self._fallback.reserve()
+        waited, *known = (int(v) for v in reply)
+        self._known = tuple(known)
+        return waited / 1_000_000
 
-    def learn(self, reset_seconds: float, left: Optional[int], limited: bool) -> None:
-        self._fallback.learn(reset_seconds, left, limited)  # kept current for the moments Redis is away
-        args = [_us(reset_seconds + RESET_MARGIN_SECONDS), -1 if left is None else int(left), int(limited),
-                _us(WINDOW_TOLERANCE_SECONDS), KEEP_MS]
-        self._call(lambda: self._learn(keys=[self._key], args=args))
+    def learn(self, news: QuotaNews) -> None:
+        self._fallback.learn(news)  # kept current for the moments Redis is away
+        if not self._is_new(news):
+            return
+        args = [news.quota if news.announced else -1, _us(news.window) if news.announced else -1,
+                _us(news.spent_for + RESET_MARGIN_SECONDS) if news.spent_for is not None else -1,
+                int(news.limited), KEEP_MS]
+        reply = self._call(lambda: self._learn(keys=self._keys[:1], args=args))
+        if reply is not None:
+            self._known = tuple(int(v) for v in reply)
 
     def blocked_for(self) -> float:
-        blocked = self._call(lambda: self._blocked(keys=[self._key], args=[]))
+        blocked = self._call(lambda: self._blocked(keys=self._keys[:1], args=[]))
         return self._fallback.blocked_for() if blocked is None else int(blocked) / 1_000_000
+
+    def _is_new(self, news: QuotaNews) -> bool:
+        """Whether the answer says something the shared state did not hold at this process's last call."""
+        if news.spent_for is not None:
+            return True
+        if news.announced:
+            return (news.quota, _us(news.window)) != self._known
+        return self._known == UNKNOWN and not news.limited
 
     def _call(self, fn: Callable[[], T]) -> Optional[T]:
         if self._clock() < self._down_until:
@@ -134,7 +165,7 @@ class RedisQuota:
                 self._down_until = self._clock() + FALLBACK_SECONDS
             if first:
                 log.warning("shared rate limit unavailable; pacing this process alone",
-                             extra={"error": type(exc).__name__})
+                            extra={"error": type(exc).__name__})
             return None
 
 

@@ -11,7 +11,8 @@ from adapters.bitbybit.variant_map import VariantMap
 from bridge.bootstrap import build_session
 from bridge.config import BitbybitConfig, UpstreamConfig
 from bridge.presentation import Presentation
-from bridge.upstream import RateGate, Upstream
+from bridge.quota import RateGate
+from bridge.upstream import Upstream
 
 API_BASE = "https://api.bitbybit.test/customer/open/v1"
 ORDERS_URL = f"{API_BASE}/orders"

@@ -15,7 +15,8 @@ from bridge.bootstrap import build_session
 from bridge.config import BigCommerceConfig, UpstreamConfig
 from bridge.models import PlaceOrderRequest
 from bridge.presentation import Presentation
-from bridge.upstream import Deadline, RateGate, Upstream
+from bridge.quota import RateGate
+from bridge.upstream import Deadline, Upstream
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "place-order.json"
 API_BASE = "https://api.bigcommerce.test"

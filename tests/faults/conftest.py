@@ -71,3 +71,13 @@ def redis_client(redis_url) -> redis.Redis:  # noqa: F811
     client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
     yield client
     client.close()
+
+
+@pytest.fixture
+def forget_quota(redis_client, config):
+    """Each test starts with no shared knowledge of the quota: neither what the answers said nor the send log."""
+    namespace = config["idempotency"]["namespace"]
+    keys = [f"{namespace}|ratelimit", f"{namespace}|ratelimit|sent"]
+    redis_client.delete(*keys)
+    yield
+    redis_client.delete(*keys)

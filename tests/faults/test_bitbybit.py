@@ -51,14 +51,6 @@ def pair(start_bridges, config):
     return start_bridges(config, "bb-left"), start_bridges(config, "bb-right")
 
 
-@pytest.fixture
-def forget_quota(redis_client, config):
-    gate = f"{config['idempotency']['namespace']}|ratelimit"
-    redis_client.delete(gate)
-    yield
-    redis_client.delete(gate)
-
-
 def the_order(fake: FakeBitbybit) -> str:
     (only,) = fake.orders
     return only

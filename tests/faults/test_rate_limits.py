@@ -28,15 +28,6 @@ def pair(start_bridges, config):
     return start_bridges(config, "quota-left"), start_bridges(config, "quota-right")
 
 
-@pytest.fixture
-def forget_quota(redis_client, config):
-    """Each test starts with no shared knowledge of the quota."""
-    gate = f"{config['idempotency']['namespace']}|ratelimit"
-    redis_client.delete(gate)
-    yield
-    redis_client.delete(gate)
-
-
 def drafts(body: dict, count: int) -> list[dict]:
     bodies = []
     for _ in range(count):

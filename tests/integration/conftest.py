@@ -75,7 +75,9 @@ def bitbybit_config(fake: FakeBitbybit, redis_url: str, **sections) -> dict:
         "idempotency": {"backend": "redis", "redis_url": redis_url, "namespace": f"test:{uuid.uuid4().hex}",
                         "wait_seconds": 5},
         "upstream": {"timeout_seconds": 2, "total_timeout_seconds": 4, "connect_timeout_seconds": 1},
-        "bitbybit": {"api_key": fake.api_key, "api_base_url": fake.api_base_url, "auth_header": fake.auth_header},
+        # The tests' quotas count in one-second windows (`fake.set_rate_limit(n, window_seconds=1)`).
+        "bitbybit": {"api_key": fake.api_key, "api_base_url": fake.api_base_url, "auth_header": fake.auth_header,
+                     "rate_limit_window_seconds": 1},
         "logging": {"format": "json"},
     }
     for key, value in sections.items():

@@ -244,4 +244,4 @@ def test_the_bridge_keeps_within_bitbybits_quota(bridge, fake, place_body):
 
     assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
     assert fake.create_count == 2
-    assert fake.rate_limited == 0  # every request came inside the quota: the bridge read RateLimit-Remaining
+    assert fake.rate_limited == 0  # every request came inside the quota: the bridge kept to RateLimit-Limit

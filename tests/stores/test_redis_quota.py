@@ -9,73 +9,106 @@ import redis
 
 from adapters.stores.redis_quota import FALLBACK_SECONDS, RedisQuota
 from adapters.stores.redis_store import RedisIdempotencyStore
-from bridge.upstream import POLL_SECONDS
+from bridge.quota import FIRST_CONTACT, RESET_MARGIN_SECONDS, QuotaNews, spread
 
 from .conftest import redis_url
 
 pytestmark = pytest.mark.redis
+
+BIGCOMMERCE = QuotaNews(quota=3, window=10.0)
 
 
 @pytest.fixture
 def key(redis_admin):
     namespace = f"bik-bridge-test:{uuid.uuid4().hex}"
     yield f"{namespace}|ratelimit"
-    redis_admin.delete(f"{namespace}|ratelimit")
+    redis_admin.delete(f"{namespace}|ratelimit", f"{namespace}|ratelimit|sent")
 
 
 def quota_at(key: str) -> RedisQuota:
     return RedisQuota.from_url(redis_url(), key)
 
 
-def wait_until_unblocked(quota: RedisQuota, limit: float = 5.0) -> None:
-    end = time.monotonic() + limit
-    while quota.blocked_for() > 0:
-        assert time.monotonic() < end, "the quota never reset"
-        time.sleep(0.01)
+class CountingClient:
+    """A real client that counts the script calls made through it."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.calls = 0
+
+    def register_script(self, source: str):
+        script = self.client.register_script(source)
+
+        def call(**kwargs):
+            self.calls += 1
+            return script(**kwargs)
+        return call
 
 
-def test_an_unknown_quota_lets_everything_through(key):
-    quota = quota_at(key)
-    assert [quota.reserve() for _ in range(20)] == [0.0] * 20
-    assert quota.blocked_for() == 0
-
-
-def test_slots_are_shared_by_every_process_of_the_store(key):
+def test_until_a_quota_is_announced_the_store_takes_a_few_requests_a_second(key):
     one, other = quota_at(key), quota_at(key)
-    one.learn(10.0, 3, limited=False)
+    first, window = FIRST_CONTACT
+
+    assert [q.reserve() for q in (one, other) * (first // 2)] == [0.0] * first
+    assert one.reserve() == pytest.approx(window + spread(window), abs=0.1)
+    assert one.blocked_for() == 0
+
+
+def test_the_quota_is_shared_by_every_process_of_the_store(key):
+    one, other = quota_at(key), quota_at(key)
+    one.learn(BIGCOMMERCE)
 
     assert [one.reserve(), other.reserve(), one.reserve()] == [0.0, 0.0, 0.0]
-    assert other.reserve() == pytest.approx(10.0, abs=0.1)
-    assert one.blocked_for() == pytest.approx(10.0, abs=0.1)
+    assert other.reserve() == pytest.approx(10.0 + spread(10.0), abs=0.1)
 
 
-def test_a_429_seen_by_one_process_holds_back_all_then_one_probes(key):
-    one, other = quota_at(key), quota_at(key)
-    one.learn(0.05, None, limited=True)
-    assert other.reserve() > 0
+def test_an_answer_that_says_what_the_store_knows_costs_no_call(key, redis_admin):
+    counting = CountingClient(redis.Redis.from_url(redis_url()))
+    quota = RedisQuota(counting, key)
+    quota.reserve()
+    quota.learn(BIGCOMMERCE)  # the first announcement: written
+    calls = counting.calls
 
-    wait_until_unblocked(other)
-    assert other.reserve() == 0.0  # the probe
-    assert 0 < one.reserve() <= POLL_SECONDS  # waits for the probe's answer
-    other.learn(10.0, 1, limited=False)
-    assert one.reserve() == 0.0
-    assert one.reserve() == pytest.approx(10.0, abs=0.1)
+    for _ in range(2):
+        quota.reserve()
+        quota.learn(BIGCOMMERCE)
+
+    assert counting.calls == calls + 2  # the two reservations, no learning
+    other = quota_at(key)
+    other.learn(QuotaNews(quota=5, window=10.0))  # the plan changed, as another process heard
+    quota.reserve()
+    quota.learn(QuotaNews(quota=5, window=10.0))
+    assert counting.calls == calls + 3  # the reservation brought the news along
 
 
-def test_a_late_answer_from_a_finished_window_does_not_add_slots(key):
+def test_an_answer_without_quota_headers_leaves_the_store_unmetered(key):
     quota = quota_at(key)
-    quota.learn(10.0, 1, limited=False)
-    quota.learn(0.5, 40, limited=False)  # ends long before the window in force: an older window's answer
+    quota.reserve()
+    quota.learn(QuotaNews())
+    assert [quota.reserve() for _ in range(50)] == [0.0] * 50
 
-    assert quota.reserve() == 0.0
-    assert quota.reserve() > 0
+
+def test_a_429_seen_by_one_process_holds_back_all_until_the_reset(key):
+    one, other = quota_at(key), quota_at(key)
+    one.learn(BIGCOMMERCE)
+    one.learn(QuotaNews(spent_for=0.2, limited=True))
+
+    assert other.reserve() == pytest.approx(0.2 + RESET_MARGIN_SECONDS, abs=0.05)
+    assert other.blocked_for() == pytest.approx(0.2 + RESET_MARGIN_SECONDS, abs=0.05)
+    end = time.monotonic() + 5
+    while other.blocked_for() > 0:
+        assert time.monotonic() < end, "the quota never reset"
+        time.sleep(0.01)
+    assert other.reserve() == 0.0
 
 
 def test_the_state_expires_and_stays_out_of_the_record_keys(key, redis_admin):
     quota = quota_at(key)
-    quota.learn(2.0, 5, limited=False)
+    quota.learn(BIGCOMMERCE)
+    quota.reserve()
 
-    assert 0 < redis_admin.pttl(key) <= 2_000 + 60_000 + 100
+    assert 0 < redis_admin.pttl(key)
+    assert 0 < redis_admin.pttl(f"{key}|sent") <= (10.0 + spread(10.0)) * 1000 + 1000
     namespace = key.split("|")[0]
     store = RedisIdempotencyStore.from_url(redis_url(), namespace=namespace, ttl_seconds=3600)
     assert store.unsettled(0) == []  # the reconciler's sweep never meets it
@@ -101,9 +134,9 @@ def test_without_redis_each_process_paces_alone_and_asks_redis_again_later():
     quota = RedisQuota(client, "nowhere|ratelimit", clock=lambda: now[0])
 
     assert quota.reserve() == 0.0
-    quota.learn(10.0, 1, limited=False)
+    quota.learn(QuotaNews(quota=2, window=10.0))
     assert quota.reserve() == 0.0
-    assert quota.reserve() == pytest.approx(10.0, abs=0.1)
+    assert quota.reserve() == pytest.approx(10.0 + spread(10.0), abs=0.1)
     assert client.calls == 1  # after one failure it stops asking for a while
     now[0] += FALLBACK_SECONDS
     quota.reserve()

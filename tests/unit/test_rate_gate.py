@@ -1,5 +1,5 @@
-"""The quota gate: every request takes a slot of the window the platform announced, a spent window holds everyone
-back until its reset, and the window after a spent one is probed by one request before the rest go."""
+"""The quota gate: at most the announced quota in any window's length, a few requests until one is announced,
+and nothing at all while the platform says the quota is spent."""
 from __future__ import annotations
 
 import heapq
@@ -10,7 +10,8 @@ import pytest
 import requests
 
 from adapters.bigcommerce.adapter import BigCommerceRateLimit
-from bridge.upstream import POLL_SECONDS, PROBE_SECONDS, RESET_MARGIN_SECONDS, LocalQuota, RateGate
+from adapters.bitbybit.adapter import BitbybitRateLimit
+from bridge.quota import FIRST_CONTACT, RESET_MARGIN_SECONDS, LocalQuota, QuotaNews, RateGate, news_of, spread
 
 
 class FakeClock:
@@ -38,80 +39,107 @@ def takes(quota: LocalQuota, count: int) -> list[float]:
     return [quota.reserve() for _ in range(count)]
 
 
-def test_an_unknown_quota_lets_everything_through(quota):
-    assert takes(quota, 100) == [0.0] * 100
+def answer(status: int = 200, **headers: str) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response.headers.update({k.replace("_", "-"): v for k, v in headers.items()})
+    return response
+
+
+def test_until_a_quota_is_announced_only_a_few_requests_go(quota, clock):
+    first, window = FIRST_CONTACT
+    assert takes(quota, first) == [0.0] * first
+    assert quota.reserve() == pytest.approx(window + spread(window))
     assert quota.blocked_for() == 0
 
 
-def test_requests_left_are_slots_and_the_last_one_blocks_until_the_reset(quota, clock):
-    quota.learn(10.0, 3, limited=False)
+def test_an_answer_without_quota_headers_leaves_the_bridge_unmetered(quota):
+    quota.reserve()
+    quota.learn(QuotaNews())
+    assert takes(quota, 500) == [0.0] * 500
+
+
+def test_a_429_that_announces_nothing_teaches_nothing(quota):
+    first, _ = FIRST_CONTACT
+    quota.learn(QuotaNews(limited=True))
+    assert takes(quota, first + 1)[-1] > 0  # still holding to the first-contact pace
+
+
+def test_the_announced_quota_is_never_exceeded_in_any_window(quota, clock):
+    quota.learn(QuotaNews(quota=3, window=10.0))
 
     assert takes(quota, 3) == [0.0] * 3
-    assert quota.reserve() == pytest.approx(10.0, abs=0.02)  # the reset, and a few ms of margin
-    assert quota.blocked_for() == pytest.approx(10.0, abs=0.02)
+    span = 10.0 + spread(10.0)
+    assert quota.reserve() == pytest.approx(span)
     clock.advance(4)
-    assert quota.reserve() == pytest.approx(6.0, abs=0.02)
+    assert quota.reserve() == pytest.approx(span - 4)
+    clock.advance(span - 4)
+    assert quota.reserve() == 0.0  # the oldest send has aged out: one slot
 
 
-def test_a_429_blocks_until_its_reset_then_one_request_probes_the_new_window(quota, clock):
-    quota.learn(2.0, None, limited=True)
-    assert quota.reserve() == pytest.approx(2.0 + RESET_MARGIN_SECONDS)
-
-    clock.advance(2.0 + RESET_MARGIN_SECONDS)
-    assert quota.reserve() == 0.0  # the probe
-    waits = takes(quota, 5)
-    assert all(0 < wait <= POLL_SECONDS for wait in waits)  # the rest wait for its answer
-
-    quota.learn(30.0, 2, limited=False)  # the probe's answer: the new window has room for two more
+def test_sends_before_the_announcement_count_against_the_quota(quota, clock):
     assert takes(quota, 2) == [0.0, 0.0]
-    assert quota.reserve() == pytest.approx(30.0 + RESET_MARGIN_SECONDS)
-
-
-def test_a_probe_that_never_answers_is_replaced_after_a_while(quota, clock):
-    quota.learn(1.0, 0, limited=False)
-    clock.advance(1.1)
-    assert quota.reserve() == 0.0
-    clock.advance(PROBE_SECONDS)
-    assert quota.reserve() == 0.0
-
-
-def test_answers_within_one_window_only_ever_lower_the_count(quota, clock):
-    quota.learn(10.0, 5, limited=False)
-    clock.advance(0.1)
-    quota.learn(9.9, 8, limited=False)  # an answer that left before our other sends were counted
-
-    assert takes(quota, 5) == [0.0] * 5
-    assert quota.reserve() > 0
-
-
-def test_a_late_answer_from_a_finished_window_is_ignored(quota, clock):
-    quota.learn(10.0, 5, limited=False)
-    clock.advance(10.1)
-    quota.learn(9.9, 1, limited=False)  # the new window has one slot left
-    quota.learn(0.1, 50, limited=False)  # a straggler from the old window, ending long before this one
-
+    quota.learn(QuotaNews(quota=3, window=10.0))
     assert quota.reserve() == 0.0
     assert quota.reserve() > 0
 
 
-def test_a_window_that_ended_with_room_needs_no_probe(quota, clock):
-    quota.learn(1.0, 40, limited=False)
-    clock.advance(1.5)
+def test_a_lower_quota_waits_until_enough_sends_have_aged_out(quota, clock):
+    quota.learn(QuotaNews(quota=10, window=10.0))
+    for _ in range(10):
+        assert quota.reserve() == 0.0
+        clock.advance(1.0)
+    quota.learn(QuotaNews(quota=2, window=10.0))  # the plan changed: 10 sends in the log, 2 allowed
+    # Free again once only one send is younger than the span: when the ninth (sent at 8 s) ages out.
+    assert quota.reserve() == pytest.approx(8.0 + 10.0 + spread(10.0) - 10.0)
 
-    assert takes(quota, 60) == [0.0] * 60
+
+@pytest.mark.parametrize("news", [QuotaNews(spent_for=2.0, limited=True),
+                                  QuotaNews(quota=100, window=30.0, spent_for=2.0)])
+def test_a_spent_quota_stops_every_request_until_the_reset(quota, clock, news):
+    quota.learn(QuotaNews(quota=100, window=30.0))
+    quota.learn(news)
+
+    assert quota.reserve() == pytest.approx(2.0 + RESET_MARGIN_SECONDS)
+    assert quota.blocked_for() == pytest.approx(2.0 + RESET_MARGIN_SECONDS)
+    clock.advance(2.0 + RESET_MARGIN_SECONDS)
+    assert quota.reserve() == 0.0
+    assert quota.blocked_for() == 0
 
 
-def test_the_gate_learns_from_bigcommerce_headers(clock):
+def test_an_earlier_reset_does_not_shorten_a_longer_one(quota, clock):
+    quota.learn(QuotaNews(spent_for=5.0, limited=True))
+    quota.learn(QuotaNews(spent_for=1.0, limited=True))  # a late answer: still spent for at least the 5 s
+    assert quota.blocked_for() == pytest.approx(5.0 + RESET_MARGIN_SECONDS)
+
+
+@pytest.mark.parametrize("status, headers, expected", [
+    (200, {"X_Rate_Limit_Requests_Quota": "150", "X_Rate_Limit_Time_Window_Ms": "30000",
+           "X_Rate_Limit_Time_Reset_Ms": "4000", "X_Rate_Limit_Requests_Left": "7"}, QuotaNews(150, 30.0)),
+    (200, {"X_Rate_Limit_Requests_Quota": "150", "X_Rate_Limit_Time_Window_Ms": "30000",
+           "X_Rate_Limit_Time_Reset_Ms": "4000", "X_Rate_Limit_Requests_Left": "0"}, QuotaNews(150, 30.0, 4.0)),
+    (429, {"X_Rate_Limit_Time_Reset_Ms": "800"}, QuotaNews(spent_for=0.8, limited=True)),
+    (429, {}, None),  # load shedding: nothing to learn, the retry backs off
+    (200, {}, QuotaNews()),
+    (200, {"X_Rate_Limit_Requests_Quota": "0", "X_Rate_Limit_Time_Window_Ms": "30000"}, QuotaNews()),
+    (200, {"X_Rate_Limit_Requests_Quota": "lots", "X_Rate_Limit_Time_Window_Ms": "30000"}, QuotaNews()),
+])
+def test_what_bigcommerce_answers_say(status, headers, expected):
+    assert news_of(BigCommerceRateLimit(), answer(status, **headers)) == expected
+
+
+def test_bitbybit_announces_the_quota_in_the_configured_window():
+    headers = {"RateLimit_Limit": "100", "RateLimit_Remaining": "0", "RateLimit_Reset": "12"}
+    assert news_of(BitbybitRateLimit(60.0), answer(200, **headers)) == QuotaNews(100, 60.0, 12.0)
+
+
+def test_the_gate_learns_from_the_answers_it_sees(clock):
     gate = RateGate(BigCommerceRateLimit(), clock=clock)
-    answer = requests.Response()
-    answer.status_code = 200
-    answer.headers.update({"X-Rate-Limit-Time-Reset-Ms": "4000", "X-Rate-Limit-Requests-Left": "1"})
+    gate.observe(answer(200, X_Rate_Limit_Requests_Quota="2", X_Rate_Limit_Time_Window_Ms="4000",
+                        X_Rate_Limit_Time_Reset_Ms="4000", X_Rate_Limit_Requests_Left="1"))
 
-    gate.observe(answer)
-
-    assert gate.reserve() == 0.0
-    assert gate.reserve() == pytest.approx(4.0, abs=0.02)
-    assert gate.blocked_for() == pytest.approx(4.0, abs=0.02)
+    assert [gate.reserve(), gate.reserve()] == [0.0, 0.0]
+    assert gate.reserve() == pytest.approx(4.0 + spread(4.0))
 
 
 # ------------------------------------------------------------------------------- against a simulated platform
@@ -127,7 +155,7 @@ class WindowedPlatform:
         self.accepted = 0
         self.refused = 0
 
-    def receive(self) -> tuple[float, int, bool]:
+    def receive(self) -> QuotaNews:
         now = self.clock()
         if self.start is None or now >= self.start + self.window:
             self.start, self.used = now, 0
@@ -140,13 +168,14 @@ class WindowedPlatform:
         remaining = self.start + self.window - now
         # BigCommerce sends whole milliseconds rounded down; bitbybit whole seconds rounded up.
         reset = math.ceil(remaining) if self.whole_seconds else int(remaining * 1000) / 1000
-        return reset, self.quota - self.used, limited
+        spent = limited or self.quota == self.used
+        return QuotaNews(self.quota, self.window, reset if spent else None, limited)
 
 
 @pytest.mark.parametrize("latency", [0.0002, 0.01, 0.06])
 @pytest.mark.parametrize("clients", [3, 12, 40])
 @pytest.mark.parametrize("headers", ["milliseconds", "seconds"])
-def test_after_the_first_answer_the_gate_never_sends_over_the_quota(latency, clients, headers):
+def test_from_the_first_request_on_the_gate_never_sends_over_the_quota(latency, clients, headers):
     """Many clients sharing one gate, each sending again as soon as it may, against a platform with a small quota."""
     clock = FakeClock()
     quota = LocalQuota(clock)
@@ -160,8 +189,6 @@ def test_after_the_first_answer_the_gate_never_sends_over_the_quota(latency, cli
 
     for client in range(clients):
         at(clock.now, "wake", client)
-    learned = False
-    refused_after_learning = 0
     while events and clock.now < 1000.0 + 6.0:
         when, _, kind, client, payload = heapq.heappop(events)
         clock.now = when
@@ -172,13 +199,10 @@ def test_after_the_first_answer_the_gate_never_sends_over_the_quota(latency, cli
             else:
                 at(clock.now + latency / 2, "arrive", client)
         elif kind == "arrive":
-            answer = platform.receive()
-            refused_after_learning += answer[2] and learned
-            at(clock.now + latency / 2, "answer", client, answer)
+            at(clock.now + latency / 2, "answer", client, platform.receive())
         else:
-            quota.learn(*payload)
-            learned = True
+            quota.learn(payload)
             at(clock.now, "wake", client)
 
-    assert refused_after_learning == 0
+    assert platform.refused == 0
     assert platform.accepted >= 5 * (6.0 / window) * 0.6  # and it keeps using most of the quota it has

@@ -17,7 +17,8 @@ from bridge.bootstrap import build_session
 from bridge.config import UpstreamConfig
 from bridge.errors import UpstreamAmbiguous, UpstreamAuthError, UpstreamUnavailable
 from bridge.outbound import OutboundRequest
-from bridge.upstream import Deadline, Outcome, RateGate, Upstream, backoff_seconds, should_retry, was_sent
+from bridge.quota import RateGate
+from bridge.upstream import Deadline, Outcome, Upstream, backoff_seconds, should_retry, was_sent
 
 URL = "https://api.bigcommerce.test/stores/abc123/v2/orders"
 RESET_HEADER = "X-Rate-Limit-Time-Reset-Ms"

@@ -1,0 +1,149 @@
+"""The platform's request quota, kept by the bridge so that it never sends more than the platform announced.
+
+The rules, the same in one process (`LocalQuota`) and shared through Redis (`adapters.stores.redis_quota`):
+
+1. Every request, retries included, first takes a slot. With a quota of Q requests per window of W seconds, at
+   most Q requests are sent in any W + `spread(W)` seconds: a sliding log of send times. Whatever instant the
+   platform's own fixed windows start at, none of them can then receive more than Q from the bridge.
+2. Until an answer has announced the quota, the log holds to `FIRST_CONTACT` (a few requests a second, far below
+   any platform's quota), so a burst at start-up cannot overrun a small quota before the first answer arrives.
+3. An answer that announces no quota (a platform or proxy without the headers) leaves the bridge unmetered.
+4. A 429, or an answer saying no requests are left, stops every request until the announced reset.
+
+Requests the platform received from other apps sharing the quota are not in the log: those show up as a 429 and
+rule 4 waits them out.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Optional, Protocol
+
+import requests
+
+# Until the platform has announced its quota: this many requests per this many seconds.
+FIRST_CONTACT = (4, 1.0)
+# Added to every announced reset: headers round it down (BigCommerce sends whole milliseconds), which on a fast
+# link is more than the answer's travel time, so without it the bridge could think a window over a little early.
+RESET_MARGIN_SECONDS = 0.01
+
+
+def spread(window: float) -> float:
+    """How much later than another a request sent earlier may reach the platform (a new connection's handshake)."""
+    return min(0.5, window / 20)
+
+
+@dataclass(frozen=True)
+class QuotaNews:
+    """What one answer said about the quota."""
+
+    quota: Optional[int] = None  # requests per window, when announced
+    window: Optional[float] = None  # the window's length in seconds, when announced or documented
+    spent_for: Optional[float] = None  # seconds until the reset, when the quota is spent (429 or none left)
+    limited: bool = False  # the answer was a 429
+
+    @property
+    def announced(self) -> bool:
+        return self.quota is not None and self.window is not None
+
+
+class RateLimitHeaders(Protocol):
+    """How a platform announces its quota."""
+
+    def reset_seconds(self, response: requests.Response) -> Optional[float]: ...
+
+    def requests_left(self, response: requests.Response) -> Optional[int]: ...
+
+    def quota(self, response: requests.Response) -> Optional[tuple[int, float]]:
+        """Requests per window and the window in seconds, when the answer says."""
+
+
+def news_of(headers: RateLimitHeaders, response: requests.Response) -> Optional[QuotaNews]:
+    """What an answer says about the quota; None for a 429 that says nothing (the platform shedding load)."""
+    limited = response.status_code == 429
+    reset = headers.reset_seconds(response)
+    announced = headers.quota(response)
+    spent = reset is not None and (limited or headers.requests_left(response) == 0)
+    if limited and reset is None and announced is None:
+        return None
+    quota, window = announced if announced else (None, None)
+    return QuotaNews(quota, window, reset if spent else None, limited)
+
+
+class QuotaState(Protocol):
+    """The quota as the bridge knows it: in this process, or shared by every worker and instance."""
+
+    def reserve(self) -> float:
+        """Take a slot to send now (0.0), or say how many seconds to wait before asking again."""
+
+    def learn(self, news: QuotaNews) -> None:
+        """Take in what one answer said."""
+
+    def blocked_for(self) -> float:
+        """Seconds until a spent quota resets; 0 when it is not spent."""
+
+
+class LocalQuota:
+    """`QuotaState` for one process."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._limit: Optional[tuple[int, float]] = None  # None: not announced yet; (0, 0): unmetered
+        self._sent: deque[float] = deque()
+        self._blocked_until = 0.0
+
+    def reserve(self) -> float:
+        with self._lock:
+            now = self._clock()
+            if now < self._blocked_until:
+                return self._blocked_until - now
+            quota, window = self._limit or FIRST_CONTACT
+            if quota == 0:
+                return 0.0
+            span = window + spread(window)
+            while self._sent and self._sent[0] <= now - span:
+                self._sent.popleft()
+            if len(self._sent) >= quota:
+                # The slot frees when enough of the oldest sends have aged out (more than one if the quota fell).
+                return self._sent[len(self._sent) - quota] + span - now
+            self._sent.append(now)
+            return 0.0
+
+    def learn(self, news: QuotaNews) -> None:
+        with self._lock:
+            if news.announced:
+                self._limit = (news.quota, news.window)
+            elif self._limit is None and not news.limited:
+                self._limit = (0, 0.0)
+            if news.spent_for is not None:
+                self._blocked_until = max(self._blocked_until,
+                                          self._clock() + news.spent_for + RESET_MARGIN_SECONDS)
+
+    def blocked_for(self) -> float:
+        with self._lock:
+            return max(0.0, self._blocked_until - self._clock())
+
+
+class RateGate:
+    """Holds requests back so the bridge never sends more than the platform's quota."""
+
+    def __init__(self, headers: RateLimitHeaders, clock: Callable[[], float] = time.monotonic,
+                 state: Optional[QuotaState] = None):
+        self._headers = headers
+        self._state = state or LocalQuota(clock)
+
+    def blocked_for(self) -> float:
+        return self._state.blocked_for()
+
+    def reserve(self) -> float:
+        """0.0 when a request may be sent now (it took a slot), else the seconds to wait before asking again."""
+        return self._state.reserve()
+
+    def observe(self, response: requests.Response) -> None:
+        """Learn from a response's quota headers."""
+        news = news_of(self._headers, response)
+        if news is not None:
+            self._state.learn(news)
