@@ -23,15 +23,6 @@ from bridge.server import BridgeServer
 SERVER = {"workers": 2, "threads": 8}
 
 
-class OneShotSession(requests.Session):
-    """A fresh session, so a fresh TCP connection, for every call."""
-
-    def request(self, method, url, **kwargs):
-        with requests.Session() as session:
-            session.headers.update(self.headers)
-            return session.request(method, url, **kwargs)
-
-
 class InlineExecutor(Executor):
     """Runs each task at once in the caller's thread: reads one after another."""
 
@@ -57,10 +48,17 @@ def naive_adapter(config: Config):
             return (self._read(r.get_order(numeric), deadline), self._read(r.products(numeric), deadline),
                     self._read(r.shipments(numeric), deadline), self._read(r.shipping_addresses(numeric), deadline))
 
-    session = OneShotSession()
-    session.headers["User-Agent"] = "bik-bridge/0.1"
-    upstream = Upstream(session, config.upstream, platform="bigcommerce", rate_headers=BigCommerceRateLimit(),
-                        message_of=error_message)
+    class OneShotUpstream(Upstream):
+        """Each call as `requests.post(...)` makes it: a fresh session and connection, the environment read again."""
+
+        def _send(self, request, timeout):
+            with requests.Session() as session:
+                session.headers["User-Agent"] = "bik-bridge/0.1"
+                return session.request(request.method, request.url, headers=request.headers, json=request.json,
+                                       params=request.params, timeout=timeout)
+
+    upstream = OneShotUpstream(requests.Session(), config.upstream, platform="bigcommerce",
+                               rate_headers=BigCommerceRateLimit(), message_of=error_message)
     return SequentialBigCommerceAdapter(config.bigcommerce, Presentation.from_config(config.store), upstream,
                                         InlineExecutor())
 

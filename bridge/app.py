@@ -168,7 +168,9 @@ def create_app(config: Config, *, service: Optional[OrderService] = None,
         response.headers["X-Request-Id"] = g.get("request_id", "")
         if g.get("endpoint"):
             seconds = time.perf_counter() - g.started
-            log.info("request", extra=request_summary(response.status_code, seconds))
+            summary = request_summary(response.status_code, seconds)
+            # Written once the answer has left: Bik waits for the answer, not for the log line.
+            response.call_on_close(lambda: log.info("request", extra=summary))
             if metrics is not None:
                 metrics.request(g.endpoint, response.status_code, seconds)
         return response

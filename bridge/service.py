@@ -28,6 +28,7 @@ from bridge.ports import Claim, ClaimOutcome, IdempotencyRecord, IdempotencyStor
 from bridge.upstream import Deadline
 
 log = logging.getLogger("bik_bridge.service")
+ROUTINE_DECISIONS = frozenset({"created", "replayed"})
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,9 @@ class OrderService:
             log.error("could not mark a record unknown", extra={"draftOrderId": key})
 
     def _decide(self, key: str, decision: str, order_id: Optional[str] = None) -> None:
-        log.info("placeOrder decision", extra={"draftOrderId": key, "decision": decision, "orderId": order_id})
+        # The request's own line says `created` or `replayed`; every other decision gets a line of its own.
+        level = logging.DEBUG if decision in ROUTINE_DECISIONS else logging.INFO
+        log.log(level, "placeOrder decision", extra={"draftOrderId": key, "decision": decision, "orderId": order_id})
         if self._on_decision is not None:
             try:
                 self._on_decision(decision)

@@ -174,24 +174,38 @@ class Upstream:
         timeout = (min(self.settings.connect_timeout_seconds, remaining), min(self.settings.timeout_seconds, remaining))
         started = time.perf_counter()
         try:
-            response = self.session.request(
-                request.method, request.url, headers=request.headers, json=request.json, params=request.params,
-                timeout=timeout,
-            )
+            response = self._send(request, timeout)
         except requests.RequestException as exc:
             outcome = Outcome(error=exc, sent=was_sent(exc))
         else:
-            self.gate.observe(response)
             outcome = Outcome(response=response)
         self._record(request, outcome, attempt_no, (time.perf_counter() - started) * 1000)
+        if outcome.response is not None:
+            self.gate.observe(outcome.response)
         return outcome
+
+    def _send(self, request: OutboundRequest, timeout: tuple[float, float]) -> requests.Response:
+        """One request through the session's pooled transport, without `Session.send`'s extras.
+
+        Cookies, hooks and redirects serve browsers, not an API client, and cost a third of a call's CPU here
+        (docs/performance.md). A redirect is answered, never followed: following one could send an order again.
+        """
+        session = self.session
+        prepared = requests.Request(request.method, request.url, headers={**session.headers, **request.headers},
+                                    json=request.json, params=request.params).prepare()
+        response = session.get_adapter(request.url).send(prepared, stream=False, timeout=timeout,
+                                                         verify=session.verify, cert=session.cert,
+                                                         proxies=session.proxies)
+        response.content  # noqa: B018 - read the whole body now, so the connection goes back to the pool
+        return response
 
     def _record(self, request: OutboundRequest, outcome: Outcome, attempt_no: int, ms: float) -> None:
         path = requests.utils.urlparse(request.url).path
         result = outcome.status if outcome.status is not None else type(outcome.error).__name__
         call = {"platform": self.platform, "operation": request.operation, "method": request.method, "path": path,
                 "status": result, "ms": round(ms, 1), "attempt": attempt_no}
-        log.info("upstream call", extra={"upstream": call})
+        # The request's own line lists every call; this one is for following a request as it happens.
+        log.debug("upstream call", extra={"upstream": call})
         context.note_upstream(call)
         if self._observer:
             self._observer(platform=self.platform, operation=request.operation, status=result, ms=ms, attempt=attempt_no)
@@ -212,6 +226,11 @@ class Upstream:
             retry_after = max(1.0, self.gate.blocked_for())
             raise UpstreamUnavailable(f"{what}: rate limited by the platform", retry_after=retry_after,
                                       upstream_status=429)
+        if 300 <= code < 400:
+            # Not followed (see `_send`), so nothing was applied: the platform's address has changed.
+            raise UpstreamError(f"{what}: the platform answered {code} and moved to {response.headers.get('Location')}; "
+                                f"set {self.platform}.api_base_url to the address it moved to",
+                                retry_after=None, upstream_status=code)
         if code in (401, 403):
             raise UpstreamAuthError(f"{what}: the platform refused the bridge's credentials ({code}: "
                                     f"{self._message_of(response)})", upstream_status=code)

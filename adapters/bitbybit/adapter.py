@@ -115,10 +115,6 @@ class BitbybitAdapter:
         call = self.requests.create(request)  # an unmapped variant is refused here, before anything is sent
         response = self._send(call, deadline)
         code = response.status_code
-        if response.history and response.request.method != "POST":
-            # requests turns a POST into a GET on 301/302: nothing was created.
-            raise UpstreamError(f"bitbybit redirected the create to {response.url}; set bitbybit.api_base_url "
-                                "to the address it moved to", upstream_status=response.history[0].status_code)
         if not 200 <= code < 300:
             raise self._refusal(response)
         try:

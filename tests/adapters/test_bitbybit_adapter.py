@@ -204,16 +204,17 @@ def test_a_created_order_with_an_unreadable_answer_is_ambiguous(adapter, place_r
     assert len(rsps.calls) == 1
 
 
-def test_a_redirected_create_became_a_get_and_says_where_to(sleeps, place_request, deadline, rsps):
+def test_a_redirected_create_is_not_followed_and_says_where_to(sleeps, place_request, deadline, rsps):
     old = "http://api.bitbybit.test/customer/open/v1"
     adapter = make_adapter(sleeps, settings=bbb_settings(api_base_url=old))
     rsps.add(responses.POST, f"{old}/orders", status=301, headers={"Location": ORDERS_URL})
-    rsps.add(responses.GET, ORDERS_URL, json=listing([]))
 
     with pytest.raises(UpstreamError) as moved:
         adapter.place(place_request, deadline)
 
     assert ORDERS_URL in moved.value.message and "bitbybit.api_base_url" in moved.value.message
+    assert moved.value.maybe_applied is False and moved.value.upstream_status == 301
+    assert len(rsps.calls) == 1  # a redirected order is never sent again, to the new address or as a GET
 
 
 # ----------------------------------------------------------------------------------------------- get

@@ -79,6 +79,19 @@ class BridgeProcess:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def logged(self, *answers: requests.Response, timeout: float = 10) -> str:
+        """The log once the request line of every answer is in it (written just after the answer leaves)."""
+        wanted = [f'"request_id": "{answer.headers["X-Request-Id"]}"' for answer in answers]
+        end = time.monotonic() + timeout
+        while True:
+            text = self.logs()
+            lines = [line for line in text.splitlines() if '"msg": "request"' in line]
+            if all(any(w in line for line in lines) for w in wanted):
+                return text
+            if time.monotonic() > end:
+                raise AssertionError(f"no request line for some of {wanted} within {timeout} s")
+            time.sleep(0.02)
+
     def post(self, endpoint: str, body, *, headers: dict | None = None, timeout: float = 30) -> requests.Response:
         token = self.config.get("auth", {}).get("token")
         sent = {"Authorization": f"Bearer {token}"} if token else {}

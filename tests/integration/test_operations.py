@@ -43,9 +43,12 @@ def fake():
 
 @pytest.fixture(scope="module")
 def bridge(fake, redis_url, tmp_path_factory):
-    """The config says one worker on a closed port; BIK_BRIDGE_PORT and BIK_BRIDGE_WORKERS say otherwise."""
+    """The config says one worker on a closed port; BIK_BRIDGE_PORT and BIK_BRIDGE_WORKERS say otherwise.
+
+    It logs at DEBUG, as an operator following requests one by one would: every upstream attempt gets a line.
+    """
     config = bigcommerce_config(fake, redis_url, server={"workers": 1, "threads": 4},
-                                metrics={"token": METRICS_TOKEN})
+                                metrics={"token": METRICS_TOKEN}, logging={"format": "json", "level": "DEBUG"})
     port = free_port()
     process = BridgeProcess(config, tmp_path_factory.mktemp("ops"),
                             env={"BIK_BRIDGE_PORT": str(port), "BIK_BRIDGE_WORKERS": "2"})
@@ -62,9 +65,9 @@ def body():
     return payload
 
 
-def log_lines(bridge: BridgeProcess) -> list[dict]:
-    """Every line the server wrote, each parsed as JSON (a line that is not JSON fails the test)."""
-    return [json.loads(line) for line in bridge.logs().splitlines() if line.strip()]
+def log_lines(bridge: BridgeProcess, *answers: requests.Response) -> list[dict]:
+    """Every line the server wrote, with the request lines of `answers`, each parsed as JSON (or the test fails)."""
+    return [json.loads(line) for line in bridge.logged(*answers).splitlines() if line.strip()]
 
 
 def scrape(bridge: BridgeProcess) -> dict:
@@ -92,7 +95,7 @@ def test_request_lines_carry_the_request_id_upstream_calls_and_outcome(bridge, b
     assert placed.headers["X-Request-Id"] == "rid-place-1" and read.status_code == 200
     generated = unnamed.headers["X-Request-Id"]
     assert len(generated) == 32
-    lines = log_lines(bridge)
+    lines = log_lines(bridge, placed, replayed, read, unnamed)
     summary = {line["request_id"]: line for line in lines if line["msg"] == "request" and "request_id" in line}
 
     first = summary["rid-place-1"]
@@ -106,7 +109,7 @@ def test_request_lines_carry_the_request_id_upstream_calls_and_outcome(bridge, b
     assert isinstance(first["ms"], float) and isinstance(create["ms"], float)
     calls = [line["upstream"] for line in lines if line["msg"] == "upstream call"
              and line.get("request_id") == "rid-place-1"]
-    assert calls == first["upstream"]  # each attempt has its own line too, with the request's id
+    assert calls == first["upstream"]  # at DEBUG each attempt has its own line too, with the request's id
     second = summary["rid-place-2"]
     assert (second["outcome"], second["idempotency"], second["upstream"]) == ("replayed", "replay", [])
 
@@ -129,8 +132,8 @@ def test_no_customer_data_or_secret_reaches_the_log(bridge, fake, body):
     failed = bridge.post("getOrder", {"orderId": order_id}, headers={"X-Request-Id": "rid-masked"})
 
     assert failed.status_code == 502
+    lines = log_lines(bridge, failed)  # every line is JSON
     raw = bridge.logs()
-    lines = log_lines(bridge)  # every line is JSON
     for secret in (TOKEN, fake.access_token, METRICS_TOKEN, *CUSTOMER):
         assert secret not in raw, secret
     warning = next(line for line in lines if line.get("request_id") == "rid-masked" and line["level"] == "warning")
