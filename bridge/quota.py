@@ -23,8 +23,10 @@ from typing import Callable, Optional, Protocol
 
 import requests
 
-# Until the platform has announced its quota: this many requests per this many seconds.
+# Until the platform has announced its quota: this many requests per this many seconds; a request held back
+# then asks again this often, since the first answer (and so the real quota) can come at any moment.
 FIRST_CONTACT = (4, 1.0)
+FIRST_CONTACT_POLL_SECONDS = 0.05
 # Added to every announced reset: headers round it down (BigCommerce sends whole milliseconds), which on a fast
 # link is more than the answer's travel time, so without it the bridge could think a window over a little early.
 RESET_MARGIN_SECONDS = 0.01
@@ -108,7 +110,8 @@ class LocalQuota:
                 self._sent.popleft()
             if len(self._sent) >= quota:
                 # The slot frees when enough of the oldest sends have aged out (more than one if the quota fell).
-                return self._sent[len(self._sent) - quota] + span - now
+                wait = self._sent[len(self._sent) - quota] + span - now
+                return wait if self._limit else min(wait, FIRST_CONTACT_POLL_SECONDS)
             self._sent.append(now)
             return 0.0
 

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from adapters.stores.redis_url import redis_client
-from bridge.quota import FIRST_CONTACT, RESET_MARGIN_SECONDS, LocalQuota, QuotaNews
+from bridge.quota import FIRST_CONTACT, FIRST_CONTACT_POLL_SECONDS, RESET_MARGIN_SECONDS, LocalQuota, QuotaNews
 
 log = logging.getLogger("bik_bridge.ratelimit")
 T = TypeVar("T")
@@ -44,7 +44,8 @@ local window = tonumber(state[2] or '-1')
 local blocked_until = tonumber(state[3] or '0')
 """
 
-# KEYS[1] state, KEYS[2] send log; ARGV member, first-contact quota, first-contact window_us, keep_ms.
+# KEYS[1] state, KEYS[2] send log; ARGV member, first-contact quota, first-contact window_us, keep_ms,
+# first-contact poll_us.
 # Returns {microseconds to wait (0: took a slot), quota, window_us} as the state holds them.
 RESERVE = _PRELUDE + """
 if now < blocked_until then return {blocked_until - now, quota, window} end
@@ -56,7 +57,9 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', us(now - span))
 local sent = redis.call('ZCARD', KEYS[2])
 if sent >= q then
   local oldest = redis.call('ZRANGE', KEYS[2], sent - q, sent - q, 'WITHSCORES')
-  return {math.max(1, tonumber(oldest[2]) + span - now), quota, window}
+  local wait = math.max(1, tonumber(oldest[2]) + span - now)
+  if quota < 0 then wait = math.min(wait, tonumber(ARGV[5])) end
+  return {wait, quota, window}
 end
 redis.call('ZADD', KEYS[2], us(now), ARGV[1])
 redis.call('PEXPIRE', KEYS[2], math.floor(span / 1000) + 1000)
@@ -123,7 +126,8 @@ class RedisQuota:
 
     def reserve(self) -> float:
         first_quota, first_window = FIRST_CONTACT
-        args = [f"{self._member_prefix}:{next(self._member_count)}", first_quota, _us(first_window), KEEP_MS]
+        args = [f"{self._member_prefix}:{next(self._member_count)}", first_quota, _us(first_window), KEEP_MS,
+                _us(FIRST_CONTACT_POLL_SECONDS)]
         reply = self._call(lambda: self._reserve(keys=self._keys, args=args))
         if reply is None:
             return self._fallback.reserve()

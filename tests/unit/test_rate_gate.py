@@ -11,7 +11,16 @@ import requests
 
 from adapters.bigcommerce.adapter import BigCommerceRateLimit
 from adapters.bitbybit.adapter import BitbybitRateLimit
-from bridge.quota import FIRST_CONTACT, RESET_MARGIN_SECONDS, LocalQuota, QuotaNews, RateGate, news_of, spread
+from bridge.quota import (
+    FIRST_CONTACT,
+    FIRST_CONTACT_POLL_SECONDS,
+    RESET_MARGIN_SECONDS,
+    LocalQuota,
+    QuotaNews,
+    RateGate,
+    news_of,
+    spread,
+)
 
 
 class FakeClock:
@@ -46,11 +55,24 @@ def answer(status: int = 200, **headers: str) -> requests.Response:
     return response
 
 
-def test_until_a_quota_is_announced_only_a_few_requests_go(quota, clock):
+def test_until_a_quota_is_announced_only_a_few_requests_go_and_the_rest_ask_again_soon(quota, clock):
     first, window = FIRST_CONTACT
     assert takes(quota, first) == [0.0] * first
-    assert quota.reserve() == pytest.approx(window + spread(window))
+    assert quota.reserve() == pytest.approx(FIRST_CONTACT_POLL_SECONDS)
     assert quota.blocked_for() == 0
+    clock.advance(0.05)
+    quota.learn(QuotaNews(quota=100, window=30.0))  # the first answer
+    assert quota.reserve() == 0.0
+
+
+def test_without_an_announcement_the_first_contact_pace_holds(quota, clock):
+    first, window = FIRST_CONTACT
+    sent = 0
+    while clock.now < 1000.0 + window + spread(window):
+        if quota.reserve() == 0.0:
+            sent += 1
+        clock.advance(FIRST_CONTACT_POLL_SECONDS)
+    assert sent == first
 
 
 def test_an_answer_without_quota_headers_leaves_the_bridge_unmetered(quota):
