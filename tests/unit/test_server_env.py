@@ -1,6 +1,7 @@
 """What `serve` takes from the environment: server settings and the metrics directory."""
 from __future__ import annotations
 
+import gc
 import os
 
 import pytest
@@ -55,3 +56,19 @@ def test_an_empty_variable_counts_as_unset(given):
     path, created = multiproc.prepare(env)
     multiproc.remove(path)
     assert created
+
+
+def test_a_worker_freezes_what_it_built_so_full_collections_skip_it(tmp_path):
+    """The app a worker builds is moved out of the cyclic collector's sight once built."""
+    from bridge.config import parse_config
+    from bridge.server import BridgeServer
+
+    config = parse_config({"local": {"db_path": str(tmp_path / "orders.db")}, "metrics": {"enabled": False},
+                           "idempotency": {"sqlite_path": str(tmp_path / "idempotency.db")}}, environ={})
+    gc.unfreeze()
+    try:
+        app = BridgeServer(config).load()
+        assert gc.get_freeze_count() > 0
+        assert app.test_client().get("/healthz").status_code == 200
+    finally:
+        gc.unfreeze()
