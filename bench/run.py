@@ -85,6 +85,8 @@ def measure_bridge(s: Scenarios, bridge: Bridge, tag: str, plan, *, full_run: bo
                    shipped: Optional[list[int]] = None) -> dict:
     """Every measurement through one bridge; `full_run` adds memory, connections, cache-free shipped reads."""
     out: dict = {"connections_before": s.platform.stats()["connections_total"]}
+    # Steady state: a worker thread's first order also opens its connection to the store, once per process.
+    s.place_fresh(bridge, f"{tag}_warm_", connections=1, seconds=1)
     say(f"{tag}: placeOrder, 1 client, {plan.one_client_seconds:.0f} s")
     out["place1"] = s.place_fresh(bridge, f"{tag}_one_", connections=1, seconds=plan.one_client_seconds)
     out["place1_service"] = s.service_ms("create")

@@ -33,6 +33,9 @@ class PlatformAdapter(Protocol):
     def check_credentials(self, deadline: Deadline) -> str:
         """One read-only call with the configured credentials; a line saying what it reached."""
 
+    def warm_up(self) -> None:
+        """Prepare what the first call needs (connections to the bridge's own services); sends nothing upstream."""
+
 
 class RecordState(str, enum.Enum):
     IN_FLIGHT = "in_flight"  # an owner holds the lease and may be creating the order right now
@@ -93,6 +96,9 @@ class IdempotencyStore(Protocol):
 
     def ping(self) -> None:
         """Raise `StoreUnavailable` unless the store answers."""
+
+    def warm_up(self) -> None:
+        """Connect and load what the first claim needs; raise `StoreUnavailable` unless the store answers."""
 
     def close(self) -> None:
         """Release connections."""

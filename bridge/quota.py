@@ -86,6 +86,9 @@ class QuotaState(Protocol):
     def blocked_for(self) -> float:
         """Seconds until a spent quota resets; 0 when it is not spent."""
 
+    def warm_up(self) -> None:
+        """Connect to where the state is kept, if anywhere; never raises."""
+
 
 class LocalQuota:
     """`QuotaState` for one process."""
@@ -129,6 +132,9 @@ class LocalQuota:
         with self._lock:
             return max(0.0, self._blocked_until - self._clock())
 
+    def warm_up(self) -> None:
+        return None
+
 
 class RateGate:
     """Holds requests back so the bridge never sends more than the platform's quota."""
@@ -144,6 +150,9 @@ class RateGate:
     def reserve(self) -> float:
         """0.0 when a request may be sent now (it took a slot), else the seconds to wait before asking again."""
         return self._state.reserve()
+
+    def warm_up(self) -> None:
+        self._state.warm_up()
 
     def observe(self, response: requests.Response) -> None:
         """Learn from a response's quota headers."""

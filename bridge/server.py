@@ -112,14 +112,16 @@ class BridgeServer(BaseApplication):
 
     def load(self):
         # Imported here so connections and sessions are made per worker, never shared across a fork.
-        from bridge.app import create_app
+        from bridge.app import EXTENSION, create_app
 
         app = create_app(self.config_model)
+        app.extensions[EXTENSION].warm_up()
         # What the worker has built so far lives as long as the worker. Frozen, it is out of the cyclic
         # collector's sight: a full collection scans only what requests leave behind, instead of pausing every
         # thread of the worker for 20-40 ms (docs/performance.md).
         gc.collect()
         gc.freeze()
+        log.info("worker ready", extra={"pid": os.getpid(), "platform": self.config_model.platform})
         return app
 
 

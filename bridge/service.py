@@ -290,3 +290,12 @@ class OrderService:
     def ready(self) -> None:
         """Raise unless the idempotency store answers."""
         self.store.ping()
+
+    def warm_up(self) -> None:
+        """Open connections and load scripts now, so the first order does not wait for them."""
+        self.adapter.warm_up()
+        try:
+            self.store.warm_up()
+        except StoreUnavailable as exc:
+            # Not fatal: the store may come up later, and every request connects again.
+            log.warning("idempotency store not reachable at start-up", extra={"error": exc.message})

@@ -116,6 +116,10 @@ class Upstream:
         """A fresh budget for one Bik request."""
         return Deadline(self.settings.total_timeout_seconds)
 
+    def warm_up(self) -> None:
+        """Connect the quota gate; the platform itself is not called before Bik asks for something."""
+        self.gate.warm_up()
+
     def send(self, request: OutboundRequest, deadline: Deadline) -> requests.Response:
         """Send with retries; return any response below 500 except 401/403/429, else raise."""
         idempotent = request.method.upper() in IDEMPOTENT_METHODS

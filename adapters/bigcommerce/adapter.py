@@ -178,6 +178,9 @@ class BigCommerceAdapter:
             raise UpstreamUnavailable(f"BigCommerce answered an order the bridge cannot read ({exc})",
                                       status=502) from exc
 
+    def warm_up(self) -> None:
+        self.upstream.warm_up()
+
     def check_credentials(self, deadline: Deadline) -> str:
         # A draft id no order carries: it proves the token and that the store honours the filter
         # that exactly-once depends on (an ignored filter would answer with other orders).

@@ -232,6 +232,9 @@ class BitbybitAdapter:
 
     # operations ---------------------------------------------------------------------------
 
+    def warm_up(self) -> None:
+        self.upstream.warm_up()
+
     def check_credentials(self, deadline: Deadline) -> str:
         # A search no order matches: proves the key reads orders, and that bitbybit honours the search
         # the lookup after a timeout relies on (an ignored search would answer with other orders).

@@ -98,6 +98,9 @@ class LocalAdapter:
         row = self._run("SELECT * FROM local_orders WHERE draft_id = ?", (draft_order_id,)).fetchone()
         return self._order(row) if row else None
 
+    def warm_up(self) -> None:
+        self._run("SELECT 1")
+
     def check_credentials(self, deadline: Deadline) -> str:
         count = self._run("SELECT COUNT(*) FROM local_orders").fetchone()[0]
         return f"local order store {self.path}: {count} orders"

@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from adapters.stores.redis_store import load_scripts
 from adapters.stores.redis_url import redis_client
 from bridge.quota import FIRST_CONTACT, FIRST_CONTACT_POLL_SECONDS, RESET_MARGIN_SECONDS, LocalQuota, QuotaNews
 
@@ -145,6 +146,9 @@ class RedisQuota:
         reply = self._call(lambda: self._learn(keys=self._keys[:1], args=args))
         if reply is not None:
             self._known = tuple(int(v) for v in reply)
+
+    def warm_up(self) -> None:
+        self._call(lambda: load_scripts(self._client, [self._reserve, self._learn, self._blocked]))
 
     def blocked_for(self) -> float:
         blocked = self._call(lambda: self._blocked(keys=self._keys[:1], args=[]))

@@ -84,6 +84,14 @@ return 1
 """
 
 
+def load_scripts(client: redis.Redis, scripts: list) -> None:
+    """Load scripts in one round trip (opening a connection), so their first EVALSHA finds them."""
+    pipe = client.pipeline(transaction=False)
+    for script in scripts:
+        pipe.script_load(script.script)
+    pipe.execute()
+
+
 def _escape_glob(text: str) -> str:
     """`text` matched literally by SCAN's MATCH pattern."""
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
@@ -182,6 +190,10 @@ class RedisIdempotencyStore:
 
     def ping(self) -> None:
         self._call(self._client.ping)
+
+    def warm_up(self) -> None:
+        self._call(lambda: load_scripts(self._client, [self._claim, self._complete, self._mark_unknown,
+                                                       self._release]))
 
     def durability_warning(self) -> str | None:
         """Why records could be lost on a Redis restart, or None when Redis persists them (or will not say)."""

@@ -210,6 +210,9 @@ class SqliteIdempotencyStore:
     def ping(self) -> None:
         self._call(lambda: self._conn().execute("SELECT 1 FROM idempotency_records LIMIT 1").fetchall())
 
+    def warm_up(self) -> None:
+        self.ping()
+
     def close(self) -> None:
         with self._lock:
             self._generation += 1

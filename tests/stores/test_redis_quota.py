@@ -117,6 +117,16 @@ def test_the_state_expires_and_stays_out_of_the_record_keys(key, redis_admin):
     assert store.get("ratelimit") is None
 
 
+def test_warm_up_loads_the_scripts_and_a_missing_redis_is_no_error(key, redis_admin):
+    quota = quota_at(key)
+    redis_admin.script_flush()
+
+    quota.warm_up()
+
+    assert redis_admin.script_exists(quota._reserve.sha, quota._learn.sha, quota._blocked.sha) == [True] * 3
+    RedisQuota.from_url("redis://127.0.0.1:1/0", key).warm_up()  # no Redis: pacing falls back to the process
+
+
 class DownClient:
     """Stands in for a Redis client whose server is gone: every script call fails, and is counted."""
 

@@ -30,6 +30,7 @@ def _every_call(store):
         "get": lambda: store.get("d-1"),
         "unsettled": lambda: store.unsettled(0),
         "ping": lambda: store.ping(),
+        "warm_up": lambda: store.warm_up(),
     }
 
 
@@ -124,3 +125,13 @@ def test_client_decoding_responses_is_refused():
             RedisIdempotencyStore(client, namespace="ns", ttl_seconds=TTL_SECONDS)
     finally:
         client.close()
+
+
+def test_warm_up_loads_every_script_so_the_first_claim_finds_it(redis_store, redis_admin):
+    redis_admin.script_flush()
+
+    redis_store.warm_up()
+
+    shas = [redis_store._claim.sha, redis_store._complete.sha, redis_store._mark_unknown.sha,
+            redis_store._release.sha]
+    assert redis_admin.script_exists(*shas) == [True] * 4

@@ -18,6 +18,7 @@ class FakeAdapter:
     def __init__(self) -> None:
         self.orders: dict[str, BikOrder] = {}  # by draft id
         self.creates = 0
+        self.warmed_up = False
         self.lookups = 0
         self._next: list[tuple[BaseException, bool]] = []
         self._missed_lookups = 0
@@ -66,6 +67,9 @@ class FakeAdapter:
     def check_credentials(self, deadline: Deadline) -> str:
         return f"fake platform: {len(self.orders)} orders"
 
+    def warm_up(self) -> None:
+        self.warmed_up = True
+
     def create_behind_the_bridge(self, request: PlaceOrderRequest) -> None:
         """An order for this draft lands on the platform, as a crashed owner's create would."""
         self._create(request)
@@ -89,7 +93,7 @@ class DownStore:
     def _down(self, *args, **kwargs):
         raise StoreUnavailable()
 
-    claim = complete = mark_unknown = release = get = unsettled = ping = _down
+    claim = complete = mark_unknown = release = get = unsettled = ping = warm_up = _down
 
     def close(self) -> None:
         pass

@@ -285,6 +285,15 @@ def test_store_down_at_claim_sends_nothing(adapter, clock, request_):
     assert adapter.creates == 0 and adapter.lookups == 0
 
 
+def test_warm_up_prepares_the_adapter_and_survives_a_store_that_is_not_up_yet(adapter, clock, caplog):
+    service = make_service(adapter, DownStore(), clock)
+
+    service.warm_up()
+
+    assert adapter.warmed_up
+    assert "idempotency store not reachable at start-up" in caplog.text
+
+
 def test_unexpected_adapter_failure_keeps_the_record_unknown(service, adapter, store, request_):
     """A bug after the create may have run leaves the record unknown, not released."""
     adapter.fail_next(RuntimeError("boom"))
