@@ -46,8 +46,9 @@ def machine_facts(generator, mode: str) -> dict:
     except OSError:
         pass
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-                           cwd=HERE).stdout
+    # The results of an earlier run are not changes to what is measured.
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":!/bench/results"],
+                           capture_output=True, text=True, cwd=HERE).stdout
     return {
         "mode": mode, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": os.cpu_count(), "cpu": cpu, "python": python_platform.python_version(),
