@@ -65,8 +65,8 @@ def _bitbybit(config: Config, presentation: Presentation, observer) -> PlatformA
 
     # bitbybit's quota is per API key: every worker and instance using the key shares it through the gate.
     session = build_session(config.upstream.pool_size, config.bitbybit.api_base_url)
-    return build_bitbybit_adapter(config, presentation, session, observer,
-                                  gate=build_rate_gate(config, BitbybitRateLimit(config.bitbybit.rate_limit_window_seconds)))
+    headers = BitbybitRateLimit(config.bitbybit.rate_limit_window_seconds)
+    return build_bitbybit_adapter(config, presentation, session, observer, gate=build_rate_gate(config, headers))
 
 
 def _local(config: Config, presentation: Presentation, observer) -> PlatformAdapter:

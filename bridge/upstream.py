@@ -232,7 +232,8 @@ class Upstream:
                                       upstream_status=429)
         if 300 <= code < 400:
             # Not followed (see `_send`), so nothing was applied: the platform's address has changed.
-            raise UpstreamError(f"{what}: the platform answered {code} and moved to {response.headers.get('Location')}; "
+            moved_to = response.headers.get("Location")
+            raise UpstreamError(f"{what}: the platform answered {code} and moved to {moved_to}; "
                                 f"set {self.platform}.api_base_url to the address it moved to",
                                 retry_after=None, upstream_status=code)
         if code in (401, 403):

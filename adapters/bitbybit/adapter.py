@@ -292,6 +292,7 @@ def build_bitbybit_adapter(config: Config, presentation: Presentation, session: 
     if settings is None:
         raise ConfigError("platform is bitbybit but the bitbybit section is missing")
     variant_map = load_variant_map(settings.variant_map) if settings.variant_map else None
-    upstream = Upstream(session, config.upstream, platform="bitbybit", rate_headers=BitbybitRateLimit(settings.rate_limit_window_seconds),
+    upstream = Upstream(session, config.upstream, platform="bitbybit",
+                        rate_headers=BitbybitRateLimit(settings.rate_limit_window_seconds),
                         message_of=error_message, observer=observer, gate=gate)
     return BitbybitAdapter(settings, presentation, upstream, variant_map)

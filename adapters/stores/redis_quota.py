@@ -120,11 +120,6 @@ class RedisQuota:
                               retry=Retry(NoBackoff(), 0), decode_responses=False)
         return cls(client, key)
 
-    @property
-    def keys(self) -> list[str]:
-        """The Redis keys this quota uses."""
-        return list(self._keys)
-
     def reserve(self) -> float:
         first_quota, first_window = FIRST_CONTACT
         args = [f"{self._member_prefix}:{next(self._member_count)}", first_quota, _us(first_window), KEEP_MS,
