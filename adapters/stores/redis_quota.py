@@ -98,7 +98,6 @@ class RedisQuota:
 
     def __init__(self, client: redis.Redis, key: str, *, clock: Callable[[], float] = time.monotonic):
         self._client = client
-        self._key = key
         self._keys = [key, f"{key}|sent"]
         self._clock = clock
         self._fallback = LocalQuota(clock)
