@@ -95,6 +95,18 @@ def sleeps() -> Sleeps:
     return Sleeps()
 
 
+def test_the_request_headers_replace_the_session_defaults_whatever_their_case(rsps, sleeps):
+    rsps.add(responses.GET, URL + "/118", json={"id": 118})
+    upstream = make_upstream(sleeps)
+
+    upstream.send(OutboundRequest("GET", URL + "/118", "get_order", headers={"accept": "application/json"}),
+                  upstream.deadline())
+
+    sent = rsps.calls[0].request.headers
+    assert sent["Accept"] == "application/json" and sent["User-Agent"] == "bik-bridge/0.1"
+    assert [name for name in sent if name.lower() == "accept"] == ["accept"]  # sent once, not twice
+
+
 # ------------------------------------------------------------------------------------------ should_retry
 
 CONNECT_ERROR = Outcome(error=refused(), sent=False)
