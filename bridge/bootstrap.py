@@ -82,7 +82,8 @@ ADAPTERS: dict[str, Callable[[Config, Presentation, Optional[Callable]], Platfor
 }
 
 
-def build_adapter(config: Config, platform: Optional[str] = None, observer: Optional[Callable] = None) -> PlatformAdapter:
+def build_adapter(config: Config, platform: Optional[str] = None,
+                  observer: Optional[Callable] = None) -> PlatformAdapter:
     """The platform adapter the config names (or `platform`, for dry-run)."""
     return ADAPTERS[platform or config.platform](config, Presentation.from_config(config.store), observer)
 

@@ -212,7 +212,8 @@ class Upstream:
         log.debug("upstream call", extra={"upstream": call})
         context.note_upstream(call)
         if self._observer:
-            self._observer(platform=self.platform, operation=request.operation, status=result, ms=ms, attempt=attempt_no)
+            self._observer(platform=self.platform, operation=request.operation, status=result, ms=ms,
+                           attempt=attempt_no)
 
     def _settle(self, request: OutboundRequest, outcome: Outcome, idempotent: bool) -> requests.Response:
         what = f"{self.platform} {request.operation}"

@@ -13,7 +13,6 @@ import email.utils
 import functools
 import itertools
 import json
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from openapi_schema_validator import OAS30Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from tests.fakes.server import FakeServer, FaultScript, reason_phrase
+from tests.fakes.server import FakePlatform, FakeServer, FaultScript, reason_phrase, serve_until_stopped
 
 DEFAULT_SPEC_PATH = Path(__file__).resolve().parents[2].parent / "shared/specs/bigcommerce/orders.v2.oas2.yml"
 SPEC_URI = "urn:bigcommerce:orders-v2"
@@ -220,7 +219,7 @@ def _check_known(where: dict, allowed: frozenset, prefix: str) -> None:
                            f"unknown field {prefix}{name}")
 
 
-class FakeBigCommerce:
+class FakeBigCommerce(FakePlatform):
     """In-memory BigCommerce store answering the v2 Orders endpoints the bridge uses, with admin hooks for tests."""
 
     def __init__(self, store_hash: str = "abc123", access_token: str = "bc-test-token", currency_code: str = "INR",
@@ -243,23 +242,7 @@ class FakeBigCommerce:
     def start(self) -> "FakeBigCommerce":
         """Load the spec and start serving; returns self."""
         load_spec(str(self.spec_path))  # parse before the first request so it cannot eat into a client's timeout
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self.server.stop()
-
-    def __enter__(self) -> "FakeBigCommerce":
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """http://127.0.0.1:PORT"""
-        return self.server.url
+        return super().start()
 
     @property
     def api_base_url(self) -> str:
@@ -319,31 +302,9 @@ class FakeBigCommerce:
             return copy.deepcopy(self._orders)
 
     @property
-    def create_count(self) -> int:
-        """Orders created through POST /v2/orders (seeded orders not included)."""
-        with self._state:
-            return self._create_count
-
-    @property
-    def invalid_requests(self) -> list[InvalidRequest]:
-        """Every request rejected as malformed (400/401/406/415, unknown store or endpoint), oldest first."""
-        with self._state:
-            return list(self._invalid)
-
-    @property
-    def requests(self):
-        """The server's request log: (method, path, query, status) records."""
-        return self.server.requests
-
-    @property
     def connections_accepted(self) -> int:
         """TCP connections accepted so far."""
         return self.server.connections_accepted
-
-    def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-        """Block until `predicate()` holds after some state change (e.g. a delayed create landing), or time out."""
-        with self._state:
-            return self._state.wait_for(predicate, timeout)
 
     def add_customer(self, customer_id: int) -> None:
         """Make `customer_id` valid on create (0, the guest, always is)."""
@@ -538,10 +499,6 @@ class FakeBigCommerce:
             return self._reject(Rejected(415, "The request body format is not supported.",
                                          f"Content-Type: {request.headers.get('Content-Type')!r}"))
         return None
-
-    def _add_rate_headers(self, response: Response) -> Response:
-        response.headers.update(g.get("rate_headers", {}))
-        return response
 
     def _unknown_endpoint(self, error) -> Response:
         return self._reject(Rejected(error.code, NOT_FOUND if error.code == 404 else reason_phrase(error.code),
@@ -895,17 +852,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--store-hash", default="abc123")
     parser.add_argument("--token", default="bc-test-token")
     args = parser.parse_args(argv)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    fake = FakeBigCommerce(store_hash=args.store_hash, access_token=args.token, latency_ms=args.latency_ms,
-                           port=args.port).start()
-    print(fake.api_base_url, flush=True)
-    try:
-        done.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    serve_until_stopped(FakeBigCommerce(store_hash=args.store_hash, access_token=args.token, latency_ms=args.latency_ms,
+                                        port=args.port))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import itertools
 import json
 import math
 import re
-import signal
 import threading
 import time
 import uuid
@@ -26,7 +25,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from flask import Flask, Response, g, request
 
-from tests.fakes.server import FakeServer, FaultScript, reason_phrase
+from tests.fakes.server import FakePlatform, FakeServer, FaultScript, reason_phrase, serve_until_stopped
 
 BASE_PATH = "/customer/open/v1"
 STATUSES = ("active", "archived", "cancelled", "refunded")
@@ -98,7 +97,7 @@ class Variant:
     sku: str = ""
 
 
-class FakeBitbybit:
+class FakeBitbybit(FakePlatform):
     """In-memory bitbybit store answering the order endpoints the bridge uses, with admin hooks for tests."""
 
     def __init__(self, api_key: str = "bbb_test_key", auth_header: str = "x-api-key", base_path: str = BASE_PATH,
@@ -119,25 +118,7 @@ class FakeBitbybit:
         self._reset_state()
         self.server = FakeServer(self._build_app(), port=port, latency_ms=latency_ms)
 
-    # lifecycle
-
-    def start(self) -> "FakeBitbybit":
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> "FakeBitbybit":
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """http://127.0.0.1:PORT"""
-        return self.server.url
+    # addresses
 
     @property
     def api_base_url(self) -> str:
@@ -182,32 +163,10 @@ class FakeBitbybit:
             return copy.deepcopy(self._orders[order_id])
 
     @property
-    def create_count(self) -> int:
-        """Orders created through POST /orders (seeded orders not included)."""
-        with self._state:
-            return self._create_count
-
-    @property
-    def invalid_requests(self) -> list[InvalidRequest]:
-        """Every request rejected as malformed (bad body, parameters, path or key), oldest first."""
-        with self._state:
-            return list(self._invalid)
-
-    @property
     def rate_limited(self) -> int:
         """Requests answered 429 by the quota (scripted 429s not included)."""
         with self._state:
             return self._rate_limited
-
-    @property
-    def requests(self):
-        """The server's request log: (method, path, query, status) records."""
-        return self.server.requests
-
-    def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-        """Block until `predicate()` holds after some state change (e.g. a delayed create landing), or time out."""
-        with self._state:
-            return self._state.wait_for(predicate, timeout)
 
     def add_variant(self, variant_id: str, price: Decimal | int | str, title: str = "Product", sku: str = "") -> None:
         """Put a variant in the catalog (or change its price)."""
@@ -357,10 +316,6 @@ class FakeBitbybit:
             return allowed, {"RateLimit-Limit": str(self._rate_limit),
                              "RateLimit-Remaining": str(max(0, self._rate_limit - used)),
                              "RateLimit-Reset": str(reset)}
-
-    def _add_rate_headers(self, response: Response) -> Response:
-        response.headers.update(g.get("rate_headers", {}))
-        return response
 
     def _unknown_endpoint(self, error) -> Response:
         return self._reject(Rejected(error.code, "NOT_FOUND", f"Route {request.method} {request.path} not found"))
@@ -597,17 +552,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--api-key", default="bbb_test_key")
     parser.add_argument("--rate-limit", type=int, default=100, help="requests per minute per key")
     args = parser.parse_args(argv)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    fake = FakeBitbybit(api_key=args.api_key, latency_ms=args.latency_ms, rate_limit=args.rate_limit,
-                        port=args.port).start()
-    print(fake.api_base_url, flush=True)
-    try:
-        done.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    serve_until_stopped(FakeBitbybit(api_key=args.api_key, latency_ms=args.latency_ms, rate_limit=args.rate_limit,
+                                     port=args.port))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import io
+import signal
 import socket
 import threading
 import time
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Callable, NamedTuple, Optional
 
-from flask import Response, jsonify, request
+from flask import Response, g, jsonify, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 HOLD_LIMIT_SECONDS = 30.0
@@ -289,6 +290,80 @@ class FakeServer:
     def _disconnected(self, sock: socket.socket) -> None:
         with self._lock:
             self._open_sockets.discard(sock)
+
+
+class FakePlatform:
+    """What every fake store shares: its server's lifecycle, its state lock, and what tests read back.
+
+    A subclass sets `server` (a `FakeServer`), `_state` (a Condition over every piece of store state),
+    `_create_count` and `_invalid` (its rejected requests).
+    """
+
+    server: FakeServer
+    _state: threading.Condition
+    _create_count: int
+    _invalid: list
+
+    def start(self):
+        """Start serving; returns self."""
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """http://127.0.0.1:PORT"""
+        return self.server.url
+
+    @property
+    def create_count(self) -> int:
+        """Orders created through the create endpoint (seeded orders not included)."""
+        with self._state:
+            return self._create_count
+
+    @property
+    def invalid_requests(self) -> list:
+        """Every request rejected as malformed, oldest first."""
+        with self._state:
+            return list(self._invalid)
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """The server's request log: (method, path, query, status) records."""
+        return self.server.requests
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        """Block until `predicate()` holds after some state change (e.g. a delayed create landing), or time out."""
+        with self._state:
+            return self._state.wait_for(predicate, timeout)
+
+    def _add_rate_headers(self, response: Response) -> Response:
+        """The quota headers the guard computed for this request (none for scripted faults)."""
+        response.headers.update(g.get("rate_headers", {}))
+        return response
+
+
+def serve_until_stopped(fake: FakePlatform) -> None:
+    """Start `fake`, print its API base URL once ready, and serve until SIGTERM or Ctrl-C."""
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    fake.start()
+    print(fake.api_base_url, flush=True)
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
 
 
 class _KeepAliveHandler(WSGIRequestHandler):

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 import redis
+import yaml
 
+from bridge.cli import main
+from bridge.config import CONFIG_ENV
 from tests.fakes.bigcommerce import FakeBigCommerce
 from tests.fakes.bitbybit import FakeBitbybit
 from tests.integration.bridge_process import PROJECT_ROOT, BridgeProcess
@@ -25,6 +28,22 @@ def redis_url() -> str:
     except redis.RedisError as exc:
         pytest.fail(f"these tests need Redis at {url} (install redis-server): {exc}")
     return url
+
+
+@pytest.fixture
+def check_config_ping(tmp_path, monkeypatch, capsys):
+    """Run `check-config --ping` on a config with short upstream timeouts; returns (exit code, stdout, stderr)."""
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+
+    def run(config: dict) -> tuple[int, str, str]:
+        upstream = {"max_attempts": 2, "connect_timeout_seconds": 1, "timeout_seconds": 2, "total_timeout_seconds": 4}
+        path = tmp_path / "bridge.yaml"
+        path.write_text(yaml.safe_dump({**config, "upstream": upstream}))
+        code = main(["check-config", "--config", str(path), "--ping"])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 @pytest.fixture

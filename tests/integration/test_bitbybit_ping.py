@@ -2,29 +2,19 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 
-from bridge.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
-from bridge.config import CONFIG_ENV
+from bridge.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def ping(tmp_path, monkeypatch, capsys, fake_bbb):
+def ping(check_config_ping, fake_bbb):
     """Run `check-config --ping` on a bitbybit config for the fake; returns (exit code, stdout, stderr)."""
-    monkeypatch.delenv(CONFIG_ENV, raising=False)
 
     def run(**changes) -> tuple[int, str, str]:
         bitbybit = {"api_key": fake_bbb.api_key, "api_base_url": fake_bbb.api_base_url, **changes}
-        config = {"platform": "bitbybit", "bitbybit": bitbybit,
-                  "upstream": {"max_attempts": 2, "connect_timeout_seconds": 1, "timeout_seconds": 2,
-                               "total_timeout_seconds": 4}}
-        path = tmp_path / "bridge.yaml"
-        path.write_text(yaml.safe_dump(config))
-        code = main(["check-config", "--config", str(path), "--ping"])
-        out, err = capsys.readouterr()
-        return code, out, err
+        return check_config_ping({"platform": "bitbybit", "bitbybit": bitbybit})
 
     return run
 

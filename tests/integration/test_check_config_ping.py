@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 
-from bridge.cli import EXIT_FAILED, EXIT_OK, main
-from bridge.config import CONFIG_ENV
+from bridge.cli import EXIT_FAILED, EXIT_OK
 from tests.fakes.bigcommerce import error_body
 from tests.fakes.server import status
 from tests.integration.bridge_process import free_port
@@ -14,21 +12,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def ping(tmp_path, monkeypatch, capsys):
+def ping(check_config_ping):
     """Run `check-config --ping` on a BigCommerce config; returns (exit code, stdout, stderr)."""
-    monkeypatch.delenv(CONFIG_ENV, raising=False)
-
-    def run(**bigcommerce) -> tuple[int, str, str]:
-        config = {"platform": "bigcommerce", "bigcommerce": bigcommerce,
-                  "upstream": {"max_attempts": 2, "connect_timeout_seconds": 1, "timeout_seconds": 2,
-                               "total_timeout_seconds": 4}}
-        path = tmp_path / "bridge.yaml"
-        path.write_text(yaml.safe_dump(config))
-        code = main(["check-config", "--config", str(path), "--ping"])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return lambda **bigcommerce: check_config_ping({"platform": "bigcommerce", "bigcommerce": bigcommerce})
 
 
 def credentials(fake, **changes) -> dict:

@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from adapters.stores.sqlite_store import SqliteIdempotencyStore
 from bridge.errors import OrderNotFound
 from bridge.freshness import FreshnessCache
 from bridge.models import PlaceOrderRequest
@@ -31,13 +30,6 @@ class CountingAdapter(FakeAdapter):
 class MonotonicClock(FakeClock):
     def __init__(self) -> None:
         super().__init__(start=1000.0)
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = SqliteIdempotencyStore(str(tmp_path / "idempotency.db"), namespace="test", ttl_seconds=3600)
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from decimal import Decimal
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.stores.sqlite_store import SqliteIdempotencyStore
 from bridge.app import create_app
 from bridge.bootstrap import build_service
 from bridge.metrics import Metrics
@@ -40,13 +39,6 @@ def client(app_config):
     service = build_service(app_config, on_decision=metrics.decision)
     yield create_app(app_config, service=service, metrics=metrics).test_client()
     service.store.close()
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = SqliteIdempotencyStore(str(tmp_path / "idempotency.db"), namespace="test", ttl_seconds=3600)
-    yield store
-    store.close()
 
 
 @pytest.fixture

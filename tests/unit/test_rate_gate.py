@@ -22,21 +22,12 @@ from bridge.quota import (
     spread,
 )
 
-
-class FakeClock:
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from .fakes import FakeClock
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1000.0)
 
 
 @pytest.fixture
@@ -199,7 +190,7 @@ class WindowedPlatform:
 @pytest.mark.parametrize("headers", ["milliseconds", "seconds"])
 def test_from_the_first_request_on_the_gate_never_sends_over_the_quota(latency, clients, headers):
     """Many clients sharing one gate, each sending again as soon as it may, against a platform with a small quota."""
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     quota = LocalQuota(clock)
     window = 0.5 if headers == "milliseconds" else 2.0
     platform = WindowedPlatform(clock, quota=5, window=window, whole_seconds=headers == "seconds")

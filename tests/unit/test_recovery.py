@@ -32,25 +32,8 @@ class FlakyLookups(FakeAdapter):
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = SqliteIdempotencyStore(str(tmp_path / "idempotency.db"), namespace="test", ttl_seconds=3600)
-    yield store
-    store.close()
-
-
-@pytest.fixture
 def adapter() -> FlakyLookups:
     return FlakyLookups()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def request_(place_order_body) -> PlaceOrderRequest:
-    return PlaceOrderRequest.model_validate(place_order_body)
 
 
 def make_service(adapter, store, clock, **settings) -> OrderService:

@@ -20,24 +20,13 @@ from bridge.outbound import OutboundRequest
 from bridge.quota import RateGate
 from bridge.upstream import Deadline, Outcome, Upstream, backoff_seconds, should_retry, was_sent
 
+from .fakes import FakeClock
+
 URL = "https://api.bigcommerce.test/stores/abc123/v2/orders"
 RESET_HEADER = "X-Rate-Limit-Time-Reset-Ms"
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-class FakeClock:
-    """A monotonic clock that only moves when told to."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Sleeps:
@@ -70,7 +59,7 @@ def refused() -> requests.exceptions.ConnectionError:
 def make_upstream(sleep: Sleeps, **settings) -> Upstream:
     """An Upstream as bootstrap builds it for BigCommerce, with a sleep that returns at once."""
     # The quota gate waits on its own clock; the sleep moves it, so a wait it asked for is a wait it sees done.
-    sleep.clock = sleep.clock or FakeClock()
+    sleep.clock = sleep.clock or FakeClock(1000.0)
     return Upstream(build_session(4), UpstreamConfig(**settings), platform="bigcommerce",
                     rate_headers=BigCommerceRateLimit(), message_of=error_message, sleep=sleep, rng=lambda: 0.5,
                     gate=RateGate(BigCommerceRateLimit(), clock=sleep.clock))
@@ -270,7 +259,7 @@ def test_backoff_is_deterministic_for_an_injected_rng():
 
 def test_rate_gate_blocks_until_the_announced_reset():
     """A 429 or a spent quota blocks the gate for the reset time; a healthy answer does not."""
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     gate = RateGate(BigCommerceRateLimit(), clock=clock)
     healthy = response(200)
     healthy.headers.update({RESET_HEADER: "9000", "X-Rate-Limit-Requests-Left": "120"})
@@ -439,7 +428,7 @@ def test_a_spent_quota_holds_the_next_request_back_without_sending(rsps, sleeps)
 
 def test_the_deadline_bounds_retries():
     """Waits stop once the next one would not fit in the budget, whatever max_attempts says."""
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     sleep = Sleeps(clock)
     upstream = Upstream(build_session(1), UpstreamConfig(max_attempts=10), platform="bigcommerce",
                         rate_headers=BigCommerceRateLimit(), message_of=error_message, sleep=sleep,
@@ -457,7 +446,7 @@ def test_the_deadline_bounds_retries():
 
 def test_a_spent_budget_sends_nothing():
     """With no time left, no request goes out and the answer is 'surely not applied'."""
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     upstream = Upstream(build_session(1), UpstreamConfig(), platform="bigcommerce",
                         rate_headers=BigCommerceRateLimit(), message_of=error_message, sleep=Sleeps(clock))
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
@@ -472,7 +461,7 @@ def test_a_spent_budget_sends_nothing():
 
 def test_each_attempt_timeout_fits_the_remaining_budget():
     """The read timeout handed to requests never exceeds what is left of the deadline."""
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     upstream = Upstream(build_session(1), UpstreamConfig(timeout_seconds=10, connect_timeout_seconds=3),
                         platform="bigcommerce", rate_headers=BigCommerceRateLimit(), message_of=error_message,
                         sleep=Sleeps(clock))

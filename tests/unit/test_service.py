@@ -6,7 +6,6 @@ import time
 
 import pytest
 
-from adapters.stores.sqlite_store import SqliteIdempotencyStore
 from bridge.errors import (
     InFlight,
     OrderNotFound,
@@ -21,32 +20,15 @@ from bridge.models import PlaceOrderRequest
 from bridge.ports import ClaimOutcome, RecordState
 from bridge.service import OrderService, ServiceSettings
 
-from .fakes import DownStore, FakeAdapter, FakeClock, RecordingSleep
+from .fakes import DownStore, FakeAdapter, RecordingSleep
 
 BUDGET = 20.0
 DRAFT = "nb_1715200000_a1b2c3d4"
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = SqliteIdempotencyStore(str(tmp_path / "idempotency.db"), namespace="test", ttl_seconds=3600)
-    yield store
-    store.close()
-
-
-@pytest.fixture
 def adapter() -> FakeAdapter:
     return FakeAdapter()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def request_(place_order_body) -> PlaceOrderRequest:
-    return PlaceOrderRequest.model_validate(place_order_body)
 
 
 def make_service(adapter, store, clock, *, sleep=None, wait_seconds=0.0, on_mismatch="replay") -> OrderService:
