@@ -21,7 +21,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from adapters.stores.redis_store import load_scripts
+from adapters.stores.redis_store import SERVER_CLOCK, load_scripts
 from adapters.stores.redis_url import redis_client
 from bridge.quota import FIRST_CONTACT, FIRST_CONTACT_POLL_SECONDS, RESET_MARGIN_SECONDS, LocalQuota, QuotaNews
 
@@ -34,12 +34,8 @@ FALLBACK_SECONDS = 1.0
 KEEP_MS = 3_600_000
 UNKNOWN = (-1, -1)  # what `known` holds before the hash says anything
 
-_PRELUDE = """
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local function us(n) return string.format('%.0f', n) end
-local state = redis.call('HMGET', KEYS[1], 'quota', 'window_us', 'blocked_until_us')
+# The clock, then the state every script reads.
+_PRELUDE = SERVER_CLOCK + """local state = redis.call('HMGET', KEYS[1], 'quota', 'window_us', 'blocked_until_us')
 local quota = tonumber(state[1] or '-1')
 local window = tonumber(state[2] or '-1')
 local blocked_until = tonumber(state[3] or '0')

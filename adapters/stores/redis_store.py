@@ -25,8 +25,9 @@ T = TypeVar("T")
 SCAN_BATCH = 500
 HEALTH_CHECK_INTERVAL = 15
 
-# Redis 7 replicates script effects by default; older servers need the call before `TIME` + writes.
-_PRELUDE = """
+# Every script that reads the clock starts with this: `now` in whole microseconds of the server's `TIME`, `us(n)`
+# to write one. Redis 7 replicates script effects by default; older servers need the call before `TIME` + writes.
+SERVER_CLOCK = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -34,7 +35,7 @@ local function us(n) return string.format('%.0f', n) end
 """
 
 # KEYS[1] record; ARGV token, fingerprint, lease_us, ttl_seconds
-CLAIM = _PRELUDE + """
+CLAIM = SERVER_CLOCK + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then
   redis.call('DEL', KEYS[1])
@@ -64,14 +65,14 @@ if held[1] ~= 'in_flight' or held[2] ~= ARGV[1] then return 0 end
 """
 
 # KEYS[1] record; ARGV token, order_id, response, ttl_seconds
-COMPLETE = _PRELUDE + _FENCE + """
+COMPLETE = SERVER_CLOCK + _FENCE + """
 redis.call('HSET', KEYS[1], 'state', 'done', 'order_id', ARGV[2], 'response', ARGV[3], 'updated_at_us', us(now))
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
 # KEYS[1] record; ARGV token, ttl_seconds
-MARK_UNKNOWN = _PRELUDE + _FENCE + """
+MARK_UNKNOWN = SERVER_CLOCK + _FENCE + """
 redis.call('HSET', KEYS[1], 'state', 'unknown', 'lease_until_us', us(now), 'updated_at_us', us(now))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
