@@ -1,25 +1,24 @@
-"""The official BigCommerce Orders v2 spec as OpenAPI 3.0 schema validators."""
+"""BigCommerce's Orders v2 schemas, from the repository's extract of the official spec, as OpenAPI 3.0 validators."""
 from __future__ import annotations
 
 import copy
+import json
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-import yaml
 from openapi_schema_validator import OAS30Validator
 
-BIGCOMMERCE_SPEC = Path(__file__).resolve().parents[1].parent / "shared/specs/bigcommerce/orders.v2.oas2.yml"
+from tests.contract import BIGCOMMERCE_ORDERS_SCHEMA as BIGCOMMERCE_SPEC
 
 
 @lru_cache(maxsize=1)
 def _spec() -> dict:
-    """The spec document, parsed once."""
+    """The extract, parsed once."""
     with BIGCOMMERCE_SPEC.open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+        return json.load(handle)
 
 
-def _pointer(document: dict, ref: str) -> Any:
+def pointer(document: dict, ref: str) -> Any:
     """The node an internal `#/a/b` reference names."""
     if not ref.startswith("#/"):
         raise ValueError(f"only internal references are supported, not {ref!r}")
@@ -36,7 +35,7 @@ def _resolve(node: Any, document: dict, seen: tuple[str, ...] = ()) -> Any:
         if isinstance(ref, str):
             if ref in seen:
                 raise ValueError(f"circular reference {' -> '.join(seen + (ref,))}")
-            return _resolve(_pointer(document, ref), document, seen + (ref,))
+            return _resolve(pointer(document, ref), document, seen + (ref,))
         return {key: _resolve(value, document, seen) for key, value in node.items()}
     if isinstance(node, list):
         return [_resolve(value, document, seen) for value in node]

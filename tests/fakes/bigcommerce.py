@@ -21,16 +21,16 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-import yaml
 from flask import Flask, Response, g, request
 from jsonschema.exceptions import best_match
 from openapi_schema_validator import OAS30Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
+from tests.contract import BIGCOMMERCE_ORDERS_SCHEMA
 from tests.fakes.server import FakePlatform, FakeServer, FaultScript, reason_phrase, serve_until_stopped
 
-DEFAULT_SPEC_PATH = Path(__file__).resolve().parents[2].parent / "shared/specs/bigcommerce/orders.v2.oas2.yml"
+DEFAULT_SPEC_PATH = BIGCOMMERCE_ORDERS_SCHEMA
 SPEC_URI = "urn:bigcommerce:orders-v2"
 
 # docs/bigcommerce.md §4
@@ -136,26 +136,24 @@ class StoredOrder:
 
 
 class OrdersSpec:
-    """What the fake needs from the official spec: the order_Post validator and the field sets it implies."""
+    """What the fake needs from the spec's extract: the order_Post validator and the field sets it implies."""
 
     def __init__(self, document: dict) -> None:
         self.schemas = document["components"]["schemas"]
+        # What the spec says only in descriptions ("(Read-only)", "can't be negative"), kept by the extract.
+        described = document["x-from-descriptions"]
         registry = Registry().with_resource(SPEC_URI, Resource.from_contents(document, default_specification=DRAFT4))
         self.order_post = OAS30Validator({"$ref": f"{SPEC_URI}#/components/schemas/order_Post"}, registry=registry)
         shared = self.schemas["order_Shared"]["properties"]
         post_fields = set(self._properties(self.schemas["order_Post"]))
-        read_only = {
-            name for name, prop in shared.items()
-            if prop.get("readOnly") or prop.get("description", "").lstrip("(").startswith("Read-only")
-        }
+        read_only = {name for name, prop in shared.items() if prop.get("readOnly")}
+        read_only |= set(described["readOnly"].get("order_Shared", ()))
         # Response-only fields are refused on POST too; `order_source` is set by BigCommerce for API orders (FAQ).
         read_only |= set(self._properties(self.schemas["order_RespOnly"])) - post_fields
         read_only.add("order_source")
         self.read_only = frozenset(read_only)
         self.writable = frozenset(post_fields - read_only)
-        self.money_fields = frozenset(
-            name for name, prop in shared.items() if "can't be negative" in prop.get("description", "")
-        )
+        self.money_fields = frozenset(described["nonNegative"].get("order_Shared", ()))
         self.billing_fields = frozenset(self._properties(self.schemas["billingAddress_Base"]))
         self.shipping_fields = frozenset(self._properties(self.schemas["shippingAddress_Base"])) | {"shipping_method"}
         self.catalog_fields = frozenset(self._properties(self.schemas["orderCatalogProduct_Post"]))
@@ -183,10 +181,9 @@ class OrdersSpec:
 
 @functools.lru_cache(maxsize=4)
 def load_spec(path: str) -> OrdersSpec:
-    """Parse the spec once per path (per-test fixtures would otherwise re-read 5,800 lines of YAML)."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    """Parse the extract once per path (per-test fixtures would otherwise re-read and re-index it)."""
     with open(path, encoding="utf-8") as handle:
-        return OrdersSpec(yaml.load(handle, Loader=loader))
+        return OrdersSpec(json.load(handle))
 
 
 def _decimal(value: Any) -> Decimal:
