@@ -4,7 +4,7 @@
 #          -v bik-bridge-data:/var/lib/bik-bridge \
 #          -e BIK_BRIDGE_TOKEN=... -e BIGCOMMERCE_STORE_HASH=... -e BIGCOMMERCE_ACCESS_TOKEN=... bik-bridge
 # Server settings from the environment (they win over the config file): BIK_BRIDGE_HOST, BIK_BRIDGE_PORT,
-# BIK_BRIDGE_WORKERS, BIK_BRIDGE_THREADS. See docs/deploy.md.
+# BIK_BRIDGE_WORKERS, BIK_BRIDGE_WORKER_CONNECTIONS. See docs/deploy.md.
 
 # Stage 1: wheels for the bridge and every dependency; build tools stay in this stage.
 FROM python:3.11-slim AS build
@@ -22,7 +22,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     BIK_BRIDGE_HOST=0.0.0.0 \
     BIK_BRIDGE_PORT=8080 \
     BIK_BRIDGE_WORKERS=2 \
-    BIK_BRIDGE_THREADS=16
+    BIK_BRIDGE_WORKER_CONNECTIONS=1000
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/bik-bridge --create-home bik
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links=/wheels bik-bridge && rm -rf /wheels

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench clean
+.PHONY: run test bench chaos clean
 
 run: $(VENV)/.installed
 	$(BIN)/bik-bridge serve $(if $(CONFIG),--config $(CONFIG))
@@ -13,6 +13,10 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Two bridges, one Redis, a faulty fake store, seeded: CHAOS_ARGS='--seed N --platform bitbybit --short'.
+chaos: $(VENV)/.installed-test
+	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -64,6 +64,12 @@ def naive_adapter(config: Config):
 
 
 class BaselineServer(BridgeServer):
+    def load_config(self) -> None:
+        super().load_config()
+        # The server it shipped with: thread workers, whatever the bridge runs now.
+        self.cfg.set("worker_class", "gthread")
+        self.cfg.set("threads", SERVER["threads"])
+
     def load(self):
         from bridge.app import create_app
         from bridge.bootstrap import build_service

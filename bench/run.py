@@ -82,6 +82,9 @@ class OwnCpu:
         return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime + redis_cpu() - self.redis_start
 
 
+FRESH_CLIENTS = 64  # wrk connections of the fresh placeOrder runs: the most the benchmark holds in flight
+
+
 def measure_bridge(s: Scenarios, bridge: Bridge, tag: str, plan, *, full_run: bool,
                    shipped: Optional[list[int]] = None) -> dict:
     """Every measurement through one bridge; `full_run` adds memory, connections, cache-free shipped reads."""
@@ -97,12 +100,12 @@ def measure_bridge(s: Scenarios, bridge: Bridge, tag: str, plan, *, full_run: bo
     say(f"{tag}: replay, 32 clients, {plan.replay_seconds:.0f} s")
     out["replay32"] = s.replay(bridge, f"{tag}_replay_", connections=32, seconds=plan.replay_seconds)
     requests_ = plan.fresh_requests if full_run else plan.baseline_fresh_requests
-    say(f"{tag}: fresh placeOrder, 64 clients, {requests_} requests")
-    out["fresh64"] = s.place_fresh(bridge, f"{tag}_fresh_", connections=64, requests_=requests_)
+    say(f"{tag}: fresh placeOrder, {FRESH_CLIENTS} clients, {requests_} requests")
+    out["fresh64"] = s.place_fresh(bridge, f"{tag}_fresh_", connections=FRESH_CLIENTS, requests_=requests_)
     out["rss1"] = bridge.rss_mib()
     if full_run:
-        say(f"{tag}: fresh placeOrder, 64 clients, {requests_} more requests (memory growth)")
-        out["fresh64b"] = s.place_fresh(bridge, f"{tag}_fresh2_", connections=64, requests_=requests_)
+        say(f"{tag}: fresh placeOrder, {FRESH_CLIENTS} clients, {requests_} more requests (memory growth)")
+        out["fresh64b"] = s.place_fresh(bridge, f"{tag}_fresh2_", connections=FRESH_CLIENTS, requests_=requests_)
         out["rss2"] = bridge.rss_mib()
     out["connections"] = s.platform.stats()["connections_total"] - out["connections_before"]
     out["requests"] = plan.replay_pool + sum(out[k].load.requests for k in ("place1", "replay1", "replay32",
@@ -156,12 +159,12 @@ def run(args: argparse.Namespace) -> int:
         platform.start()
         files = Files(workdir)
         s = Scenarios(platform, generator, files, plan)
-        server = {k: v for k, v in (("workers", args.workers), ("threads", args.threads)) if v}
+        server = {k: v for k, v in (("workers", args.workers), ("worker_connections", args.worker_connections)) if v}
         config = bridge_config(platform, args.redis_url, f"{namespace}:bridge", server=server)
         files.write_create(config)
         bridge = start(config, "bridge")
-        workers, threads = parse_server(config)
-        report.settings.update(workers=workers, threads=threads)
+        workers, worker_connections = parse_server(config)
+        report.settings.update(workers=workers, worker_connections=worker_connections)
         say(f"one store round trip without the bridge, 1 client, {plan.one_client_seconds:.0f} s")
         direct = s.direct_create(plan.one_client_seconds)
         ours = measure_bridge(s, bridge, "bridge", plan, full_run=True)
@@ -200,7 +203,9 @@ def run(args: argparse.Namespace) -> int:
         base: Optional[dict] = None
         if not args.no_baseline:
             say("naïve baseline: new connection per call, sequential reads, 2 workers × 8 threads")
-            base_config = bridge_config(platform, args.redis_url, f"{namespace}:baseline", server=BASELINE_SERVER)
+            # Its worker class and threads are its own (bench/baseline.py); only the process count goes in the file.
+            base_config = bridge_config(platform, args.redis_url, f"{namespace}:baseline",
+                                        server={"workers": BASELINE_SERVER["workers"]})
             baseline = start(base_config, "baseline", module="bench.baseline")
             base = measure_bridge(s, baseline, "baseline", plan, full_run=False, shipped=ours["shipped"])
             stop(baseline)
@@ -237,11 +242,11 @@ def run(args: argparse.Namespace) -> int:
 def measure_reference(s: Scenarios, workdir: Path, config: dict, platform: Platform, redis_url: str,
                       namespace: str) -> dict:
     """The issue's two reference points, measured here: what the bridge's throughput is a share of."""
-    workers, threads = parse_server(config)
+    workers, _ = parse_server(config)
     env = {"BENCH_REFERENCE_REDIS_URL": redis_url, "BENCH_REFERENCE_NAMESPACE": namespace,
            "BENCH_REFERENCE_STORE_URL": f"{platform.api}/stores/{platform.store_hash}/v2/orders",
            "BENCH_REFERENCE_STORE_TOKEN": platform.token, "BENCH_REFERENCE_CREATE_BODY": str(s.files.create)}
-    reference = Reference(workdir, workers=workers, threads=threads, env=env).start()
+    reference = Reference(workdir, workers=workers, env=env).start()
     try:
         plan = s.plan
         replay = Workload(f"{reference.url}/replay", "replay", s.files.place, "", "ref_", plan.replay_pool)
@@ -257,10 +262,11 @@ def measure_reference(s: Scenarios, workdir: Path, config: dict, platform: Platf
 
 
 def parse_server(config: dict) -> tuple[int, int]:
+    """The bridge's workers and connections per worker, as the config gives them."""
     from bridge.config import parse_config
 
     server = parse_config(config, environ={}).server
-    return server.workers, server.threads
+    return server.workers, server.worker_connections
 
 
 def fill(report: Report, plan, config: dict, direct, direct_read, ours: dict, base: Optional[dict], cached, quota,
@@ -345,7 +351,7 @@ def fill(report: Report, plan, config: dict, direct, direct_read, ours: dict, ba
                       note=f"median {shipped.load.p50_ms:.1f} ms, p99 {shipped.load.p99_ms:.1f} ms (the first read "
                            "of a shipped order in a worker takes a second round trip)"))
     # Each worker keeps its own cache: its first read of an order is a cold one, wherever the warm-up landed.
-    workers, threads = parse_server(config)
+    workers, worker_connections = parse_server(config)
     first_reads = cached.stats["by_operation"].get("get_order", 0)
     repeated = cached.load.requests - first_reads
     report.add(Figure("get.upstream_cached", "getOrder: upstream requests per repeated check, freshness cache on",
@@ -354,11 +360,15 @@ def fill(report: Report, plan, config: dict, direct, direct_read, ours: dict, ba
                            f"{first_reads} first reads by a worker (at most {workers} per order) read the store"))
 
     connections = ours["connections"]
-    report.add(Figure("connections.per_thread", "upstream connections per worker thread",
-                      connections / (workers * threads), "", 1, "<=",
-                      base["connections"] / (BASELINE_SERVER["workers"] * BASELINE_SERVER["threads"]) if base else None,
-                      note=f"{connections} connections over {ours['requests']:,} placeOrders, {workers} workers × "
-                           f"{threads} threads"))
+    # The most placeOrders the workers' pools can have held at once: each worker's peak is all of the load's
+    # clients, or its threads when it has fewer (the baseline's thread workers).
+    in_flight = workers * min(FRESH_CLIENTS, worker_connections)
+    base_in_flight = BASELINE_SERVER["workers"] * min(FRESH_CLIENTS, BASELINE_SERVER["threads"])
+    report.add(Figure("connections.per_thread", "upstream connections per placeOrder in flight",
+                      connections / in_flight, "", 1, "<=",
+                      base["connections"] / base_in_flight if base else None,
+                      note=f"{connections} connections over {ours['requests']:,} placeOrders, at most {in_flight} "
+                           f"in the workers at once ({workers} workers, {FRESH_CLIENTS} clients)"))
     rss1, rss2 = ours["rss1"], ours["rss2"]
     report.add(Figure("memory.rss", f"RSS per worker after {ours['fresh64'].load.requests:,} requests",
                       max(rss1), "MiB", 80, "<=", note=" / ".join(f"{r:.1f}" for r in rss1)))
@@ -390,7 +400,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=50, help="latency the fake store adds (default 50)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the baseline and the reference apps")
     parser.add_argument("--workers", type=int, help="server.workers for the bridge (default: the config default)")
-    parser.add_argument("--threads", type=int, help="server.threads for the bridge (default: the config default)")
+    parser.add_argument("--worker-connections", type=int,
+                        help="server.worker_connections for the bridge (default: the config default)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs and configs")
     parser.add_argument("--python-load", action="store_true", help="use the Python load generator even with wrk")
     parser.add_argument("--redis-url", default=os.environ.get("BIK_BRIDGE_BENCH_REDIS_URL", DEFAULT_REDIS))

@@ -19,9 +19,11 @@ from bridge.config import ENDPOINTS, Config
 from bridge.errors import (
     BadRequest,
     BridgeError,
+    CurrencyMismatch,
     MethodNotAllowed,
     OrderNotFound,
     PayloadTooLarge,
+    RequestTimeout,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -46,6 +48,62 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class _Repeated(dict):
+    """A JSON object in which some key came more than once; `repeated` names those keys."""
+
+    __slots__ = ("repeated",)
+
+
+def parse_json(raw: bytes) -> Any:
+    """The document, or BadRequest naming the path of every key repeated within one object, at any depth."""
+    repeated: list[_Repeated] = []
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict:
+        obj = dict(pairs)
+        if len(obj) == len(pairs):
+            return obj
+        # Which of the two values wins differs from one JSON parser to the next: refuse rather than guess.
+        marked = _Repeated(obj)
+        marked.repeated = []
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen and key not in marked.repeated:
+                marked.repeated.append(key)
+            seen.add(key)
+        repeated.append(marked)
+        return marked
+
+    body = json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=pairs_hook)
+    if repeated:
+        details = [{"field": path, "message": "duplicate key"} for path in _repeated_paths(body)]
+        raise BadRequest("request body repeats a key", details)
+    return body
+
+
+_REPORT = object()
+
+
+def _repeated_paths(document: Any) -> list[str]:
+    """The dotted path of every repeated key, in document order (the shape of validation errors' fields)."""
+    paths: list[str] = []
+    # Entries are (node, path) to visit, or (_REPORT, path) for a repeated key to report at its place.
+    stack: list[tuple[Any, tuple]] = [(document, ())]
+    while stack:  # not recursive: the parser takes nesting deeper than Python's recursion limit
+        node, path = stack.pop()
+        if node is _REPORT:
+            paths.append(".".join(map(str, path)))
+            continue
+        repeated = node.repeated if isinstance(node, _Repeated) else ()
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        entries: list[tuple[Any, tuple]] = []
+        for key, child in children:
+            if key in repeated:
+                entries.append((_REPORT, (*path, key)))
+            entries.append((child, (*path, key)))
+        stack.extend(reversed(entries))
+    return paths
+
+
 def read_json(max_bytes: int) -> dict:
     """The request body as a JSON object, or a 4xx error that says why not."""
     if request.content_length is not None and request.content_length > max_bytes:
@@ -57,6 +115,11 @@ def read_json(max_bytes: int) -> dict:
     except RequestEntityTooLarge:
         raise PayloadTooLarge(f"request body over {max_bytes} bytes") from None
     except Exception as exc:  # noqa: BLE001 - each WSGI server raises its own types here
+        timeout = exc if isinstance(exc, TimeoutError) else exc.__context__
+        if isinstance(timeout, TimeoutError):
+            # The server's read deadline passed while the body was still arriving (bridge/worker.py); werkzeug
+            # reports that as a disconnect, with the timeout as its context.
+            raise RequestTimeout(str(timeout) or "request body not received in time") from None
         # The server's body reader fails on a malformed chunked body or a body cut short (gunicorn raises
         # its own parse errors, not OSError): the caller's fault, so a 400, not a 500.
         log.warning("request body could not be read", extra={"request_id": g.get("request_id"),
@@ -66,7 +129,7 @@ def read_json(max_bytes: int) -> dict:
         # A chunked body is cut at the limit without an error; the limit itself counts as over it.
         raise PayloadTooLarge(f"request body over {max_bytes} bytes")
     try:
-        body = json.loads(raw, parse_constant=_reject_constant)
+        body = parse_json(raw)
     except (ValueError, RecursionError, UnicodeDecodeError):
         raise BadRequest("request body is not valid JSON") from None
     if not isinstance(body, dict):
@@ -80,10 +143,18 @@ def validate(model, body: dict):
         return model.model_validate(body)
     except ValidationError as exc:
         details = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"].removeprefix("Value error, ")}
             for e in exc.errors(include_url=False, include_input=False)
         ]
         raise BadRequest("invalid request", details) from None
+
+
+def check_currency(order_request: PlaceOrderRequest, store_currency: str) -> None:
+    """Refuse an order Bik priced in another currency than the store's ("" means the store's)."""
+    currency = order_request.order.currency
+    if currency and currency != store_currency:
+        raise CurrencyMismatch(f'order.currency "{currency}" is not the store\'s currency "{store_currency}"; '
+                               "nothing was placed")
 
 
 def create_app(config: Config, *, service: Optional[OrderService] = None,
@@ -115,6 +186,7 @@ def create_app(config: Config, *, service: Optional[OrderService] = None,
         guard("placeOrder")
         order_request = validate(PlaceOrderRequest, read_json(max_bytes))
         g.draft_order_id = order_request.draftOrderId
+        check_currency(order_request, config.store.currency)
         result = service.place_order(order_request)
         g.order_id, g.outcome = result.order_id, result.outcome
         return json_response(result.body)

@@ -48,9 +48,9 @@ def _bigcommerce(config: Config, presentation: Presentation, observer) -> Platfo
     from adapters.bigcommerce.adapter import BigCommerceAdapter, BigCommerceRateLimit, error_message
 
     readers = max(4, config.upstream.pool_size)
-    # Each request thread and each parallel reader may hold a connection at once; with a smaller pool, every
-    # request over it opens a connection and drops it afterwards.
-    connections = max(config.upstream.pool_size, config.server.threads + readers)
+    # Each request in flight and each parallel reader may hold a connection at once; with a smaller pool, every
+    # request over it opens a connection and drops it afterwards. urllib3 opens them only when they are needed.
+    connections = max(config.upstream.pool_size, config.server.worker_connections + readers)
     session = build_session(connections, config.bigcommerce.api_base_url)
     upstream = Upstream(session, config.upstream, platform="bigcommerce",
                         rate_headers=BigCommerceRateLimit(), message_of=error_message, observer=observer,
@@ -88,15 +88,24 @@ def build_adapter(config: Config, platform: Optional[str] = None,
     return ADAPTERS[platform or config.platform](config, Presentation.from_config(config.store), observer)
 
 
-def durability_warning(config: Config) -> Optional[str]:
-    """Why placed drafts could be forgotten with this store, when that is a risk the config leaves open."""
-    if config.idempotency.backend != "redis" or config.idempotency.lookup_before_create:
-        return None
-    store = build_store(config)
-    try:
-        return store.durability_warning()
-    finally:
-        store.close()
+def durability_warnings(config: Config) -> list[str]:
+    """What, at start, could make the idempotency records forget a placed draft, and what that would cost."""
+    risks = []
+    if config.idempotency.backend == "redis":
+        store = build_store(config)
+        try:
+            risks = [f"Redis: {risk}" for risk in store.durability_risks()]
+        finally:
+            store.close()
+    lookup = config.idempotency.lookup_before_create
+    consequence = ("each lost draft is looked up on the platform before any create, so it costs a read, not a "
+                   "second order" if lookup else "a retry of a lost draft creates a SECOND order")
+    warnings = [f"{risk}; {consequence}" for risk in risks]
+    if not lookup:
+        warnings.append("idempotency.lookup_before_create is false: a record lost to a Redis restart without "
+                        "persistence, an eviction, a failover or a SQLite file on an ephemeral disk makes the next "
+                        "retry of that draft a second order")
+    return warnings
 
 
 def build_store(config: Config) -> IdempotencyStore:

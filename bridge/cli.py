@@ -9,11 +9,12 @@ from typing import Optional, Sequence
 
 import yaml
 
-from bridge.config import Config, load_config, revise
+from bridge.config import PLACE_ORDER_TARGET_SECONDS, Config, load_config, revise
 from bridge.errors import (
-    BadRequest,
     BridgeError,
     ConfigError,
+    OrderNotFound,
+    RequestError,
     UpstreamAuthError,
     UpstreamError,
 )
@@ -39,7 +40,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     # The command line wins over the environment (BIK_BRIDGE_HOST, ...), which wins over the file.
     overrides = server_env_overrides()
     overrides.update({k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers),
-                                        ("threads", args.threads)) if v is not None})
+                                        ("worker_connections", args.worker_connections)) if v is not None})
     if overrides:
         config = revise(config, {"server": overrides})
     serve(config)
@@ -57,22 +58,25 @@ def _config_for_platform(config: Config, platform: Optional[str]) -> Config:
 
 
 def cmd_dry_run(args: argparse.Namespace, config: Config) -> int:
-    from bridge.app import validate
+    from bridge.app import check_currency, parse_json, validate
     from bridge.bootstrap import build_adapter
     from bridge.models import PlaceOrderRequest
 
     try:
-        with open(args.payload, encoding="utf-8") as handle:
-            body = json.load(handle)
+        with open(args.payload, "rb") as handle:
+            raw = handle.read()
     except OSError as exc:
         return _fail(f"cannot read {args.payload}: {exc.strerror}")
+    try:
+        # The checks placeOrder makes, in its order: repeated keys, each field, the store's currency.
+        body = parse_json(raw)
+        if not isinstance(body, dict):
+            return _fail(f"{args.payload} must hold a JSON object")
+        request = validate(PlaceOrderRequest, body)
+        check_currency(request, config.store.currency)
     except ValueError as exc:
         return _fail(f"{args.payload} is not valid JSON: {exc}")
-    if not isinstance(body, dict):
-        return _fail(f"{args.payload} must hold a JSON object")
-    try:
-        request = validate(PlaceOrderRequest, body)
-    except BadRequest as exc:
+    except RequestError as exc:
         print(json.dumps(exc.body(), indent=2), file=sys.stderr)
         return EXIT_USAGE
     config = _config_for_platform(config, args.platform)
@@ -88,6 +92,7 @@ def cmd_dry_run(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     print(yaml.safe_dump(config.masked(), sort_keys=False, allow_unicode=True), end="")
+    print(_worst_case_note(config), file=sys.stderr)
     if not args.ping:
         return EXIT_OK
     from bridge.bootstrap import build_adapter
@@ -110,6 +115,16 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
         return _fail(f"ping failed: {exc.message}", EXIT_FAILED)
     print(f"ping ok: {reached}")
     return EXIT_OK
+
+
+def _worst_case_note(config: Config) -> str:
+    worst = config.place_order_worst_case_seconds()
+    note = (f"placeOrder answers within {worst:g} s at worst (the larger of idempotency.wait_seconds and "
+            f"upstream.total_timeout_seconds, plus upstream.connect_timeout_seconds)")
+    if worst >= PLACE_ORDER_TARGET_SECONDS:
+        # Bik does not publish its timeout: past this, a slow answer risks arriving after Bik has given up.
+        return f"warning: {note}; keep it under {PLACE_ORDER_TARGET_SECONDS:g} s"
+    return note
 
 
 def _auth_hint(config: Config, status: Optional[int], message: str = "") -> str:
@@ -162,9 +177,16 @@ def cmd_local_set_status(args: argparse.Namespace, config: Config) -> int:
     from adapters.local.adapter import LocalAdapter
     from bridge.presentation import Presentation
 
-    adapter = LocalAdapter(config.local.db_path, Presentation.from_config(config.store))
+    path = config.local.db_path
+    if not path.startswith("file:") and path != ":memory:" and not os.path.exists(path):
+        # Opening it would make an empty database here, and hide that the orders are somewhere else.
+        return _fail(f"order {args.order_id} not found: no local order database at {path} (local.db_path)",
+                     EXIT_FAILED)
+    adapter = LocalAdapter(path, Presentation.from_config(config.store))
     try:
         order = adapter.set_status(args.order_id, args.status, args.payment, args.fulfillment, args.tracking_url)
+    except OrderNotFound as exc:
+        return _fail(f"{exc.message} in {path} (local.db_path)", EXIT_FAILED)
     except BridgeError as exc:
         return _fail(exc.message, EXIT_FAILED)
     print(json.dumps({"id": order.id, "status": order.status, "paymentStatus": order.paymentStatus,
@@ -207,7 +229,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int)
-    serve.add_argument("--threads", type=int)
+    serve.add_argument("--worker-connections", type=int)
 
     dry = command("dry-run", cmd_dry_run, "print the request(s) a placeOrder payload would send; sends nothing")
     dry.add_argument("payload", help="a placeOrder body as Bik sends it (see examples/)")

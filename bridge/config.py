@@ -7,14 +7,105 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bridge.errors import ConfigError
 
 CONFIG_ENV = "BIK_BRIDGE_CONFIG"
 ENDPOINTS = ("placeOrder", "getOrder")
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+# Query parameters redis-py reads as numbers: anything else there fails only when the first connection is made.
+REDIS_NUMBER_PARAMETERS = {"db": int, "max_connections": int, "socket_read_size": int, "health_check_interval": int,
+                           "protocol": int, "socket_timeout": float, "socket_connect_timeout": float,
+                           "timeout": float}
+# Bik does not publish how long it waits for placeOrder; the defaults keep the bridge's worst case under this.
+PLACE_ORDER_TARGET_SECONDS = 25.0
+
+
+def redis_url_problem(url: str) -> Optional[str]:
+    """What makes a Redis URL unusable, in words that never repeat its password; None when it is usable."""
+    text = url.strip()
+    scheme = text.partition("://")[0].lower() if "://" in text else ""
+    if scheme not in REDIS_SCHEMES:
+        return "must start with " + ", ".join(f"{name}://" for name in REDIS_SCHEMES)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # an unbalanced [ of an IPv6 address
+        return "is not a valid URL"
+    hosts = parts.netloc.rpartition("@")[2]
+    path = [segment for segment in parts.path.split("/") if segment]
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        number = REDIS_NUMBER_PARAMETERS.get(name)
+        try:
+            if number is not None:
+                number(value)
+        except ValueError:
+            return f"has a query parameter {name} that is not a number"
+    if scheme == "unix":
+        return None if path else "needs the socket's path: unix:///path/to/redis.sock"
+    if scheme.endswith("+sentinel"):
+        addresses = [item for item in hosts.split(",") if item]
+        if not addresses or not all(_address_usable(item) for item in addresses):
+            return "needs host[:port][,host[:port]...] of the sentinels: redis+sentinel://host:26379/service"
+        if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+            return "needs the path /service or /service/db: redis+sentinel://host:26379/service"
+        return None
+    if not _address_usable(hosts):
+        return f"needs a host and, if any, a port from 1 to 65535: {scheme}://host:6379/0"
+    if len(path) > 1 or (path and not path[0].isdigit()):
+        return f"has a path that is not a database number: {scheme}://host:6379/0"
+    return None
+
+
+def _address_usable(item: str) -> bool:
+    if item.startswith("["):  # [ipv6]:port
+        host, _, rest = item[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            return False
+        port = rest[1:]
+    else:
+        host, _, port = item.partition(":")
+    return bool(host) and (not port or (port.isdigit() and 1 <= int(port) <= 65535))
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password (and a Sentinel password) masked, everything else as given."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "**********"
+    shown = url
+    if password is not None:
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        shown = shown.replace(parts.netloc, f"{userinfo.partition(':')[0]}:****@{hosts}", 1)
+    return re.sub(r"([?&]sentinel_password=)[^&#]*", r"\1****", shown)
+
+
+# The keys that name files, made absolute when the config loads.
+PATH_KEYS = (("idempotency", "sqlite_path"), ("local", "db_path"), ("bitbybit", "variant_map"))
+
+
+def resolve_path(path: str, base_dir: Path) -> str:
+    """A relative file path made absolute against `base_dir`; SQLite's special names are left alone."""
+    if path == ":memory:" or path.startswith("file:"):
+        return path
+    candidate = Path(path).expanduser()
+    return str(candidate if candidate.is_absolute() else base_dir / candidate)
 
 
 class _Section(BaseModel):
@@ -25,9 +116,21 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     workers: int = Field(2, ge=1, le=64)
-    threads: int = Field(16, ge=1, le=256)  # 300 orders/s at 50 ms a store call keep ~20 threads waiting
+    # Connections one worker serves at once (gevent): each waiting call, on its client or the store, holds a greenlet.
+    worker_connections: int = Field(1000, ge=1, le=100_000)
+    # A request's head and body must arrive within this of its first byte, or it is answered 408 and closed.
+    read_timeout_seconds: float = Field(10.0, gt=0, le=300)
     base_path: str = ""
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_threads(cls, data: Any) -> Any:
+        # A key that would load and do nothing would lie about the server: say what replaced it.
+        if isinstance(data, dict) and "threads" in data:
+            raise ValueError("threads is gone: each worker serves its connections as greenlets; set "
+                             "server.worker_connections (connections one worker serves at once) instead")
+        return data
 
     @model_validator(mode="after")
     def _normalise_base_path(self) -> "ServerConfig":
@@ -96,13 +199,25 @@ class IdempotencyConfig(_Section):
     sqlite_path: str = "./bik-bridge.db"
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     ttl_seconds: int = Field(30 * 24 * 3600, ge=3600)
+    # A duplicate's wait for the draft's owner comes out of the call's one upstream budget: see
+    # Config.place_order_worst_case_seconds.
     wait_seconds: float = Field(10, ge=0, le=60)
     on_mismatch: Literal["replay", "reject"] = "replay"
     namespace: Optional[str] = None  # default: bik-bridge:<platform>:<store id>
-    lease_grace_seconds: float = Field(5, ge=0, le=300)
-    # Look each new draft up on the platform before creating it, so even a lost record cannot cause a second
-    # order. Off by default: it costs a read per order, and a durable store (SQLite, Redis with AOF) loses nothing.
-    lookup_before_create: bool = False
+    # The lease outlasts the upstream budget by this much, so no owner's create can outlive its lease.
+    lease_grace_seconds: float = Field(5, gt=0, le=300)
+    # Look each new draft up on the platform before creating it: a record can be lost (a Redis restarted without
+    # persistence, a key evicted, a failover, a SQLite file on an ephemeral disk) and only the platform still
+    # knows the order. Costs one read per order; turning it off lets any of those losses make a second order.
+    lookup_before_create: bool = True
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_usable(cls, value: SecretStr) -> SecretStr:
+        problem = redis_url_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class UpstreamConfig(_Section):
@@ -179,6 +294,21 @@ class Config(_Section):
             raise ValueError("upstream.timeout_seconds must not exceed upstream.total_timeout_seconds")
         return self
 
+    @model_validator(mode="after")
+    def _paths_absolute(self, info: ValidationInfo) -> "Config":
+        # A relative path written in a file means the same wherever the bridge starts: it is taken from the
+        # file's folder. A built-in default (./bik-bridge.db) is taken from the working folder, where the
+        # Docker image keeps its volume.
+        file_dir = (info.context or {}).get("base_dir")
+        for section_name, key in PATH_KEYS:
+            section = getattr(self, section_name)
+            path = getattr(section, key, None) if section is not None else None
+            if not path:
+                continue
+            base_dir = Path(file_dir) if file_dir and key in section.model_fields_set else Path.cwd()
+            object.__setattr__(self, section_name, section.model_copy(update={key: resolve_path(path, base_dir)}))
+        return self
+
     def auth_for(self, endpoint: str) -> AuthConfig:
         """The auth scheme one endpoint uses."""
         return self.auth_overrides.get(endpoint, self.auth)
@@ -202,20 +332,38 @@ class Config(_Section):
         """How long an owner holds a draft: longer than the worst upstream budget."""
         return self.upstream.total_timeout_seconds + self.idempotency.lease_grace_seconds
 
+    def place_order_worst_case_seconds(self) -> float:
+        """The longest one placeOrder call can take while the idempotency store answers promptly."""
+        # One budget covers the whole call, including a duplicate's wait for the draft's owner (the wait is bounded
+        # by wait_seconds, which may exceed the budget). Each attempt's connect and read timeouts are capped by
+        # what is left of the budget, so the last attempt can overrun it by at most one connect timeout.
+        return (max(self.idempotency.wait_seconds, self.upstream.total_timeout_seconds)
+                + self.upstream.connect_timeout_seconds)
+
     def masked(self) -> dict:
-        """The resolved configuration, secrets masked, for printing."""
-        return self.model_dump(mode="json")
+        """The resolved configuration for printing: secrets masked, a Redis URL's password only."""
+        shown = self.model_dump(mode="json")
+        shown["idempotency"]["redis_url"] = mask_url(self.idempotency.redis_url.get_secret_value())
+        return shown
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
 
 def expand_env(node: Any, environ: dict[str, str], path: str = "") -> Any:
-    """Replace `${VAR}` and `${VAR:-default}` in every string of a YAML tree."""
+    """Replace `${VAR}` and `${VAR:-default}` in every string of a YAML tree; name every unset VAR at once."""
+    unset: list[str] = []
+    expanded = _expand(node, environ, path, unset)
+    if unset:
+        raise ConfigError("; ".join(unset))
+    return expanded
+
+
+def _expand(node: Any, environ: dict[str, str], path: str, unset: list[str]) -> Any:
     if isinstance(node, dict):
-        return {k: expand_env(v, environ, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+        return {k: _expand(v, environ, f"{path}.{k}" if path else str(k), unset) for k, v in node.items()}
     if isinstance(node, list):
-        return [expand_env(v, environ, f"{path}.{i}") for i, v in enumerate(node)]
+        return [_expand(v, environ, f"{path}.{i}", unset) for i, v in enumerate(node)]
     if not isinstance(node, str):
         return node
 
@@ -224,7 +372,8 @@ def expand_env(node: Any, environ: dict[str, str], path: str = "") -> Any:
         value = environ.get(name)
         if value is None or (value == "" and default is not None):
             if default is None:
-                raise ConfigError(f"{path}: environment variable {name} is not set")
+                unset.append(f"{path}: environment variable {name} is not set")
+                return ""
             return default
         return value
 
@@ -236,7 +385,9 @@ def _describe(error: ValidationError) -> str:
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"]) or "config"
         message = item["msg"]
-        if item["type"] == "missing":
+        if item["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
+        elif item["type"] == "missing":
             message = "field required"
         elif item["type"] == "extra_forbidden":
             message = "unknown key"
@@ -244,15 +395,15 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def parse_config(raw: Any, environ: dict[str, str] | None = None) -> Config:
-    """Validate a parsed YAML tree into a Config."""
+def parse_config(raw: Any, environ: dict[str, str] | None = None, base_dir: str | Path | None = None) -> Config:
+    """Validate a parsed YAML tree into a Config; the relative paths it sets are taken from `base_dir` (or cwd)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("config: the file must hold a mapping of keys")
     expanded = expand_env(raw, dict(os.environ) if environ is None else environ)
     try:
-        return Config.model_validate(expanded)
+        return Config.model_validate(expanded, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
 
@@ -283,4 +434,4 @@ def load_config(path: str | None = None, environ: dict[str, str] | None = None) 
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config: {path} is not valid YAML: {exc}") from None
-    return parse_config(raw, env)
+    return parse_config(raw, env, base_dir=file.resolve().parent)

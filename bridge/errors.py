@@ -7,15 +7,18 @@
     │   ├── BadRequest               400  (carries field details)
     │   ├── OrderNotFound            404
     │   ├── MethodNotAllowed         405
+    │   ├── RequestTimeout           408  the body did not arrive within server.read_timeout_seconds
     │   ├── PayloadTooLarge          413
     │   ├── UnsupportedMediaType     415
     │   ├── InFlight                 409  same draftOrderId still being placed (Retry-After)
-    │   └── PayloadMismatch          422  same draftOrderId, other payload, policy "reject"
+    │   ├── PayloadMismatch          422  same draftOrderId, other payload, policy "reject"
+    │   └── CurrencyMismatch         422  Bik's currency is not the store's; nothing stored or sent
     ├── OrderRejected                422  the platform refused the order deterministically
     ├── StoreUnavailable             503  the idempotency store did not answer; nothing was sent
     └── UpstreamError                5xx  the platform could not be reached or failed
         ├── UpstreamUnavailable      503  surely not applied (connect error, 429 beyond budget)
-        ├── UpstreamAmbiguous        504  may have been applied (timeout or 5xx after sending)
+        ├── UpstreamAmbiguous        504  may have been applied (timeout, 5xx, 3xx, unreadable 2xx after sending)
+        ├── LookupInconclusive       503  a search for the draft's order proved neither presence nor absence
         └── UpstreamAuthError        502  the platform refused the bridge's own credentials
 
 Adapters translate `requests` exceptions and platform status codes into this tree once, in
@@ -77,6 +80,12 @@ class MethodNotAllowed(RequestError):
     status = 405
 
 
+class RequestTimeout(RequestError):
+    """The client sent its request too slowly; the connection closes after this answer."""
+
+    status = 408
+
+
 class PayloadTooLarge(RequestError):
     status = 413
 
@@ -90,6 +99,12 @@ class InFlight(RequestError):
 
 
 class PayloadMismatch(RequestError):
+    status = 422
+
+
+class CurrencyMismatch(RequestError):
+    """Bik priced the order in another currency than the store's: placing it would mislabel every amount."""
+
     status = 422
 
 
@@ -136,6 +151,16 @@ class UpstreamUnavailable(UpstreamError):
 class UpstreamAmbiguous(UpstreamError):
     status = 504
     maybe_applied = True
+
+
+class LookupInconclusive(UpstreamError):
+    """The platform was searched for a draft's order and the search proved nothing: never create blind."""
+
+    status = 503
+    maybe_applied = True
+
+    def __init__(self, message: str, *, retry_after: float | None = 30):
+        super().__init__(message, retry_after=retry_after)
 
 
 class UpstreamAuthError(UpstreamError):

@@ -1,18 +1,24 @@
-"""Bik's payloads as pydantic models: tolerant readers for requests, one BikOrder for responses."""
+"""Bik's payloads as pydantic models: strict readers for requests (unknown fields ignored), one BikOrder for
+responses."""
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictBool,
+    StrictInt,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -44,10 +50,80 @@ def _external_id(value: Any) -> Any:
 # Other systems' ids stay opaque: Bik sends numbers, a catalog may use strings.
 ExternalId = Annotated[Union[int, str], BeforeValidator(_external_id)]
 Text = Annotated[str, StringConstraints(max_length=1000)]
+
+# Unicode category Cc, and the lone surrogates a JSON escape such as "\ud83d" yields (no UTF-8 encoder takes them).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_RUN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]+")
+# Pragmatic, not RFC 5322: one @, a local part, a dotted domain, no whitespace.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+$")
+_DRAFT_ID = re.compile(r"^[\x21-\x7e]+$")
+
+
+def _control_free(value: Any) -> Any:
+    if isinstance(value, str) and _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _display(value: Any) -> Any:
+    # Names and tags only label the order: a line break or NUL in them is noise, not a reason to lose the order.
+    return _CONTROL_RUN.sub(" ", value) if isinstance(value, str) else value
+
+
+def _as_sent(value: str) -> str:
+    if value != value.strip():
+        raise ValueError("must not start or end with whitespace")
+    return value
+
+
+def _draft_id(value: str) -> str:
+    if not _DRAFT_ID.match(_as_sent(value)):
+        raise ValueError("must be printable ASCII without spaces")
+    return value
+
+
+def _bik_id(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a non-negative integer or a non-empty id string")
+    _control_free(value)
+    if not 0 < len(_as_sent(value)) <= 64:
+        raise ValueError("must be a non-empty id string of at most 64 characters")
+    if not value.isprintable():
+        raise ValueError("must contain only printable characters")
+    return value
+
+
+def _email(value: str) -> str:
+    address = value.strip().lower()
+    if address and not _EMAIL.match(address):
+        raise ValueError("must look like an email address (name@domain.tld) or be empty")
+    return address
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, (str, bool)):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+# Bik's request as sent: ids untrimmed, booleans and counts of their JSON type, money as JSON numbers.
+BikId = Annotated[Union[int, str], BeforeValidator(_bik_id)]
 DraftOrderId = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
+    str, StringConstraints(min_length=1, max_length=128), BeforeValidator(_control_free), AfterValidator(_draft_id)
 ]
-OrderId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+OrderId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), BeforeValidator(_control_free), AfterValidator(_as_sent)
+]
+ContactText = Annotated[str, StringConstraints(max_length=1000), BeforeValidator(_control_free)]
+DisplayText = Annotated[str, StringConstraints(max_length=1000), BeforeValidator(_display)]
+Email = Annotated[str, StringConstraints(max_length=1000), BeforeValidator(_control_free), AfterValidator(_email)]
+Count = Annotated[StrictInt, Field(ge=1, le=100_000)]
+MoneyIn = Annotated[
+    Money, BeforeValidator(_json_number),
+    WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1e12}, mode="validation"),
+]
 
 OrderStatus = Literal["ORDERED", "IN PROGRESS", "DELIVERED", "CANCELLED"]
 PaymentStatus = Literal["pending", "paid", "refunded"]
@@ -55,12 +131,14 @@ FulfillmentStatus = Literal["unfulfilled", "partial", "fulfilled"]
 
 
 class _Reader(BaseModel):
-    """Tolerant reader: unknown fields are ignored."""
+    """Reads fields by name; unknown fields are ignored."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class BikAddress(_Reader):
+    """An address as answers carry it; the stores' own addresses are read into it as they are."""
+
     firstName: Text = ""
     lastName: Text = ""
     address1: Text = ""
@@ -73,7 +151,24 @@ class BikAddress(_Reader):
     phoneNumber: Optional[Text] = None
 
 
+class BikAddressIn(BikAddress):
+    """The address in Bik's placeOrder: no control characters, since it goes to the store as written."""
+
+    firstName: ContactText = ""
+    lastName: ContactText = ""
+    address1: ContactText = ""
+    address2: Optional[ContactText] = None
+    city: ContactText = ""
+    state: Optional[ContactText] = None
+    country: ContactText = ""
+    countryCode: Optional[Annotated[str, StringConstraints(max_length=3), BeforeValidator(_control_free)]] = None
+    zip: ContactText = ""
+    phoneNumber: Optional[ContactText] = None
+
+
 class BikOrderItem(_Reader):
+    """An order line as answers carry it; the stores' own lines are read into it."""
+
     productId: Optional[ExternalId] = None
     variantId: ExternalId
     name: Text = ""
@@ -90,24 +185,40 @@ class BikOrderItem(_Reader):
         return value
 
 
+class BikOrderItemIn(BikOrderItem):
+    """A line of Bik's placeOrder: ids as sent, a JSON integer quantity, a JSON number price."""
+
+    productId: Optional[BikId] = None
+    variantId: BikId
+    name: DisplayText = ""
+    variantName: Optional[DisplayText] = None
+    quantity: Count
+    price: MoneyIn
+
+
 class BikOrderIn(_Reader):
     """The order inside a placeOrder request: what Bik priced."""
 
-    items: Annotated[list[BikOrderItem], Field(min_length=1, max_length=250)]
-    subTotal: Money
-    shippingCharge: Money = Decimal(0)
-    discount: Money = Decimal(0)
-    total: Money
-    currency: Annotated[str, StringConstraints(strip_whitespace=True, max_length=3)] = ""
-    address: Optional[BikAddress] = None
-    phoneNumber: Optional[Text] = None
-    email: Optional[Text] = None
+    items: Annotated[list[BikOrderItemIn], Field(min_length=1, max_length=250)]
+    subTotal: MoneyIn
+    # Validated defaults: a JSON number in the schema, a Decimal on the model.
+    shippingCharge: MoneyIn = Field(0, validate_default=True)
+    discount: MoneyIn = Field(0, validate_default=True)
+    total: MoneyIn
+    currency: Annotated[
+        str, StringConstraints(strip_whitespace=True, max_length=3), BeforeValidator(_control_free)
+    ] = ""
+    address: Optional[BikAddressIn] = None
+    phoneNumber: Optional[ContactText] = None
+    # Many WhatsApp customers have none: empty or absent is fine, only a malformed one is refused.
+    email: Optional[Email] = None
     tags: Union[Text, list[Text], None] = None
 
-    @field_validator("email")
+    @field_validator("tags", mode="before")
     @classmethod
-    def _lower_email(cls, value: Optional[str]) -> Optional[str]:
-        return value.strip().lower() if value else value
+    def _display_tags(cls, value: Any) -> Any:
+        # Here rather than on the union's branches, whose generated names would stand in the error's field path.
+        return [_display(tag) for tag in value] if isinstance(value, list) else _display(value)
 
     def tag_list(self) -> list[str]:
         """Bik's tags as a list (Bik sends one comma-separated string)."""
@@ -118,7 +229,7 @@ class BikOrderIn(_Reader):
 
 class PlaceOrderRequest(_Reader):
     draftOrderId: DraftOrderId
-    paymentPending: bool = True  # when Bik leaves it out, assume nothing was collected
+    paymentPending: StrictBool = True  # when Bik leaves it out, assume nothing was collected
     order: BikOrderIn
 
     def fingerprint(self) -> str:

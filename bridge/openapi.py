@@ -14,18 +14,19 @@ _SCHEMAS = "#/components/schemas/{model}"
 # What each Bik endpoint may answer besides 200, and why (bridge/errors.py holds the tree).
 _ERRORS = {
     "placeOrder": {
-        400: "The body is not a valid placeOrder request; `details` names each bad field.",
+        400: "The body is not a valid placeOrder request, or repeats a key; `details` names each bad field.",
         401: "Missing or invalid credentials.",
         409: "The same draftOrderId is still being placed; retry after Retry-After seconds.",
         413: "The body is larger than server.max_body_bytes.",
         415: "Content-Type is not application/json.",
-        422: "The platform refused the order, or the same draftOrderId came with another payload.",
+        422: "The platform refused the order, the same draftOrderId came with another payload, or order.currency "
+             "is neither empty nor the store's currency.",
         502: "The platform refused the bridge's own credentials, or failed.",
         503: "The idempotency store or the platform is unavailable; nothing was created. Retry later.",
         504: "The platform did not answer in time; the order may exist. Retry with the same draftOrderId.",
     },
     "getOrder": {
-        400: "The body is not a valid getOrder request; `details` names each bad field.",
+        400: "The body is not a valid getOrder request, or repeats a key; `details` names each bad field.",
         401: "Missing or invalid credentials.",
         404: "No such order.",
         413: "The body is larger than server.max_body_bytes.",

@@ -26,15 +26,46 @@ class PlatformAdapter(Protocol):
         """The order's current state; `OrderNotFound` for unknown or foreign orders."""
 
     def find_by_draft(
-        self, draft_order_id: str, request: PlaceOrderRequest | None, deadline: Deadline
-    ) -> BikOrder | None:
-        """The order this bridge placed for a draft id, or None when it surely does not exist."""
+        self, draft_order_id: str, request: PlaceOrderRequest | None, deadline: Deadline, since: float | None
+    ) -> Lookup:
+        """Search the platform for the order placed for a draft id.
+
+        `since` is the earliest unix time the order could have been created (None: unknown); a search may
+        answer `absent` only when it proves the order does not exist, else `inconclusive`.
+        """
 
     def check_credentials(self, deadline: Deadline) -> str:
         """One read-only call with the configured credentials; a line saying what it reached."""
 
     def warm_up(self) -> None:
         """Prepare what the first call needs (connections to the bridge's own services); sends nothing upstream."""
+
+
+class LookupResult(str, enum.Enum):
+    FOUND = "found"  # the order carrying the draft id
+    ABSENT = "absent"  # proven: no order carries the draft id
+    INCONCLUSIVE = "inconclusive"  # the search ended (page bound, unknown start) before proving either
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What a search for a draft's order proved."""
+
+    result: LookupResult
+    order: BikOrder | None = None
+    reason: str = ""
+
+    @classmethod
+    def found(cls, order: BikOrder) -> "Lookup":
+        return cls(LookupResult.FOUND, order)
+
+    @classmethod
+    def absent(cls) -> "Lookup":
+        return cls(LookupResult.ABSENT)
+
+    @classmethod
+    def inconclusive(cls, reason: str) -> "Lookup":
+        return cls(LookupResult.INCONCLUSIVE, reason=reason)
 
 
 class RecordState(str, enum.Enum):
@@ -56,6 +87,12 @@ class IdempotencyRecord:
     order_id: str | None = None
     response: bytes | None = None
     updated_at: float = 0.0
+    created_at: float = 0.0  # unix seconds the first owner started: no create for this draft is older
+
+    @property
+    def first_started_at(self) -> float:
+        """When the first owner started (records written before `created_at` existed: the current owner)."""
+        return self.created_at or self.started_at
 
 
 class ClaimOutcome(str, enum.Enum):
@@ -71,13 +108,14 @@ class Claim:
     record: IdempotencyRecord
     token: str | None = None  # set when the caller owns the record (NEW, TAKEOVER)
     previous: IdempotencyRecord | None = None  # for TAKEOVER: the record as it was before
+    now: float = 0.0  # the store's clock at the claim: the only clock a record's times are compared with
 
 
 class IdempotencyStore(Protocol):
     """Atomic per-draft records; every write by an owner is fenced by its token."""
 
     def claim(self, key: str, fingerprint: str, lease_seconds: float) -> Claim:
-        """Atomically create, take over, or report the record for `key`."""
+        """Atomically create, take over, or report the record for `key`, with the store's `now`."""
 
     def complete(self, key: str, token: str, order_id: str, response: bytes) -> bool:
         """Mark done with the response to replay; False when `token` no longer owns the record."""
@@ -92,7 +130,7 @@ class IdempotencyStore(Protocol):
         """The record for `key`, or None."""
 
     def unsettled(self, older_than: float) -> list[IdempotencyRecord]:
-        """Records in flight or unknown whose last update is at least `older_than` seconds old."""
+        """Records in flight or unknown whose last update is at least `older_than` seconds old by the store's clock."""
 
     def ping(self) -> None:
         """Raise `StoreUnavailable` unless the store answers."""

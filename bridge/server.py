@@ -20,11 +20,14 @@ log = logging.getLogger("bik_bridge.server")
 
 # Settings a container sets from its environment; the config file's values apply otherwise.
 SERVER_ENV = {"host": "BIK_BRIDGE_HOST", "port": "BIK_BRIDGE_PORT", "workers": "BIK_BRIDGE_WORKERS",
-              "threads": "BIK_BRIDGE_THREADS"}
+              "worker_connections": "BIK_BRIDGE_WORKER_CONNECTIONS"}
 
 
 def server_env_overrides(environ: Mapping[str, str] = os.environ) -> dict:
-    """`server` settings given as BIK_BRIDGE_HOST, _PORT, _WORKERS and _THREADS."""
+    """`server` settings given as BIK_BRIDGE_HOST, _PORT, _WORKERS and _WORKER_CONNECTIONS."""
+    if environ.get("BIK_BRIDGE_THREADS", "").strip():
+        raise ConfigError("BIK_BRIDGE_THREADS is gone: each worker serves its connections as greenlets; set "
+                          "BIK_BRIDGE_WORKER_CONNECTIONS instead")
     overrides: dict = {}
     for key, name in SERVER_ENV.items():
         value = environ.get(name, "").strip()
@@ -37,14 +40,16 @@ def server_env_overrides(environ: Mapping[str, str] = os.environ) -> dict:
 
 
 def gunicorn_options(config: Config) -> dict:
-    """gunicorn settings derived from the config: threads for upstream I/O, a timeout above every budget."""
+    """gunicorn settings derived from the config: a greenlet per connection, a timeout above every budget."""
     s = config.server
     slowest = config.upstream.total_timeout_seconds * 2 + config.idempotency.wait_seconds
     return {
         "bind": f"[{s.host}]:{s.port}" if ":" in s.host else f"{s.host}:{s.port}",
         "workers": s.workers,
-        "worker_class": "gthread",
-        "threads": s.threads,
+        # A connection that waits, on its client or on the store, holds a greenlet instead of one of a few
+        # threads: slow clients cannot take every slot (bridge/worker.py adds the read deadline).
+        "worker_class": "bridge.worker.BridgeWorker",
+        "worker_connections": s.worker_connections,
         "timeout": int(slowest + 15),
         "graceful_timeout": int(slowest + 5),
         "keepalive": 75,
@@ -84,6 +89,7 @@ class BridgeServer(BaseApplication):
         self.config_model = config
         self.metrics_dir = metrics_dir
         self.owns_metrics_dir = owns_metrics_dir
+        self.first_worker = False
         super().__init__()
 
     def load_config(self) -> None:
@@ -99,6 +105,10 @@ class BridgeServer(BaseApplication):
 
     def _post_fork(self, server, worker) -> None:
         configure_logging(self.config_model.logging.format, self.config_model.logging.level)
+        worker.read_timeout = self.config_model.server.read_timeout_seconds
+        # The start-up warnings are the first worker's to give: the master must not import the platform
+        # clients, which gevent can only make cooperative when it patches before they are imported.
+        self.first_worker = worker.age == 1
         # gunicorn answers malformed HTTP itself, before the app; in this worker it answers in JSON too.
         gunicorn_util.write_error = write_json_error
 
@@ -116,9 +126,14 @@ class BridgeServer(BaseApplication):
 
         app = create_app(self.config_model)
         app.extensions[EXTENSION].warm_up()
+        if self.first_worker:
+            from bridge.bootstrap import durability_warnings
+
+            for warning in durability_warnings(self.config_model):
+                log.warning(warning)
         # What the worker has built so far lives as long as the worker. Frozen, it is out of the cyclic
-        # collector's sight: a full collection scans only what requests leave behind, instead of pausing every
-        # thread of the worker for 20-40 ms (docs/performance.md).
+        # collector's sight: a full collection scans only what requests leave behind, instead of pausing the
+        # whole worker for 20-40 ms (docs/performance.md).
         gc.collect()
         gc.freeze()
         log.info("worker ready", extra={"pid": os.getpid(), "platform": self.config_model.platform})
@@ -134,11 +149,6 @@ def serve(config: Config) -> None:
     metrics_token = config.metrics.token.get_secret_value() if config.metrics.token else ""
     if metrics_dir and not metrics_token and not config.server.is_loopback():
         log.warning("GET /metrics is open to anyone who can reach this port; set metrics.token")
-    from bridge.bootstrap import durability_warning
-
-    warning = durability_warning(config)
-    if warning:
-        log.warning(warning)
     log.info("starting", extra={"platform": config.platform, "bind": gunicorn_options(config)["bind"],
                                 "workers": config.server.workers, "idempotency": config.idempotency.backend,
                                 "metrics_dir": metrics_dir})

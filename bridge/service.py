@@ -12,9 +12,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from bridge.drafts import CLOCK_MARGIN_SECONDS, draft_created_at
 from bridge.errors import (
     BridgeError,
     InFlight,
+    LookupInconclusive,
     OrderRejected,
     PayloadMismatch,
     RequestError,
@@ -24,11 +26,21 @@ from bridge.errors import (
 )
 from bridge.freshness import FreshnessCache
 from bridge.models import BikOrder, PlaceOrderRequest
-from bridge.ports import Claim, ClaimOutcome, IdempotencyRecord, IdempotencyStore, PlatformAdapter
+from bridge.ports import (
+    Claim,
+    ClaimOutcome,
+    IdempotencyRecord,
+    IdempotencyStore,
+    Lookup,
+    LookupResult,
+    PlatformAdapter,
+)
 from bridge.upstream import Deadline
 
 log = logging.getLogger("bik_bridge.service")
 ROUTINE_DECISIONS = frozenset({"created", "replayed"})
+# How long Bik is asked to wait after a lookup that proved nothing: the store's search may settle, or reconcile runs.
+INCONCLUSIVE_RETRY_AFTER = 30
 
 
 @dataclass(frozen=True)
@@ -41,8 +53,8 @@ class ServiceSettings:
     on_mismatch: str = "replay"
     get_order_cache_seconds: float = 0.0
     # Look the draft up even when no record exists: a record can be lost (evicted, a Redis restarted without
-    # persistence), and only the platform still knows the order. Costs one read per order, so it is opt-in.
-    lookup_before_create: bool = False
+    # persistence, a SQLite file on an ephemeral disk), and only the platform still knows the order.
+    lookup_before_create: bool = True
 
 
 @dataclass(frozen=True)
@@ -63,7 +75,6 @@ class OrderService:
         store: IdempotencyStore,
         settings: ServiceSettings,
         *,
-        clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         deadline: Optional[Callable[[], Deadline]] = None,
         on_decision: Optional[Callable[[str], None]] = None,
@@ -71,7 +82,6 @@ class OrderService:
         self.adapter = adapter
         self.store = store
         self.settings = settings
-        self._clock = clock
         self._sleep = sleep
         self._deadline = deadline or (lambda: Deadline(settings.upstream_budget_seconds))
         self._on_decision = on_decision  # metrics
@@ -85,55 +95,65 @@ class OrderService:
         """Place the order once per draftOrderId; duplicates replay, wait, or get 409."""
         key = request.draftOrderId
         fingerprint = request.fingerprint()
-        give_up_at = self._clock() + self.settings.wait_seconds
+        give_up_at: Optional[float] = None
         pause = 0.02
         payload_checked = False
+        # One budget for the whole Bik call, started before any claim: whatever this request sends ends before
+        # its record's started_at + budget (which its lease outlasts by a positive grace), and time spent waiting
+        # for a busy owner comes out of it.
+        deadline = self._deadline()
         while True:
             claim = self.store.claim(key, fingerprint, self.settings.lease_seconds)
             if claim.outcome is ClaimOutcome.NEW:
-                return self._create_new(request, claim.token)
+                return self._create_new(request, claim, deadline)
             if claim.outcome is ClaimOutcome.TAKEOVER:
-                return self._resume(request, claim)
+                return self._resume(request, claim, deadline)
             if claim.outcome is ClaimOutcome.DONE or not payload_checked:
                 self._check_payload(claim.record, fingerprint)
                 payload_checked = True  # warn once per request, not once per poll
             if claim.outcome is ClaimOutcome.DONE:
                 self._decide(key, "replayed", claim.record.order_id)
                 return PlaceResult(claim.record.response, claim.record.order_id, "replayed")
-            # BUSY: another request owns the draft right now; wait for it, bounded.
-            if self._clock() + pause > give_up_at:
-                retry_after = max(1, math.ceil(min(5.0, claim.record.lease_until - self._clock())))
+            # BUSY: another request owns the draft right now; wait for it, bounded (by the store's clock).
+            give_up_at = claim.now + self.settings.wait_seconds if give_up_at is None else give_up_at
+            if claim.now + pause > give_up_at:
+                retry_after = max(1, math.ceil(min(5.0, claim.record.lease_until - claim.now)))
                 self._decide(key, "in_flight")
                 raise InFlight(f"order {key} is being placed; retry shortly", retry_after=retry_after)
             self._sleep(pause)
             pause = min(pause * 2, 0.2)
 
-    def _create_new(self, request: PlaceOrderRequest, token: str) -> PlaceResult:
-        """A fresh claim: the record may be new only because an older one is gone, so look the draft up first."""
+    def _create_new(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline) -> PlaceResult:
+        """A fresh claim: the record may be new only because an older one was lost, so look the draft up first."""
+        key, token = request.draftOrderId, claim.token
         if not self.settings.lookup_before_create:
-            return self._create(request, token)
-        key = request.draftOrderId
-        deadline = self._deadline()
+            return self._create(request, claim, deadline)
         try:
-            found = self.adapter.find_by_draft(key, request, deadline)
+            lookup = self.adapter.find_by_draft(key, request, deadline, self._search_from(key, None, claim.now))
         except BaseException:
             # A read sends no order: the claim goes, so Bik's retry runs afresh.
             self._release(key, token)
             raise
-        if found is not None:
-            return self._record(key, token, found, "recovered")
-        return self._create(request, token, deadline)
+        if lookup.result is LookupResult.FOUND:
+            return self._record(key, token, lookup.order, "recovered")
+        if lookup.result is LookupResult.INCONCLUSIVE:
+            # This claim knows no more than the lookup did: dropping it keeps the next retry's search as wide.
+            self._release(key, token)
+            raise self._inconclusive(key, lookup)
+        return self._create(request, claim, deadline)
 
-    def _create(self, request: PlaceOrderRequest, token: str, deadline: Optional[Deadline] = None) -> PlaceResult:
-        key = request.draftOrderId
-        deadline = deadline or self._deadline()
+    def _create(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline) -> PlaceResult:
+        key, token = request.draftOrderId, claim.token
         # Written before the create leaves, so the log shows it even if this process dies before the answer.
         log.info("sending the create", extra={"draftOrderId": key})
         try:
             order = self.adapter.place(request, deadline)
-        except UpstreamAmbiguous:
-            return self._settle_ambiguous(request, token, deadline)
-        except (RequestError, OrderRejected, UpstreamError, StoreUnavailable):
+        except UpstreamError as exc:
+            if exc.maybe_applied:
+                return self._settle_ambiguous(request, claim, deadline)
+            self._release(key, token)  # surely not applied (upstream.classify_write): a retry may create
+            raise
+        except (RequestError, OrderRejected, StoreUnavailable):
             # Refused before or by the platform: nothing was created, so a corrected retry may run.
             self._release(key, token)
             raise
@@ -145,17 +165,19 @@ class OrderService:
             self._decide(key, "total_mismatch", order.id)
         return self._record(key, token, order, "created")
 
-    def _settle_ambiguous(self, request: PlaceOrderRequest, token: str, deadline: Deadline) -> PlaceResult:
+    def _settle_ambiguous(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline) -> PlaceResult:
         """A create that may have landed: look it up now if the budget allows, never re-send it."""
-        key = request.draftOrderId
-        found = None
+        key, token = request.draftOrderId, claim.token
+        lookup = None
         try:
             if deadline.remaining() > 1.0:
-                found = self.adapter.find_by_draft(key, request, deadline)
+                # Only a find counts here (absence changes nothing), so the search may start at this claim.
+                since = self._search_from(key, claim.record, claim.now)
+                lookup = self.adapter.find_by_draft(key, request, deadline, since)
         except BridgeError as exc:
             log.warning("lookup after an ambiguous create failed", extra={"draftOrderId": key, "error": str(exc)})
-        if found is not None:
-            return self._record(key, token, found, "recovered")
+        if lookup is not None and lookup.result is LookupResult.FOUND:
+            return self._record(key, token, lookup.order, "recovered")
         self._mark_unknown(key, token)
         self._decide(key, "unknown")
         # Before this budget ends a retry could not tell a slow create from a lost one.
@@ -164,36 +186,55 @@ class OrderService:
             retry_after=max(1, math.ceil(deadline.remaining())),
         )
 
-    def _resume(self, request: PlaceOrderRequest, claim: Claim) -> PlaceResult:
+    def _resume(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline) -> PlaceResult:
         """Own a record another request left: find the order before creating anything."""
-        key = request.draftOrderId
-        token = claim.token
+        key, token = request.draftOrderId, claim.token
         previous = claim.previous or claim.record
-        deadline = self._deadline()
         try:
-            found = self.adapter.find_by_draft(key, request, deadline)
+            since = self._search_from(key, claim.record, claim.now)
+            lookup = self.adapter.find_by_draft(key, request, deadline, since)
         except BaseException:
             self._mark_unknown(key, token)
             raise
-        if found is not None:
-            result = self._record(key, token, found, "recovered")
+        if lookup.result is LookupResult.FOUND:
+            result = self._record(key, token, lookup.order, "recovered")
             self._check_payload(claim.record, request.fingerprint())
             return result
+        if lookup.result is LookupResult.INCONCLUSIVE:
+            self._mark_unknown(key, token)
+            raise self._inconclusive(key, lookup)
         # The previous owner's create (in flight, or answered ambiguously) may still be landing; a lookup
-        # proves absence only once that owner's whole budget has passed.
+        # proves absence only once that owner's whole budget has passed, by the store's clock.
         settled_at = previous.started_at + self.settings.upstream_budget_seconds
-        if self._clock() < settled_at:
+        if claim.now < settled_at:
             # Keep holding the record: retries stay busy until our lease ends, which is after that budget.
             self._decide(key, "in_flight")
             raise InFlight(
                 f"order {key} may still be on its way to the store; retry shortly",
-                retry_after=max(1, math.ceil(settled_at - self._clock())),
+                retry_after=max(1, math.ceil(settled_at - claim.now)),
             )
         if claim.record.fingerprint != request.fingerprint() and self.settings.on_mismatch == "reject":
             self._mark_unknown(key, token)
             raise PayloadMismatch(f"draftOrderId {key} was first sent with another payload")
         self._decide(key, "absent_after_lookup")
-        return self._create(request, token, deadline)
+        return self._create(request, claim, deadline)
+
+    @staticmethod
+    def _search_from(key: str, record: Optional[IdempotencyRecord], now: float) -> Optional[float]:
+        """The earliest unix time an order for this draft could have been made, less the clocks' margin.
+
+        Bik's draft time bounds every create of the draft; so does the record's first start, when a record
+        survived. Without either nothing bounds it (None). `now` caps a draft time from a clock running ahead.
+        """
+        moments = [t for t in (draft_created_at(key), record.first_started_at if record else None) if t]
+        return min(*moments, now) - CLOCK_MARGIN_SECONDS if moments else None
+
+    def _inconclusive(self, key: str, lookup: Lookup) -> LookupInconclusive:
+        self._decide(key, "lookup_inconclusive")
+        log.warning("lookup could not prove the order absent; not creating", extra={
+            "draftOrderId": key, "reason": lookup.reason})
+        return LookupInconclusive(f"the bridge could not tell whether order {key} exists on the platform; "
+                                  "retry later", retry_after=INCONCLUSIVE_RETRY_AFTER)
 
     def _record(self, key: str, token: str, order: BikOrder, outcome: str) -> PlaceResult:
         body = order.to_json_bytes()
@@ -254,7 +295,7 @@ class OrderService:
     # operations ---------------------------------------------------------------------------
 
     def reconcile(self, older_than: float = 60.0) -> list[tuple[str, str, Optional[str]]]:
-        """Settle records left in flight or unknown: record found orders, release surely absent ones."""
+        """Settle records left in flight or unknown: record found orders, release proven absent ones."""
         settled = []
         for stale in self.store.unsettled(older_than):
             claim = self.store.claim(stale.key, stale.fingerprint, self.settings.lease_seconds)
@@ -270,16 +311,24 @@ class OrderService:
         key, token = claim.record.key, claim.token
         previous = claim.previous or claim.record
         try:
-            found = self.adapter.find_by_draft(key, None, self._deadline())
+            since = self._search_from(key, claim.record, claim.now)
+            lookup = self.adapter.find_by_draft(key, None, self._deadline(), since)
         except BridgeError as exc:
             self._mark_unknown(key, token)
             log.warning("reconcile lookup failed", extra={"draftOrderId": key, "error": exc.message})
             return key, "lookup_failed", None
-        if found is not None:
-            self.store.complete(key, token, found.id, found.to_json_bytes())
-            self._decide(key, "reconciled_found", found.id)
-            return key, "recorded", found.id
-        if self._clock() < previous.started_at + self.settings.upstream_budget_seconds:
+        if lookup.result is LookupResult.FOUND:
+            self.store.complete(key, token, lookup.order.id, lookup.order.to_json_bytes())
+            self._decide(key, "reconciled_found", lookup.order.id)
+            return key, "recorded", lookup.order.id
+        if lookup.result is LookupResult.INCONCLUSIVE:
+            # Never released without proof: the next run, or the merchant, decides.
+            self._mark_unknown(key, token)
+            self._decide(key, "lookup_inconclusive")
+            log.warning("reconcile could not prove the order absent", extra={"draftOrderId": key,
+                                                                              "reason": lookup.reason})
+            return key, "inconclusive", None
+        if claim.now < previous.started_at + self.settings.upstream_budget_seconds:
             # The previous owner's create may still land: hold the record until our lease ends; the next run decides.
             self._decide(key, "reconcile_deferred")
             return key, "still_in_flight", None

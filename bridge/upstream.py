@@ -2,13 +2,17 @@
 
 The retry line follows urllib3 and RFC 9110: a request that surely never left (connect error,
 rate-limited) may be sent again whatever its method; one that may have been applied (timeout
-after sending, 5xx) is retried only if it is a read. A create that may have been applied is
-never re-sent here: it surfaces as `UpstreamAmbiguous` and the service looks the draft up.
+after sending, 5xx) is retried only if it is a read. A write's outcome has one classification,
+`classify_write`: it was surely not applied only when nothing left the machine or the platform
+refused it in its own words; everything else may have been applied, surfaces as
+`UpstreamAmbiguous`, and the service looks the draft up before any new create.
 """
 from __future__ import annotations
 
+import enum
 import logging
 import random
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -26,7 +30,8 @@ from bridge.quota import RateGate, RateLimitHeaders
 log = logging.getLogger("bik_bridge.upstream")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-AMBIGUOUS_STATUSES = frozenset({500, 502, 503, 504})
+# A platform that answers one of these refused the request in its own words: nothing was applied.
+REFUSALS = frozenset({400, 401, 403, 404, 405, 409, 413, 415, 422, 429})
 
 
 class Deadline:
@@ -53,22 +58,54 @@ class Outcome:
         return self.response.status_code if self.response is not None else None
 
 
+class WriteVerdict(str, enum.Enum):
+    """What one attempt at a write did to the platform."""
+
+    NOT_SENT = "not_sent"  # nothing left the machine
+    REFUSED = "refused"  # the platform refused it in its own words (REFUSALS): nothing was applied
+    ANSWERED = "answered"  # a 2xx: applied, and the answer says how (an unreadable one is still ambiguous)
+    AMBIGUOUS = "ambiguous"  # anything else: it may have been applied
+
+
+def classify_write(outcome: Outcome) -> WriteVerdict:
+    """Whether a write surely was not applied; every outcome not proven otherwise is ambiguous."""
+    if outcome.response is None:
+        return WriteVerdict.AMBIGUOUS if outcome.sent else WriteVerdict.NOT_SENT
+    status = outcome.response.status_code
+    if 200 <= status < 300:
+        return WriteVerdict.ANSWERED
+    if status in REFUSALS:
+        return WriteVerdict.REFUSED
+    return WriteVerdict.AMBIGUOUS  # any 5xx (52x from a CDN too), a 3xx, a 1xx, a 4xx outside REFUSALS
+
+
 def should_retry(outcome: Outcome, *, idempotent: bool) -> bool:
     """Whether another attempt is allowed: never for a write that may have been applied."""
+    if not idempotent:
+        verdict = classify_write(outcome)
+        return verdict is WriteVerdict.NOT_SENT or outcome.status == 429
     if outcome.response is None:
-        return idempotent or not outcome.sent
-    status = outcome.response.status_code
-    if status == 429:
         return True
-    if status in AMBIGUOUS_STATUSES:
-        return idempotent
-    return False
+    status = outcome.response.status_code
+    return status == 429 or 500 <= status <= 599
 
 
 def backoff_seconds(attempt: int, rng: Callable[[], float] = random.random) -> float:
     """Exponential backoff with full jitter: 0.2 s, 0.4 s, 0.8 s ... capped at 2 s."""
     ceiling = min(2.0, 0.2 * (2 ** (attempt - 1)))
     return ceiling * (0.5 + rng() / 2)
+
+
+def _causes(exc: BaseException) -> list[object]:
+    """The exception, the reasons urllib3 wraps in it and the exceptions chained to them."""
+    seen: list[object] = []
+    node: object = exc
+    while node is not None and node not in seen and len(seen) < 8:
+        seen.append(node)
+        args = getattr(node, "args", ())
+        wrapped = getattr(node, "reason", None) or (args[0] if args and isinstance(args[0], BaseException) else None)
+        node = wrapped or getattr(node, "__cause__", None) or getattr(node, "__context__", None)
+    return seen
 
 
 def was_sent(exc: requests.RequestException) -> bool:
@@ -79,12 +116,15 @@ def was_sent(exc: requests.RequestException) -> bool:
                   requests.exceptions.InvalidHeader)
     if isinstance(exc, unsendable):
         return False
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        reason = exc.args[0] if exc.args else None
-        reason = getattr(reason, "reason", reason)
-        unsent = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.NameResolutionError)
-        return not isinstance(reason, unsent)
-    return True
+    if not isinstance(exc, requests.exceptions.ConnectionError):
+        return True
+    causes = _causes(exc)
+    # No connection (refused, DNS) or no TLS session (handshake or certificate refused): the request never left.
+    unsent = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.NameResolutionError,
+              ssl.SSLCertVerificationError)
+    if any(isinstance(cause, unsent) for cause in causes):
+        return False
+    return not any(isinstance(cause, ssl.SSLError) and "handshake" in str(cause).lower() for cause in causes)
 
 
 class Upstream:
@@ -227,6 +267,13 @@ class Upstream:
             raise UpstreamUnavailable(message, status=status) from error
         response = outcome.response
         code = response.status_code
+        if not idempotent and classify_write(outcome) is WriteVerdict.AMBIGUOUS:
+            # Whatever the code says, the platform may have applied the write: the service looks it up.
+            status = {503: 503, 504: 504}.get(code, 502)
+            moved = (f" (moved to {response.headers.get('Location')}: check {self.platform}.api_base_url)"
+                     if 300 <= code < 400 else "")
+            raise UpstreamAmbiguous(f"{what}: the platform answered {code} without confirming{moved}",
+                                    upstream_status=code, status=status)
         if code == 429:
             retry_after = max(1.0, self.gate.blocked_for())
             raise UpstreamUnavailable(f"{what}: rate limited by the platform", retry_after=retry_after,
@@ -242,10 +289,7 @@ class Upstream:
                                     f"{self._message_of(response)})", upstream_status=code)
         if code >= 500:
             status = {503: 503, 504: 504}.get(code, 502)
-            message = f"{what}: platform error {code}"
-            if not idempotent and code in AMBIGUOUS_STATUSES:
-                raise UpstreamAmbiguous(message, upstream_status=code, status=status)
-            raise UpstreamUnavailable(message, upstream_status=code, status=status)
+            raise UpstreamUnavailable(f"{what}: platform error {code}", upstream_status=code, status=status)
         return response
 
 

@@ -14,6 +14,7 @@ from bridge.config import BigCommerceConfig
 from bridge.errors import OrderNotFound, OrderRejected, UpstreamAmbiguous, UpstreamError, UpstreamUnavailable
 from bridge.models import BikOrder, PlaceOrderRequest
 from bridge.outbound import OutboundRequest
+from bridge.ports import Lookup
 from bridge.presentation import Presentation
 from bridge.upstream import Deadline, Upstream
 
@@ -163,20 +164,31 @@ class BigCommerceAdapter:
             self.shipped.add(numeric)
         return order, products, shipments, addresses
 
-    def find_by_draft(self, draft_order_id: str, request: Optional[PlaceOrderRequest],
-                      deadline: Deadline) -> Optional[BikOrder]:
-        found = self._read(self.requests.find_by_draft(draft_order_id), deadline) or []
+    def find_by_draft(self, draft_order_id: str, request: Optional[PlaceOrderRequest], deadline: Deadline,
+                      since: Optional[float]) -> Lookup:
+        # The filter answers exactly, so `since` has nothing to add.
+        found = self._read(self.requests.find_by_draft(draft_order_id), deadline)
+        if found is None or found == []:
+            return Lookup.absent()  # 204: no order carries the draft id
+        if not isinstance(found, list):
+            raise UpstreamUnavailable(f"BigCommerce answered the lookup with a {type(found).__name__}, "
+                                      "not a list of orders", status=502)
+        carrying = [o for o in found if isinstance(o, dict) and o.get("external_order_id") == draft_order_id]
         try:
-            ours = sorted((o for o in found if isinstance(o, dict) and self.mapping.is_ours(o)
-                           and o.get("external_order_id") == draft_order_id), key=lambda o: int(o.get("id") or 0))
-            if not ours:
-                return None
-            if request is None:
-                return self.get(str(ours[0]["id"]), deadline)
-            return self.mapping.placed(request, ours[0])
+            ours = sorted((o for o in carrying if self.mapping.is_ours(o)), key=lambda o: int(o.get("id") or 0))
+            if ours:
+                if request is None:
+                    return Lookup.found(self.get(str(ours[0]["id"]), deadline))
+                return Lookup.found(self.mapping.placed(request, ours[0]))
         except UNREADABLE as exc:
             raise UpstreamUnavailable(f"BigCommerce answered an order the bridge cannot read ({exc})",
                                       status=502) from exc
+        if len(carrying) == len(found):
+            return Lookup.absent()  # the filter held: its only matches were not placed through the bridge
+        return Lookup.inconclusive(
+            f"BigCommerce answered the lookup of draft {draft_order_id} by external_order_id with other orders: "
+            "the store ignores the filter, so nothing proves whether the order exists. Run `bik-bridge "
+            "check-config --ping`, and look in the store for an order whose external_order_id is the draft id")
 
     def warm_up(self) -> None:
         self.upstream.warm_up()

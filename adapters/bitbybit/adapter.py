@@ -1,8 +1,9 @@
 """The bitbybit open API adapter: sends what the builder makes, maps what comes back.
 
 bitbybit has no idempotency key on order create, so the bridge tags each order with a marker carrying
-the draft id and, after an ambiguous create, finds it again by listing orders: first those matching the
-customer's name, then the newest orders of the store, each bounded by `bitbybit.lookup_max_pages`.
+the draft id and finds it again by listing orders: the store's newest, those matching the customer's
+name, then the store's older ones, `bitbybit.lookup_max_pages` pages in all. Only the store's listing,
+read back past the earliest moment the order could have been made (or to its end), proves it absent.
 """
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ import math
 import re
 import secrets
 import time
-from datetime import datetime
 from typing import Any, Optional
 
 import requests
 
 from adapters.bitbybit.builder import PAGE_LIMIT, BitbybitRequests
 from adapters.bitbybit.errors import AUTH_CAUSES, auth_code_in, error_code, error_message
+from adapters.bitbybit.lookup import OrderScan, PageBudget, iso
 from adapters.bitbybit.mapping import BitbybitMapping
 from adapters.bitbybit.variant_map import VariantMap, load_variant_map
 from bridge.config import BitbybitConfig, Config
@@ -33,6 +34,7 @@ from bridge.errors import (
 )
 from bridge.models import BikOrder, PlaceOrderRequest
 from bridge.outbound import OutboundRequest
+from bridge.ports import Lookup
 from bridge.presentation import Presentation
 from bridge.quota import RateGate
 from bridge.upstream import Deadline, Upstream
@@ -74,22 +76,6 @@ class BitbybitRateLimit:
     def quota(self, response: requests.Response) -> Optional[tuple[int, float]]:
         value = response.headers.get("RateLimit-Limit", "").strip()
         return (int(value), self.window_seconds) if value.isdigit() and int(value) >= 1 else None
-
-
-def _created_at(order: dict) -> Optional[datetime]:
-    try:
-        return datetime.fromisoformat(str(order.get("createdAt")).replace("Z", "+00:00"))
-    except (TypeError, ValueError):
-        return None
-
-
-def _oldest_first(orders: list[dict]) -> bool:
-    """Whether a page lists orders oldest first (the API does not document its sort)."""
-    first, last = (_created_at(orders[0]), _created_at(orders[-1])) if orders else (None, None)
-    try:
-        return first is not None and last is not None and first < last
-    except TypeError:  # one timestamp with a zone, one without
-        return False
 
 
 class BitbybitAdapter:
@@ -159,54 +145,60 @@ class BitbybitAdapter:
 
     # lookup -------------------------------------------------------------------------------
 
-    def find_by_draft(self, draft_order_id: str, request: Optional[PlaceOrderRequest],
-                      deadline: Deadline) -> Optional[BikOrder]:
+    def find_by_draft(self, draft_order_id: str, request: Optional[PlaceOrderRequest], deadline: Deadline,
+                      since: Optional[float]) -> Lookup:
         marker = self.requests.marker(draft_order_id)
         name = self.requests.customer_name(request) if request is not None else ""
-        max_pages = self.settings.lookup_max_pages
-        exhaustive = True
-        if name:
-            found, exhaustive = self._scan(marker, name, deadline, max_pages)
-            if found is not None:
-                return self._answer(found, request)
-        # bitbybit files the order under an existing customer found by phone or email, whose stored name may
-        # differ from Bik's; a create of the last minutes is among the store's newest orders. Without a name
-        # (reconcile) these are all there is to search, as far as the bound allows.
-        found, _ = self._scan(marker, None, deadline, 1 if name else max_pages)
-        if found is not None:
-            return self._answer(found, request)
-        if not exhaustive:
-            raise UpstreamUnavailable(
-                f"bitbybit lookup of draft {draft_order_id} is inconclusive: more than "
-                f"{self.settings.lookup_max_pages} pages of orders match its customer's name, so the bridge "
-                "will not create it again blind; raise bitbybit.lookup_max_pages or check the store", status=503)
-        return None
+        budget = PageBudget(self.settings.lookup_max_pages)
+        store = self._scan(marker, None, since, deadline)
+        # The budget is shared, the proof first. 1. The store's newest page: a create of the last minutes
+        # is there, and on a store of modest traffic that page already reaches `since` and settles the lookup
+        # in one read (two when bitbybit lists oldest first). 2. The customer's name, only if that did not
+        # settle it: it finds an older order among many in a page or two, but proves nothing by missing,
+        # as bitbybit files a returning customer's order under the name it stored; it gets a quarter of the
+        # budget, two pages at least so an oldest-first listing reaches its newest page. 3. The rest of the
+        # store, newest first, with whatever is left: only this scan can prove the order absent.
+        store.read_newest(budget)
+        if not store.settled and name:
+            by_name = self._scan(marker, name, since, deadline)
+            by_name.advance(budget, max(2, budget.pages // 4))
+            if by_name.hit is not None:
+                return Lookup.found(self._answer(by_name.hit, request))
+        store.advance(budget, budget.left)
+        if store.hit is not None:
+            return Lookup.found(self._answer(store.hit, request))
+        if store.proves_absence:
+            return Lookup.absent()
+        return Lookup.inconclusive(self._inconclusive(draft_order_id, marker, since, store))
+
+    def _scan(self, marker: str, search: Optional[str], since: Optional[float], deadline: Deadline) -> OrderScan:
+        return OrderScan(lambda page: self._page(page, search, deadline), lambda orders: self._hit(orders, marker),
+                         since, PAGE_LIMIT)
+
+    def _inconclusive(self, draft_order_id: str, marker: str, since: Optional[float], store: OrderScan) -> str:
+        """Why the scan proved nothing, and what settles the draft."""
+        seen = store.state
+        back_to = f", back to one created {iso(seen.oldest_seen)}" if seen.oldest_seen is not None else ""
+        of_total = f" of {seen.total}" if seen.total else ""
+        if since is None:
+            why = ("the moment its order could have been made is unknown (no record of a first attempt, and the "
+                   "draft id carries no time), so only the end of the store's orders proves it absent")
+        elif store.direction is None:
+            why = ("bitbybit's orders carry no creation time the bridge can read, so only the end of the store's "
+                   "orders proves it absent")
+        else:
+            why = (f"proving it absent means reading back to orders created before {iso(since)}, the earliest "
+                   "it could have been made")
+        return (f"bitbybit lookup of draft {draft_order_id} is inconclusive: {seen.orders_seen}{of_total} orders "
+                f"read ({seen.pages_read} pages{back_to}) do not carry its tag; {why}, and "
+                f"bitbybit.lookup_max_pages ({self.settings.lookup_max_pages}) ends the scan before that. Raise "
+                f"bitbybit.lookup_max_pages and run `bik-bridge reconcile`, or look in the store for an order "
+                f"tagged {marker}")
 
     def _answer(self, order: dict, request: Optional[PlaceOrderRequest]) -> BikOrder:
         if request is None:
             return self._readable(self.mapping.current, order)
         return self._readable(lambda o: self.mapping.placed(request, o), order)
-
-    def _scan(self, marker: str, search: Optional[str], deadline: Deadline,
-              max_pages: int) -> tuple[Optional[dict], bool]:
-        """(the order carrying `marker`, whether every matching order was seen), newest `max_pages` pages."""
-        orders, meta = self._page(1, search, deadline)
-        if (hit := self._hit(orders, marker)) is not None or not meta.get("hasNextPage"):
-            return hit, True
-        limit = meta.get("limit") if isinstance(meta.get("limit"), int) and meta["limit"] > 0 else PAGE_LIMIT
-        total = meta.get("total")
-        total_pages = math.ceil(total / limit) if isinstance(total, int) and total > 0 else None
-        if total_pages and _oldest_first(orders):
-            # Oldest first (the sort is undocumented): page 1 told so; the newest orders are on the last pages.
-            for page in range(total_pages, 1, -1)[:max_pages]:
-                if (hit := self._hit(self._page(page, search, deadline)[0], marker)) is not None:
-                    return hit, True
-            return None, total_pages - 1 <= max_pages
-        for page in range(2, max_pages + 1):
-            orders, meta = self._page(page, search, deadline)
-            if (hit := self._hit(orders, marker)) is not None or not meta.get("hasNextPage"):
-                return hit, True
-        return None, False
 
     def _hit(self, orders: list[dict], marker: str) -> Optional[dict]:
         mine = [o for o in orders if self.mapping.carries(o, marker)]

@@ -1,7 +1,7 @@
 """The idempotency store on Redis: one hash per draft, every decision in a Lua script.
 
 Each record lives at `{namespace}:{key}` as a hash with the fields `state`, `fingerprint`, `token`,
-`started_at_us`, `lease_until_us`, `updated_at_us` and, once done, `order_id` and `response`.
+`created_at_us`, `started_at_us`, `lease_until_us`, `updated_at_us` and, once done, `order_id` and `response`.
 Times are whole microseconds from the server's `TIME`, so instances on different hosts agree and
 lease comparisons are exact. Only the holder of the record's token may complete, mark or release it,
 and only while the record is in flight: a done or unknown record is never downgraded or deleted.
@@ -40,22 +40,25 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if not state then
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'state', 'in_flight', 'fingerprint', ARGV[2], 'token', ARGV[1],
-    'started_at_us', us(now), 'lease_until_us', us(now + tonumber(ARGV[3])), 'updated_at_us', us(now))
+    'created_at_us', us(now), 'started_at_us', us(now), 'lease_until_us', us(now + tonumber(ARGV[3])),
+    'updated_at_us', us(now))
   redis.call('EXPIRE', KEYS[1], ARGV[4])
-  return {'new', redis.call('HGETALL', KEYS[1])}
+  return {'new', redis.call('HGETALL', KEYS[1]), us(now)}
 end
 if state == 'done' then
-  return {'done', redis.call('HGETALL', KEYS[1])}
+  return {'done', redis.call('HGETALL', KEYS[1]), us(now)}
 end
 local lease_until = tonumber(redis.call('HGET', KEYS[1], 'lease_until_us'))
 if state == 'in_flight' and lease_until and lease_until > now then
-  return {'busy', redis.call('HGETALL', KEYS[1])}
+  return {'busy', redis.call('HGETALL', KEYS[1]), us(now)}
 end
 local previous = redis.call('HGETALL', KEYS[1])
+-- created_at_us stays: it bounds how far back a lookup must search, across every owner
+redis.call('HSETNX', KEYS[1], 'created_at_us', redis.call('HGET', KEYS[1], 'started_at_us'))
 redis.call('HSET', KEYS[1], 'state', 'in_flight', 'token', ARGV[1],
   'started_at_us', us(now), 'lease_until_us', us(now + tonumber(ARGV[3])), 'updated_at_us', us(now))
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-return {'takeover', redis.call('HGETALL', KEYS[1]), previous}
+return {'takeover', redis.call('HGETALL', KEYS[1]), us(now), previous}
 """
 
 # The fence shared by the owner's writes: the record is in flight and still carries our token.
@@ -96,6 +99,22 @@ def load_scripts(client: redis.Redis, scripts: list) -> None:
 def _escape_glob(text: str) -> str:
     """`text` matched literally by SCAN's MATCH pattern."""
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+def durability_risks(info: dict, save: str | None) -> list[str]:
+    """How a Redis whose `INFO` reads so (and `CONFIG GET save`, None where refused) could lose records."""
+    risks = []
+    if str(info.get("aof_enabled", "1")) == "0":
+        if save is not None and not save.strip():
+            risks.append("it keeps records in memory only (appendonly no, no save points): a restart forgets every "
+                         "record")
+        else:
+            risks.append("it has no append-only file: a restart forgets the records written since its last snapshot")
+    policy = info.get("maxmemory_policy")
+    if policy is not None and policy != "noeviction":
+        risks.append(f"its maxmemory-policy is {policy}: records carry a TTL and can be evicted under memory "
+                     "pressure (noeviction is the only policy that keeps them)")
+    return risks
 
 
 def _seconds(raw: bytes) -> float:
@@ -165,12 +184,12 @@ class RedisIdempotencyStore:
             lambda: self._claim(keys=[self.redis_key(key)], args=[token, fingerprint, lease_us, self._ttl])
         )
         outcome = ClaimOutcome(reply[0].decode())
-        record = self._record(key, reply[1])
+        record, now = self._record(key, reply[1]), _seconds(reply[2])
         if outcome is ClaimOutcome.NEW:
-            return Claim(outcome, record, token)
+            return Claim(outcome, record, token, now=now)
         if outcome is ClaimOutcome.TAKEOVER:
-            return Claim(outcome, record, token, previous=self._record(key, reply[2]))
-        return Claim(outcome, record)
+            return Claim(outcome, record, token, previous=self._record(key, reply[3]), now=now)
+        return Claim(outcome, record, now=now)
 
     def complete(self, key: str, token: str, order_id: str, response: bytes) -> bool:
         args = [token, order_id, bytes(response), self._ttl]
@@ -196,17 +215,19 @@ class RedisIdempotencyStore:
         self._call(lambda: load_scripts(self._client, [self._claim, self._complete, self._mark_unknown,
                                                        self._release]))
 
-    def durability_warning(self) -> str | None:
-        """Why records could be lost on a Redis restart, or None when Redis persists them (or will not say)."""
+    def durability_risks(self) -> list[str]:
+        """How this Redis could lose records, read from `INFO` (empty when it keeps them, or will not say)."""
         try:
-            appendonly = self._client.config_get("appendonly").get(b"appendonly", b"")
-            save = self._client.config_get("save").get(b"save", b"")
+            info = {**self._client.info("persistence"), **self._client.info("memory")}
         except redis.RedisError:
-            return None  # managed services often disable CONFIG; nothing to tell
-        if appendonly == b"yes" or save.strip():
-            return None
-        return ("Redis keeps idempotency records in memory only (appendonly no, no save points): a restart forgets "
-                "placed drafts; enable AOF, or set idempotency.lookup_before_create: true")
+            return []  # some managed services refuse INFO; nothing to tell
+        try:
+            reply = self._client.config_get("save")  # redis-py decodes CONFIG GET's keys and values itself
+            save = next(iter(reply.values()), "") if reply else ""
+            save = save.decode() if isinstance(save, bytes) else str(save)
+        except redis.RedisError:
+            save = None  # managed services often refuse CONFIG
+        return durability_risks(info, save)
 
     def close(self) -> None:
         # A client handed in belongs to the caller, who may share it with other stores.
@@ -251,6 +272,7 @@ class RedisIdempotencyStore:
     def _record(key: str, raw: list[bytes] | dict[bytes, bytes]) -> IdempotencyRecord:
         fields = raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2]))
         order_id = fields.get(b"order_id")
+        created_at = fields.get(b"created_at_us")
         return IdempotencyRecord(
             key=key,
             state=RecordState(fields[b"state"].decode()),
@@ -261,6 +283,7 @@ class RedisIdempotencyStore:
             order_id=order_id.decode() if order_id is not None else None,
             response=fields.get(b"response"),
             updated_at=_seconds(fields[b"updated_at_us"]),
+            created_at=_seconds(created_at) if created_at is not None else 0.0,
         )
 
     def _call(self, fn: Callable[[], T]) -> T:

@@ -18,6 +18,7 @@ import time
 from typing import Callable, TypeVar
 
 from bridge.errors import StoreUnavailable
+from bridge.oslocal import os_thread_local
 from bridge.ports import Claim, ClaimOutcome, IdempotencyRecord, RecordState
 
 T = TypeVar("T")
@@ -38,13 +39,14 @@ SCHEMA = (
         response    BLOB,
         updated_at  REAL NOT NULL,
         expires_at  REAL NOT NULL,
+        created_at  REAL,
         PRIMARY KEY (namespace, key)
     )""",
     "CREATE INDEX IF NOT EXISTS idempotency_records_expiry ON idempotency_records (namespace, expires_at)",
     "CREATE INDEX IF NOT EXISTS idempotency_records_state ON idempotency_records (namespace, state, updated_at)",
 )
 
-COLUMNS = "key, state, fingerprint, token, started_at, lease_until, order_id, response, updated_at"
+COLUMNS = "key, state, fingerprint, token, started_at, lease_until, order_id, response, updated_at, created_at"
 
 # The fence shared by the owner's writes: the live record is in flight and still carries our token.
 FENCE = "namespace = ? AND key = ? AND state = 'in_flight' AND token = ? AND expires_at > ?"
@@ -62,7 +64,20 @@ def _record(row: sqlite3.Row) -> IdempotencyRecord:
         order_id=row["order_id"],
         response=bytes(response) if response is not None else None,
         updated_at=row["updated_at"],
+        created_at=row["created_at"] or 0.0,
     )
+
+
+def _add_created_at(conn: sqlite3.Connection) -> None:
+    """Give a file made before `created_at` existed that column; its old rows read it as the owner's start."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(idempotency_records)")}
+    if "created_at" in columns:
+        return
+    try:
+        conn.execute("ALTER TABLE idempotency_records ADD COLUMN created_at REAL")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):  # another process added it a moment ago
+            raise
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:
@@ -85,7 +100,7 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
 class SqliteIdempotencyStore:
     """`IdempotencyStore` in the SQLite file at `path`, scoped by `namespace`."""
 
-    def __init__(self, path: str, *, namespace: str, ttl_seconds: int):
+    def __init__(self, path: str, *, namespace: str, ttl_seconds: int, clock: Callable[[], float] = time.time):
         if not namespace:
             raise ValueError("namespace must not be empty")
         if int(ttl_seconds) < 1:
@@ -93,7 +108,10 @@ class SqliteIdempotencyStore:
         self._path = path
         self._namespace = namespace
         self._ttl = int(ttl_seconds)
-        self._local = threading.local()
+        self._clock = clock
+        # One connection per OS thread: a SQLite call never lets another greenlet run, so the greenlets of a
+        # gevent worker share one instead of opening one per client connection.
+        self._local = os_thread_local()
         self._lock = threading.Lock()
         self._generation = 0
         self._connections: list[tuple[int, sqlite3.Connection]] = []
@@ -109,7 +127,7 @@ class SqliteIdempotencyStore:
     def claim(self, key: str, fingerprint: str, lease_seconds: float) -> Claim:
         def decide(conn: sqlite3.Connection) -> Claim:
             # The clock is read once the write lock is held, so waiting for it cannot age the decision.
-            now = time.time()
+            now = self._clock()
             token = secrets.token_hex(16)
             lease_until = now + max(0.0, lease_seconds)
             conn.execute(
@@ -123,37 +141,39 @@ class SqliteIdempotencyStore:
             ).fetchone()
             if row is None or row["expires_at"] <= now:
                 record = IdempotencyRecord(
-                    key, RecordState.IN_FLIGHT, fingerprint, token, now, lease_until, updated_at=now
+                    key, RecordState.IN_FLIGHT, fingerprint, token, now, lease_until, updated_at=now, created_at=now
                 )
                 conn.execute(
                     "INSERT OR REPLACE INTO idempotency_records (namespace, key, state, fingerprint, token,"
-                    " started_at, lease_until, order_id, response, updated_at, expires_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
+                    " started_at, lease_until, order_id, response, updated_at, expires_at, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)",
                     (self._namespace, key, record.state.value, fingerprint, token, now, lease_until, now,
-                     now + self._ttl),
+                     now + self._ttl, now),
                 )
-                return Claim(ClaimOutcome.NEW, record, token)
+                return Claim(ClaimOutcome.NEW, record, token, now=now)
             previous = _record(row)
             if previous.state is RecordState.DONE:
-                return Claim(ClaimOutcome.DONE, previous)
+                return Claim(ClaimOutcome.DONE, previous, now=now)
             if previous.state is RecordState.IN_FLIGHT and previous.lease_until > now:
-                return Claim(ClaimOutcome.BUSY, previous)
+                return Claim(ClaimOutcome.BUSY, previous, now=now)
+            # created_at stays: it bounds how far back a lookup must search, across every owner.
+            created_at = previous.first_started_at
             conn.execute(
                 "UPDATE idempotency_records SET state = 'in_flight', token = ?, started_at = ?, lease_until = ?,"
-                " updated_at = ?, expires_at = ? WHERE namespace = ? AND key = ?",
-                (token, now, lease_until, now, now + self._ttl, self._namespace, key),
+                " updated_at = ?, expires_at = ?, created_at = ? WHERE namespace = ? AND key = ?",
+                (token, now, lease_until, now, now + self._ttl, created_at, self._namespace, key),
             )
             record = IdempotencyRecord(
                 key, RecordState.IN_FLIGHT, previous.fingerprint, token, now, lease_until,
-                order_id=previous.order_id, response=previous.response, updated_at=now,
+                order_id=previous.order_id, response=previous.response, updated_at=now, created_at=created_at,
             )
-            return Claim(ClaimOutcome.TAKEOVER, record, token, previous=previous)
+            return Claim(ClaimOutcome.TAKEOVER, record, token, previous=previous, now=now)
 
         return self._write(decide)
 
     def complete(self, key: str, token: str, order_id: str, response: bytes) -> bool:
         def apply(conn: sqlite3.Connection) -> bool:
-            now = time.time()
+            now = self._clock()
             cursor = conn.execute(
                 "UPDATE idempotency_records SET state = 'done', order_id = ?, response = ?, updated_at = ?,"
                 f" expires_at = ? WHERE {FENCE}",
@@ -165,7 +185,7 @@ class SqliteIdempotencyStore:
 
     def mark_unknown(self, key: str, token: str) -> bool:
         def apply(conn: sqlite3.Connection) -> bool:
-            now = time.time()
+            now = self._clock()
             cursor = conn.execute(
                 "UPDATE idempotency_records SET state = 'unknown', lease_until = ?, updated_at = ?,"
                 f" expires_at = ? WHERE {FENCE}",
@@ -178,7 +198,7 @@ class SqliteIdempotencyStore:
     def release(self, key: str, token: str) -> bool:
         def apply(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                f"DELETE FROM idempotency_records WHERE {FENCE}", (self._namespace, key, token, time.time())
+                f"DELETE FROM idempotency_records WHERE {FENCE}", (self._namespace, key, token, self._clock())
             )
             return cursor.rowcount == 1
 
@@ -188,7 +208,7 @@ class SqliteIdempotencyStore:
         def read() -> IdempotencyRecord | None:
             row = self._conn().execute(
                 f"SELECT {COLUMNS} FROM idempotency_records WHERE namespace = ? AND key = ? AND expires_at > ?",
-                (self._namespace, key, time.time()),
+                (self._namespace, key, self._clock()),
             ).fetchone()
             return _record(row) if row is not None else None
 
@@ -196,7 +216,7 @@ class SqliteIdempotencyStore:
 
     def unsettled(self, older_than: float) -> list[IdempotencyRecord]:
         def read() -> list[IdempotencyRecord]:
-            now = time.time()
+            now = self._clock()
             rows = self._conn().execute(
                 f"SELECT {COLUMNS} FROM idempotency_records WHERE namespace = ? AND expires_at > ?"
                 " AND updated_at <= ? AND (state = 'unknown' OR (state = 'in_flight' AND lease_until <= ?))"
@@ -268,6 +288,7 @@ class SqliteIdempotencyStore:
             conn.execute("PRAGMA synchronous = FULL")
             for statement in SCHEMA:
                 conn.execute(statement)
+            _add_created_at(conn)
         except BaseException:
             conn.close()
             raise

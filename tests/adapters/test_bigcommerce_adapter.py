@@ -18,6 +18,7 @@ from bridge.errors import (
     UpstreamUnavailable,
 )
 from bridge.models import BikOrder
+from bridge.ports import Lookup, LookupResult
 from bridge.presentation import Presentation
 from tests.adapters.conftest import (
     ORDERS_URL,
@@ -360,10 +361,14 @@ def test_garbage_from_the_store_is_a_502_never_a_bare_exception(adapter, deadlin
 # ---------------------------------------------------------------------------------------- find_by_draft
 
 
-def test_find_by_draft_asks_by_external_order_id_and_204_is_none(adapter, place_request, deadline, rsps):
-    rsps.add(responses.GET, ORDERS_URL, status=204,
-             match=[matchers.query_param_matcher({"external_order_id": DRAFT})])
-    assert adapter.find_by_draft(DRAFT, place_request, deadline) is None
+SINCE = 1715200000.0 - 300
+
+
+@pytest.mark.parametrize("answer", [{"status": 204}, {"json": []}], ids=["204", "empty list"])
+def test_find_by_draft_asks_by_external_order_id_and_no_match_proves_absence(adapter, place_request, deadline, rsps,
+                                                                               answer):
+    rsps.add(responses.GET, ORDERS_URL, match=[matchers.query_param_matcher({"external_order_id": DRAFT})], **answer)
+    assert adapter.find_by_draft(DRAFT, place_request, deadline, SINCE) == Lookup.absent()
     assert len(rsps.calls) == 1
 
 
@@ -371,11 +376,11 @@ def test_find_by_draft_returns_the_placed_order(adapter, place_request, deadline
     """A match is answered like the create would have been, without re-reading the order."""
     rsps.add(responses.GET, ORDERS_URL, json=[bc_order(id=118)],
              match=[matchers.query_param_matcher({"external_order_id": DRAFT})])
-    found = adapter.find_by_draft(DRAFT, place_request, deadline)
-    assert isinstance(found, BikOrder)
-    assert found.id == "118"
-    assert found.items == place_request.order.items
-    assert found.partnersData == {"id": DRAFT}
+    found = adapter.find_by_draft(DRAFT, place_request, deadline, SINCE)
+    assert found.result is LookupResult.FOUND and isinstance(found.order, BikOrder)
+    assert found.order.id == "118"
+    assert found.order.items == place_request.order.items
+    assert found.order.partnersData == {"id": DRAFT}
     assert len(rsps.calls) == 1
 
 
@@ -384,31 +389,39 @@ def test_find_by_draft_without_the_request_reads_the_order(adapter, deadline, rs
     rsps.add(responses.GET, ORDERS_URL, json=[bc_order(id=118)],
              match=[matchers.query_param_matcher({"external_order_id": DRAFT})])
     add_order_reads(rsps)
-    found = adapter.find_by_draft(DRAFT, None, deadline)
-    assert isinstance(found, BikOrder) and found.id == "118"
-    assert found.items[0].productId == 77
+    found = adapter.find_by_draft(DRAFT, None, deadline, None)
+    assert found.result is LookupResult.FOUND and found.order.id == "118"
+    assert found.order.items[0].productId == 77
 
 
-def test_find_by_draft_ignores_other_orders(adapter, place_request, deadline, rsps):
-    """A list holding only foreign orders or other drafts (an ignored filter) means not found."""
+def test_find_by_draft_answered_with_other_orders_proves_nothing(adapter, place_request, deadline, rsps):
+    """A list of other drafts' orders means the store ignored the filter: the order may exist all the same."""
     rsps.add(responses.GET, ORDERS_URL, json=[
         bc_order(id=1, external_order_id="another-draft"),
         bc_order(id=2, external_source="POS (Square)"),
         bc_order(id=3, external_order_id=None),
     ])
-    assert adapter.find_by_draft(DRAFT, place_request, deadline) is None
+    found = adapter.find_by_draft(DRAFT, place_request, deadline, SINCE)
+    assert found.result is LookupResult.INCONCLUSIVE
+    assert "ignores the filter" in found.reason and "check-config --ping" in found.reason
+
+
+def test_find_by_draft_matches_not_placed_by_the_bridge_prove_absence(adapter, place_request, deadline, rsps):
+    """The filter held (every order carries the draft id), but none came through the bridge."""
+    rsps.add(responses.GET, ORDERS_URL, json=[bc_order(id=2, external_source="POS (Square)")])
+    assert adapter.find_by_draft(DRAFT, place_request, deadline, SINCE) == Lookup.absent()
 
 
 def test_find_by_draft_picks_the_first_order_when_several_match(adapter, place_request, deadline, rsps):
     rsps.add(responses.GET, ORDERS_URL, json=[bc_order(id=130), bc_order(id=118), bc_order(id=125)])
-    assert adapter.find_by_draft(DRAFT, place_request, deadline).id == "118"
+    assert adapter.find_by_draft(DRAFT, place_request, deadline, SINCE).order.id == "118"
 
 
 def test_a_404_on_the_list_endpoint_names_the_store_hash(adapter, place_request, deadline, rsps):
     """The list of orders never 404s on a real store: the hash or base URL is wrong."""
     rsps.add(responses.GET, ORDERS_URL, status=404, json=[{"status": 404, "message": "Not found"}])
     with pytest.raises(UpstreamError) as raised:
-        adapter.find_by_draft(DRAFT, place_request, deadline)
+        adapter.find_by_draft(DRAFT, place_request, deadline, SINCE)
     assert "store_hash" in raised.value.message
     assert raised.value.upstream_status == 404
 
@@ -421,12 +434,13 @@ def test_a_404_on_the_list_endpoint_names_the_store_hash(adapter, place_request,
         {"json": [{**bc_order(), "id": "abc"}]},
         {"json": [{**bc_order(), "id": 5}, {**bc_order(), "id": {"value": 6}}]},
         {"json": [{**bc_order(), "total_inc_tax": "???"}]},
+        {"json": {"id": 118}},
     ],
 )
 def test_garbage_on_the_list_endpoint_is_a_502(adapter, place_request, deadline, rsps, answer):
     rsps.add(responses.GET, ORDERS_URL, status=200, **answer)
     with pytest.raises(UpstreamUnavailable) as raised:
-        adapter.find_by_draft(DRAFT, place_request, deadline)
+        adapter.find_by_draft(DRAFT, place_request, deadline, SINCE)
     assert raised.value.status == 502
 
 
@@ -434,7 +448,7 @@ def test_a_failing_list_endpoint_is_unavailable(make_adapter, place_request, dea
     adapter = make_adapter(upstream=UpstreamConfig(max_attempts=2))
     rsps.add(responses.GET, ORDERS_URL, status=502)
     with pytest.raises(UpstreamUnavailable):
-        adapter.find_by_draft(DRAFT, place_request, deadline)
+        adapter.find_by_draft(DRAFT, place_request, deadline, SINCE)
     assert len(rsps.calls) == 2
 
 

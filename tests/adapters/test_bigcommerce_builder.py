@@ -59,7 +59,7 @@ VARIANTS = {
     "several items": {"order": {"items": [
         {"productId": 77, "variantId": 93, "name": "Cream", "quantity": 2, "price": 499},
         {"productId": "78", "variantId": "94", "name": "Serum", "quantity": 1, "price": 250.5},
-        {"productId": 79, "variantId": 0, "name": "Soap", "quantity": 10, "price": "12.25"},
+        {"productId": 79, "variantId": 0, "name": "Soap", "quantity": 10, "price": 12.25},
     ], "subTotal": 1370.5, "total": 1319.5}},
     "decimal prices": {"order": {"items": [
         {"productId": 77, "variantId": 93, "name": "Cream", "quantity": 3, "price": 499.99}],

@@ -1,9 +1,12 @@
-"""The bitbybit adapter against a mocked open API: what it sends, what it answers, how it fails and retries."""
+"""The bitbybit adapter against a mocked open API and the fake store: what it sends and answers, how it fails,
+retries and finds its orders again."""
 from __future__ import annotations
 
 import json
 import logging
 import time
+from datetime import datetime, timedelta, timezone
+from typing import Optional
 
 import pytest
 import requests
@@ -21,6 +24,7 @@ from bridge.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from bridge.ports import Lookup, LookupResult
 from bridge.presentation import Presentation
 from tests.adapters.bitbybit_support import (
     API_BASE,
@@ -36,6 +40,7 @@ from tests.adapters.bitbybit_support import (
     listing,
     make_adapter,
 )
+from tests.fakes.bitbybit import FakeBitbybit
 
 
 @pytest.fixture
@@ -209,11 +214,12 @@ def test_a_redirected_create_is_not_followed_and_says_where_to(sleeps, place_req
     adapter = make_adapter(sleeps, settings=bbb_settings(api_base_url=old))
     rsps.add(responses.POST, f"{old}/orders", status=301, headers={"Location": ORDERS_URL})
 
-    with pytest.raises(UpstreamError) as moved:
+    with pytest.raises(UpstreamAmbiguous) as moved:
         adapter.place(place_request, deadline)
 
+    # Whoever answered the redirect may have passed the order on: it is looked up, never re-sent.
     assert ORDERS_URL in moved.value.message and "bitbybit.api_base_url" in moved.value.message
-    assert moved.value.maybe_applied is False and moved.value.upstream_status == 301
+    assert moved.value.maybe_applied is True and moved.value.upstream_status == 301
     assert len(rsps.calls) == 1  # a redirected order is never sent again, to the new address or as a GET
 
 
@@ -289,99 +295,253 @@ def test_reads_give_up_after_max_attempts(sleeps, deadline, rsps):
 
 # ----------------------------------------------------------------------------------------------- lookup
 
-
-def foreign(n: int, **fields) -> dict:
-    return bbb_order(id=f"ord_f{n}", tags=["walk-in"], **fields)
+SINCE = 1715200000.0 - 300  # DRAFT's own time, less the clock margin
 
 
-def test_lookup_finds_the_order_by_the_customers_name(adapter, place_request, deadline, rsps):
-    rsps.add(responses.GET, ORDERS_URL, json=listing([foreign(1), bbb_order()]), match=search(1, "Bik Tester"))
-
-    found = adapter.find_by_draft(DRAFT, place_request, deadline)
-
-    assert found.id == "ord_7f3a9c" and found.partnersData == {"id": DRAFT}
-    assert found.items == place_request.order.items  # the placeOrder answer, as for a fresh create
-    assert len(rsps.calls) == 1
+def at(seconds: float) -> str:
+    """An ISO-8601 createdAt `seconds` after SINCE (before it when negative)."""
+    return datetime.fromtimestamp(SINCE + seconds, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def test_lookup_searches_the_newest_orders_when_the_name_finds_nothing(adapter, place_request, deadline, rsps):
-    # bitbybit filed the order under an existing customer with another stored name.
-    rsps.add(responses.GET, ORDERS_URL, json=listing([]), match=search(1, "Bik Tester"))
-    rsps.add(responses.GET, ORDERS_URL, json=listing([foreign(1), bbb_order()]), match=search(1))
-
-    assert adapter.find_by_draft(DRAFT, place_request, deadline).id == "ord_7f3a9c"
-    assert len(rsps.calls) == 2
-
-
-def test_lookup_answers_none_when_every_name_match_was_seen(sleeps, place_request, deadline, rsps):
-    adapter = make_adapter(sleeps, settings=bbb_settings(lookup_max_pages=2))
-    rsps.add(responses.GET, ORDERS_URL, json=listing([foreign(1)]), match=search(1, "Bik Tester"))
-    rsps.add(responses.GET, ORDERS_URL, json=listing([foreign(2)], total=900, has_next=True), match=search(1))
-
-    assert adapter.find_by_draft(DRAFT, place_request, deadline) is None
-    assert len(rsps.calls) == 2  # after the name search, the newest page only: a create of the last minutes
+def walk_in(n: int, seconds: Optional[float], **fields) -> dict:
+    """An order of another customer, made in the dashboard `seconds` after SINCE."""
+    stamp = at(seconds) if seconds is not None else None
+    customer = {"id": f"cus_{n}", "firstName": "Asha", "lastName": "Rao", "email": None, "phoneNumber": None}
+    return bbb_order(id=f"ord_f{n}", tags=["walk-in"], customer=customer, createdAt=stamp, updatedAt=stamp,
+                     **fields)
 
 
-def test_lookup_pages_newest_first_within_the_bound(sleeps, place_request, deadline, rsps):
+def store(newer: int, older: int = 0, ours: Optional[int] = None, stored_name: Optional[str] = None) -> list[dict]:
+    """The store's orders, newest first: `newer` made after SINCE, then `older` before it.
+
+    `ours` is the index of the draft's order among them; `stored_name` files it under a returning customer.
+    """
+    moments = [60.0 * (newer - i) for i in range(newer)] + [-60.0 * (i + 1) for i in range(older)]
+    orders = [walk_in(i, moment) for i, moment in enumerate(moments)]
+    if ours is not None:
+        first, last = (stored_name or "Bik Tester").split()
+        orders[ours] = bbb_order(createdAt=at(moments[ours]), updatedAt=at(moments[ours]),
+                                 customer={"id": "cus_0", "firstName": first, "lastName": last})
+    return orders
+
+
+class Listing:
+    """GET /orders over a list of orders (newest first), `per_page` a page, sorted as bitbybit might sort it."""
+
+    def __init__(self, orders: list[dict], per_page: int = 2, oldest_first: bool = False, meta: bool = True,
+                 total: bool = True, miscount: int = 0):
+        self.orders = orders[::-1] if oldest_first else orders
+        self.per_page = per_page
+        self.meta, self.total, self.miscount = meta, total, miscount
+
+    def __call__(self, request) -> tuple[int, dict, str]:
+        params = request.params
+        term = params.get("search", "").lower()
+        found = [o for o in self.orders
+                 if term in f"{o['customer']['firstName']} {o['customer']['lastName']}".lower()]
+        page = int(params["page"])
+        chunk = found[(page - 1) * self.per_page: page * self.per_page]
+        body = listing(chunk, page=page, limit=self.per_page, total=len(found) + self.miscount,
+                       has_next=page * self.per_page < len(found))
+        if not self.meta:
+            del body["meta"]
+        elif not self.total:
+            del body["meta"]["total"]
+        return 200, {}, json.dumps(body)
+
+
+def serve(rsps, orders: list[dict], **listing_options) -> None:
+    rsps.add_callback(responses.GET, ORDERS_URL, callback=Listing(orders, **listing_options))
+
+
+def pages_read(rsps) -> list[str]:
+    """The pages the lookup asked for, in order: "3" for the store's page 3, "Bik Tester 1" for a name's."""
+    return [" ".join(filter(None, (c.request.params.get("search"), c.request.params["page"]))) for c in rsps.calls]
+
+
+FOUND, ABSENT, INCONCLUSIVE = LookupResult.FOUND, LookupResult.ABSENT, LookupResult.INCONCLUSIVE
+NAME = "Bik Tester"
+
+
+@pytest.mark.parametrize(("orders", "options", "by_name", "since", "max_pages", "result", "pages"), [
+    pytest.param(store(12, ours=7), {}, True, SINCE, 5, FOUND, ["1", f"{NAME} 1"],
+                 id="found by name in a busy store"),
+    pytest.param(store(12, ours=1, stored_name="Asha Rao"), {}, True, SINCE, 5, FOUND, ["1"],
+                 id="a create of the last minutes is on the store's newest page"),
+    pytest.param(store(12, ours=5, stored_name="Asha Rao"), {}, True, SINCE, 5, FOUND,
+                 ["1", f"{NAME} 1", "2", "3"], id="returning customer under a stored name found by the store scan"),
+    pytest.param(store(5, 10), {}, True, SINCE, 5, ABSENT, ["1", f"{NAME} 1", "2", "3"],
+                 id="absent: the store scan read back past since"),
+    pytest.param(store(1, 10), {}, True, SINCE, 5, ABSENT, ["1"],
+                 id="absent in one read on a store of modest traffic"),
+    pytest.param(store(5), {}, True, SINCE, 5, ABSENT, ["1", f"{NAME} 1", "2", "3"],
+                 id="absent: the store scan reached the end of the orders"),
+    pytest.param(store(5), {}, True, None, 5, ABSENT, ["1", f"{NAME} 1", "2", "3"],
+                 id="absent without since: the end of the orders"),
+    pytest.param(store(20), {}, True, SINCE, 3, INCONCLUSIVE, ["1", f"{NAME} 1", "2"],
+                 id="the page bound comes before since"),
+    pytest.param(store(2, 30), {}, True, None, 5, INCONCLUSIVE, ["1", f"{NAME} 1", "2", "3", "4"],
+                 id="since unknown on a store bigger than the bound"),
+    pytest.param(store(20), {}, False, SINCE, 5, INCONCLUSIVE, ["1", "2", "3", "4", "5"],
+                 id="reconcile on a busy store"),
+    pytest.param(store(3, 10), {}, False, SINCE, 5, ABSENT, ["1", "2"],
+                 id="reconcile on a quiet store"),
+    pytest.param(store(12, ours=2, stored_name="Asha Rao"), {"oldest_first": True}, False, SINCE, 5, FOUND,
+                 ["1", "6", "5"], id="oldest first: the last pages are read first"),
+    pytest.param(store(3, 9), {"oldest_first": True}, True, SINCE, 5, ABSENT, ["1", "6", f"{NAME} 1", "5"],
+                 id="oldest first: absent once a page starts before since"),
+    pytest.param(store(3, 3), {"oldest_first": True, "total": False}, True, SINCE, 5, ABSENT,
+                 ["1", f"{NAME} 1", "2", "3"], id="oldest first without a total: the end of the orders"),
+    pytest.param(store(3, 9), {"oldest_first": True, "total": False}, False, SINCE, 5, INCONCLUSIVE,
+                 ["1", "2", "3", "4", "5"], id="oldest first without a total: only the end proves"),
+    pytest.param(store(3, 9, ours=0), {"oldest_first": True, "miscount": -2}, False, SINCE, 5, INCONCLUSIVE,
+                 ["1", "5", "4", "3", "2"], id="oldest first with a total that undercounts: never absent"),
+    pytest.param(store(3, 9), {"meta": False}, True, SINCE, 5, ABSENT, ["1", f"{NAME} 1", "2"],
+                 id="a listing without meta still reaches since"),
+    pytest.param(store(3), {"meta": False}, True, SINCE, 5, ABSENT, ["1", f"{NAME} 1", "2", "3"],
+                 id="without meta only an empty page is the end"),
+])
+def test_lookup(sleeps, place_request, deadline, rsps, orders, options, by_name, since, max_pages, result, pages):
+    adapter = make_adapter(sleeps, settings=bbb_settings(lookup_max_pages=max_pages))
+    serve(rsps, orders, **options)
+
+    found = adapter.find_by_draft(DRAFT, place_request if by_name else None, deadline, since)
+
+    assert found.result is result
+    assert pages_read(rsps) == pages
+    if result is FOUND:
+        assert found.order.id == "ord_7f3a9c" and found.order.partnersData == {"id": DRAFT}
+    if result is INCONCLUSIVE:
+        assert "raise bitbybit.lookup_max_pages" in found.reason.lower()
+        assert "bik-bridge reconcile" in found.reason and MARKER in found.reason
+
+
+def test_a_name_search_that_saw_every_match_never_proves_absence(sleeps, place_request, deadline, rsps):
+    # bitbybit may have filed the order under the returning customer's stored name, which no search for
+    # Bik's name finds: only the store scan can prove absence, and here it runs out of pages first.
     adapter = make_adapter(sleeps, settings=bbb_settings(lookup_max_pages=3))
-    newest = [foreign(n, createdAt=f"2024-05-08T10:00:{59 - n:02d}.000Z") for n in range(4)]
-    rsps.add(responses.GET, ORDERS_URL, json=listing(newest[:2], total=400, has_next=True),
-             match=search(1, "Bik Tester"))
-    rsps.add(responses.GET, ORDERS_URL, json=listing([newest[2], bbb_order()], page=2, total=400, has_next=True),
-             match=search(2, "Bik Tester"))
+    serve(rsps, store(20, ours=12, stored_name="Asha Rao"))
 
-    assert adapter.find_by_draft(DRAFT, place_request, deadline).id == "ord_7f3a9c"
-    assert len(rsps.calls) == 2
+    found = adapter.find_by_draft(DRAFT, place_request, deadline, SINCE)
+
+    assert found.result is INCONCLUSIVE
+    assert pages_read(rsps) == ["1", f"{NAME} 1", "2"]
 
 
-def test_lookup_reads_the_last_pages_first_when_bitbybit_lists_oldest_first(sleeps, deadline, rsps):
+def test_the_inconclusive_reason_says_why_and_what_to_do(sleeps, deadline, rsps):
     adapter = make_adapter(sleeps, settings=bbb_settings(lookup_max_pages=2))
-    oldest = [foreign(1, createdAt="2023-01-01T00:00:00.000Z"), foreign(2, createdAt="2023-01-02T00:00:00.000Z")]
-    rsps.add(responses.GET, ORDERS_URL, json=listing(oldest, total=450, has_next=True), match=search(1))
-    rsps.add(responses.GET, ORDERS_URL, json=listing([foreign(3)], page=5, total=450), match=search(5))
-    rsps.add(responses.GET, ORDERS_URL, json=listing([bbb_order()], page=4, total=450, has_next=True),
-             match=search(4))
+    serve(rsps, store(20))
 
-    found = adapter.find_by_draft(DRAFT, None, deadline)  # reconcile: no request, so no name
+    bounded = adapter.find_by_draft(DRAFT, None, deadline, SINCE)
+    unknown = adapter.find_by_draft(DRAFT, None, deadline, None)
 
-    assert found.id == "ord_7f3a9c"
-    assert [c.request.params["page"] for c in rsps.calls] == ["1", "5", "4"]
+    assert "4 of 20 orders read (2 pages" in bounded.reason
+    assert "created before 2024-05-08T20:21:40+00:00" in bounded.reason
+    assert "bitbybit.lookup_max_pages (2)" in bounded.reason
+    assert "could have been made is unknown" in unknown.reason
 
 
-def test_lookup_that_could_not_see_every_name_match_refuses_to_say_absent(sleeps, place_request, deadline, rsps):
-    adapter = make_adapter(sleeps, settings=bbb_settings(lookup_max_pages=2))
-    for page in (1, 2):
-        rsps.add(responses.GET, ORDERS_URL, json=listing([foreign(page)], page=page, total=900, has_next=True),
-                 match=search(page, "Bik Tester"))
-    rsps.add(responses.GET, ORDERS_URL, json=listing([foreign(8)], total=900, has_next=True), match=search(1))
+@pytest.mark.parametrize("boundary", [
+    pytest.param({"createdAt": None}, id="no createdAt"),
+    pytest.param({"createdAt": "2024-05-08T20:20:00"}, id="a time without a zone"),
+    pytest.param({"createdAt": "yesterday"}, id="not a time"),
+    pytest.param({"updatedAt": at(30)}, id="changed since: the sort may be by last change"),
+])
+def test_an_order_that_cannot_show_it_is_older_than_since_proves_nothing(sleeps, deadline, rsps, boundary):
+    orders = store(2, 9)
+    orders[2].update(boundary)  # the last order of page 1, where the scan would first pass SINCE
+    adapter = make_adapter(sleeps)
+    serve(rsps, orders, per_page=3)
 
-    with pytest.raises(UpstreamUnavailable, match="inconclusive"):
-        adapter.find_by_draft(DRAFT, place_request, deadline)
+    assert adapter.find_by_draft(DRAFT, None, deadline, SINCE).result is ABSENT
+    assert pages_read(rsps) == ["1", "2"]  # page 2 proves it instead
 
-    assert len(rsps.calls) == 3  # two pages by name, the newest page of the store: bounded
+
+@pytest.mark.parametrize(("max_pages", "result"), [(3, INCONCLUSIVE), (4, ABSENT)])
+def test_orders_without_readable_times_prove_absence_only_at_the_end(sleeps, deadline, rsps, max_pages, result):
+    adapter = make_adapter(sleeps, settings=bbb_settings(lookup_max_pages=max_pages))
+    serve(rsps, [walk_in(n, None) for n in range(8)])  # four pages
+
+    found = adapter.find_by_draft(DRAFT, None, deadline, SINCE)
+
+    assert found.result is result
+    assert len(rsps.calls) == max_pages
+    assert result is ABSENT or "no creation time" in found.reason
+
+
+def test_lookup_answers_like_the_create_when_bik_sent_the_request(adapter, place_request, deadline, rsps):
+    rsps.add(responses.GET, ORDERS_URL, json=listing([walk_in(1, 60), bbb_order()]), match=search(1))
+
+    found = adapter.find_by_draft(DRAFT, place_request, deadline, SINCE)
+
+    assert found.order.items == place_request.order.items  # the placeOrder answer, as for a fresh create
+    assert len(rsps.calls) == 1
 
 
 def test_lookup_without_a_request_reads_the_current_order(adapter, deadline, rsps):
     rsps.add(responses.GET, ORDERS_URL, json=listing([bbb_order(financialStatus="paid")]), match=search(1))
 
-    found = adapter.find_by_draft(DRAFT, None, deadline)
+    found = adapter.find_by_draft(DRAFT, None, deadline, None)
 
-    assert found.paymentStatus == "paid" and found.items[0].variantId == 40946134352009
+    assert found.order.paymentStatus == "paid" and found.order.items[0].variantId == 40946134352009
 
 
 def test_lookup_ignores_orders_with_another_drafts_marker(adapter, place_request, deadline, rsps):
-    rsps.add(responses.GET, ORDERS_URL, json=listing([bbb_order(tags=[MARKER + "0"])]),
-             match=search(1, "Bik Tester"))
-    rsps.add(responses.GET, ORDERS_URL, json=listing([bbb_order(tags=["x" + MARKER])]), match=search(1))
+    rsps.add(responses.GET, ORDERS_URL, json=listing([bbb_order(tags=[MARKER + "0"]), bbb_order(tags=["x" + MARKER])]),
+             match=search(1))
 
-    assert adapter.find_by_draft(DRAFT, place_request, deadline) is None
+    assert adapter.find_by_draft(DRAFT, place_request, deadline, SINCE) == Lookup.absent()
 
 
 def test_a_lookup_answer_that_is_not_a_listing_is_an_error(adapter, place_request, deadline, rsps):
     rsps.add(responses.GET, ORDERS_URL, json=envelope({"id": "x"}))
 
     with pytest.raises(UpstreamUnavailable):
-        adapter.find_by_draft(DRAFT, place_request, deadline)
+        adapter.find_by_draft(DRAFT, place_request, deadline, SINCE)
+
+
+@pytest.fixture(scope="module")
+def store_server():
+    with FakeBitbybit(api_key=KEY) as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_store(store_server):
+    store_server.reset()
+    return store_server
+
+
+def test_a_returning_customers_order_is_found_past_the_newest_page_of_a_real_listing(sleeps, fake_store,
+                                                                                     place_request, deadline):
+    adapter = make_adapter(sleeps, settings=bbb_settings(api_base_url=fake_store.api_base_url))
+    fake_store.add_customer("Asha", "Rao", phone="+919876543210")  # Bik says "Bik Tester"; bitbybit keeps Asha Rao
+    since = time.time() - 300
+    placed = adapter.place(place_request, deadline)
+    for n in range(150):
+        fake_store.add_order(tags=["walk-in"], phone=f"+9198000{n:05d}", email=None)
+
+    found = adapter.find_by_draft(DRAFT, place_request, deadline, since)
+
+    assert fake_store.order(placed.id)["customer"]["firstName"] == "Asha"
+    assert found == Lookup.found(placed)
+    assert [r.query for r in fake_store.requests if r.method == "GET"] == [
+        "page=1&limit=100", "page=1&limit=100&search=Bik+Tester", "page=2&limit=100"]
+
+
+@pytest.mark.parametrize(("since_known", "result", "reads"), [(True, ABSENT, 1), (False, INCONCLUSIVE, 2)])
+def test_a_real_listing_proves_absence_once_it_reads_past_since(sleeps, fake_store, deadline, since_known, result,
+                                                                reads):
+    adapter = make_adapter(sleeps, settings=bbb_settings(api_base_url=fake_store.api_base_url, lookup_max_pages=2))
+    yesterday = datetime.now(timezone.utc) - timedelta(days=1)
+    for n in range(250):
+        fake_store.add_order(tags=["walk-in"], phone=f"+9198000{n:05d}", email=None,
+                             created_at=yesterday if n < 230 else None)
+
+    found = adapter.find_by_draft(DRAFT, None, deadline, time.time() - 300 if since_known else None)
+
+    assert found.result is result
+    assert len(fake_store.requests) == reads
 
 
 # ----------------------------------------------------------------------------------------------- ping

@@ -221,8 +221,13 @@ class FakeBitbybit(FakePlatform):
     def add_order(self, *, tags: Iterable[str] = (), first_name: str = "Asha", last_name: str = "Rao",
                   phone: str = "+919800000000", email: Optional[str] = "asha@example.com", status: str = "active",
                   fulfillment: str = "unfulfilled", financial: str = "pending",
-                  lines: Optional[list[tuple[str, int]]] = None, notes: str = "") -> str:
-        """Seed an order that did not come through the API (the dashboard, another channel); returns its id."""
+                  lines: Optional[list[tuple[str, int]]] = None, notes: str = "",
+                  created_at: Optional[datetime] = None) -> str:
+        """Seed an order that did not come through the API (the dashboard, another channel); returns its id.
+
+        Its customer is found by phone or email as a create would find it, or stored with these names.
+        `created_at` backdates it (orders list by creation time); by default it is made now.
+        """
         customer = {"firstName": first_name, "lastName": last_name, "phone": phone}
         if email:
             customer["email"] = email
@@ -233,9 +238,22 @@ class FakeBitbybit(FakePlatform):
                      for variant_id, quantity in (lines or [(EXAMPLE_VARIANT, 1)])]
             order = self._build_order(items, address, self._customer_for(customer), notes, list(tags))
             order.update(status=status, fulfillmentStatus=fulfillment, financialStatus=financial)
+            if created_at is not None:
+                stamp = created_at.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+                order.update(createdAt=stamp, updatedAt=stamp)
             self._orders[order["id"]] = order
             self._state.notify_all()
             return order["id"]
+
+    def add_customer(self, first_name: str, last_name: str, phone: Optional[str] = None,
+                     email: Optional[str] = None) -> str:
+        """Seed a returning customer (or find the one stored for this phone or email); returns its id.
+
+        Orders then created for that phone or email are filed under the stored names, whatever they say.
+        """
+        with self._state:
+            return self._customer_for({"firstName": first_name, "lastName": last_name, "phone": phone,
+                                       "email": email})["id"]
 
     # HTTP
 

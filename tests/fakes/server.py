@@ -8,11 +8,14 @@ operation does instead of succeeding normally:
     delay_then_apply(s)        sleep, then apply and answer normally (the client may have timed out)
     delay_without_apply(s)     sleep, then answer 504, apply nothing
     apply_then_status(code)    apply, then answer `code`
+    apply_then_delay(s)        apply, then sleep before answering normally (created, then the answer timed out)
+    status_then_apply_later(code, s)  answer `code` at once, apply `s` seconds later (a create landing late)
     hold(event, apply_first)   block until `event` is set (at most 30 s), applying before or after
     drop_connection(apply_first)  close the socket without any HTTP response
 
 Unlike werkzeug's own handler, the server keeps HTTP/1.1 connections alive and counts them, so tests and
-benchmarks can see whether a client reuses its connections.
+benchmarks can see whether a client reuses its connections. `FakeServer.gate`, when set, is asked about each
+request before its body is read, and may drop the connection unread (nothing applied, no answer).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Callable, NamedTuple, Optional
 
-from flask import Response, g, jsonify, request
+from flask import Response, copy_current_request_context, g, jsonify, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 HOLD_LIMIT_SECONDS = 30.0
@@ -79,6 +82,15 @@ class Fault:
         if self.kind == "apply_then_status":
             apply()
             return error_response(self.code, self.body, self.headers)
+        if self.kind == "apply_then_delay":
+            response = apply()
+            time.sleep(self.seconds)
+            return response
+        if self.kind == "status_then_apply_later":
+            later = threading.Timer(self.seconds, copy_current_request_context(apply))
+            later.daemon = True
+            later.start()
+            return error_response(self.code, self.body, self.headers)
         if self.kind == "hold":
             response = apply() if self.apply_first else None
             self.event.wait(HOLD_LIMIT_SECONDS)
@@ -109,6 +121,16 @@ def delay_without_apply(seconds: float) -> Fault:
 def apply_then_status(code: int, body: Any = None, headers: Optional[dict] = None) -> Fault:
     """Apply the operation, then answer `code` instead of the normal response."""
     return Fault("apply_then_status", code=code, body=body, headers=headers)
+
+
+def apply_then_delay(seconds: float) -> Fault:
+    """Apply, then sleep before answering: "created, then the response timed out" for the client's read timeout."""
+    return Fault("apply_then_delay", seconds=seconds)
+
+
+def status_then_apply_later(code: int, seconds: float, body: Any = None, headers: Optional[dict] = None) -> Fault:
+    """Answer `code` at once, then apply the operation `seconds` later in the background: a create landing late."""
+    return Fault("status_then_apply_later", code=code, body=body, headers=headers, seconds=seconds)
 
 
 def hold(event: threading.Event, apply_first: bool = False) -> Fault:
@@ -175,6 +197,8 @@ class FakeServer:
         self.host = host
         self.port = port
         self.latency_ms = latency_ms
+        # Asked with each request's environ before its body is read; True drops the connection unread.
+        self.gate: Optional[Callable[[dict], bool]] = None
         self._lock = threading.Lock()
         self._log: list[RequestRecord] = []
         self._status_counts: collections.Counter = collections.Counter()
@@ -391,6 +415,12 @@ class _KeepAliveHandler(WSGIRequestHandler):
         if self.headers.get("Expect", "").lower().strip() == "100-continue":
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         environ = self.make_environ()
+        gate = self.server.owner.gate
+        if gate is not None and gate(environ):
+            # Refused unread: nothing reaches the app, and the client gets no answer at all.
+            self.server.owner._record(environ, None)
+            self.close_connection = True
+            return
         environ["wsgi.input"] = io.BytesIO(self._read_body(environ))
         started: list = []
         written: list[bytes] = []

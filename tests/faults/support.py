@@ -31,12 +31,14 @@ RETRYABLE = (409, 503, 504)
 
 
 def fault_config(fake, redis_url: str, **sections) -> dict:
-    """A bridge config for the fake store (BigCommerce or bitbybit) with short budgets: leases end within seconds."""
+    """A bridge config for the fake store on the defaults, with budgets shortened so leases end within seconds.
+
+    Only time is scaled down (a fault test cannot wait out 20-second budgets); every safety setting is the default.
+    """
     base = {
         "upstream": {"timeout_seconds": TIMEOUT_SECONDS, "total_timeout_seconds": TOTAL_TIMEOUT_SECONDS,
                      "connect_timeout_seconds": 0.5},
-        # Lost-record faults are only survivable with the lookup on; every fault here runs with it.
-        "idempotency": {"lease_grace_seconds": LEASE_GRACE_SECONDS, "wait_seconds": 1, "lookup_before_create": True},
+        "idempotency": {"lease_grace_seconds": LEASE_GRACE_SECONDS, "wait_seconds": 1},
     }
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -128,3 +129,40 @@ def test_a_quota_spent_for_several_windows_is_shared_by_both_instances(pair, fak
     for response in responses:
         assert response.status_code == 200 or (response.status_code == 503 and response.headers["Retry-After"])
     assert fake.create_count == 1 + sum(r.status_code == 200 for r in responses)
+
+
+def busy(fake: FakeBitbybit, orders: int) -> None:
+    """Other customers' orders, newer than anything placed so far."""
+    for i in range(orders):
+        fake.add_order(first_name="Other", last_name=f"Buyer{i}", phone=f"+9198{i:08d}", email=None)
+
+
+def test_a_returning_customer_on_a_busy_store_is_found_after_a_lost_record(pair, fake, place_body, redis_client,
+                                                                           config, forget_quota):
+    """bitbybit files the order under the customer's stored name, and 250 orders land after it."""
+    fake.add_customer("Asha", "R.", phone=place_body["order"]["phoneNumber"], email=place_body["order"]["email"])
+    placed = order_id(pair[0].post("placeOrder", place_body))
+    busy(fake, 250)
+    redis_client.delete(record_key(config, place_body["draftOrderId"]))  # lost: evicted, or Redis restarted
+
+    retried = pair[1].post("placeOrder", place_body)
+
+    assert order_id(retried) == placed
+    assert fake.create_count == 1
+
+
+def test_a_lookup_that_cannot_reach_the_draft_s_time_creates_nothing(pair, fake, place_body, redis_client, config,
+                                                                     forget_quota):
+    """Past `lookup_max_pages` pages of newer orders the bridge cannot prove absence: 503, never a second order."""
+    draft = f"nb_{int(time.time()) - 60}_{uuid.uuid4().hex[:8]}"  # Bik's shape: made a minute ago
+    body = copy.deepcopy(place_body)
+    body["draftOrderId"] = body["order"]["id"] = draft
+    fake.add_customer("Asha", "R.", phone=body["order"]["phoneNumber"], email=body["order"]["email"])
+    placed = order_id(pair[0].post("placeOrder", body))
+    busy(fake, 600)  # six pages of 100 above it; the default bound is five
+    redis_client.delete(record_key(config, draft))
+
+    refused = pair[1].post("placeOrder", body)
+
+    assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1, refused.text
+    assert fake.create_count == 1 and placed in fake.orders

@@ -35,7 +35,7 @@ def bridge(start_bridges, shared_config):
 def sqlite_bridge(start_bridges, module_fake, redis_url, tmp_path_factory):
     """One host, several workers, the SQLite store: the same guarantees without Redis."""
     path = tmp_path_factory.mktemp("sqlite") / "idempotency.db"
-    config = fault_config(module_fake, redis_url, server={"workers": 3, "threads": 4},
+    config = fault_config(module_fake, redis_url, server={"workers": 3},
                           idempotency={"backend": "sqlite", "sqlite_path": str(path)})
     return start_bridges(config, "sqlite")
 

@@ -49,7 +49,7 @@ def test_fifty_identical_orders_over_two_instances_make_one_order(pair, fake, pl
 
 def test_fifty_identical_orders_on_sqlite_across_workers_make_one_order(start_bridges, fake, place_body,
                                                                          redis_url, tmp_path):
-    config = fault_config(fake, redis_url, server={"workers": 3, "threads": 4},
+    config = fault_config(fake, redis_url, server={"workers": 3},
                           idempotency={"backend": "sqlite", "sqlite_path": str(tmp_path / "idempotency.db")})
     bridge = start_bridges(config, "sqlite")
     fake.latency_ms = 50

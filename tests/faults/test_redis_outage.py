@@ -21,10 +21,11 @@ pytestmark = pytest.mark.integration
 class PrivateRedis:
     """A redis-server of this test's own, without persistence, stoppable and restartable on the same port."""
 
-    def __init__(self, workdir) -> None:
+    def __init__(self, workdir, *args: str) -> None:
         self.binary = shutil.which("redis-server")
         self.port = free_port()
         self.workdir = workdir
+        self.args = args  # more redis-server options, such as a memory limit and an eviction policy
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -34,7 +35,7 @@ class PrivateRedis:
     def start(self) -> "PrivateRedis":
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--dir", str(self.workdir), *self.args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         wait_for(lambda: self._answers(client), what="redis-server to answer")
         client.close()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakes.server import apply_then_status, delay_without_apply, status
+from tests.fakes.server import apply_then_status, delay_without_apply, status, status_then_apply_later
 
 from .support import TIMEOUT_SECONDS, HeldCall, order_id, place_like_bik, posts_to_orders, wait_for
 
@@ -64,14 +64,28 @@ def test_timed_out_without_creating_then_the_retry_creates_exactly_one(bridge, f
     assert posts_to_orders(fake) == 2  # the lost one, and the one sent after the lookup proved it absent
 
 
-@pytest.mark.parametrize("code", [500, 502, 503, 504])
+@pytest.mark.parametrize("code", [500, 501, 502, 503, 504, 505, 520, 522, 524, 599, 302, 408])
 def test_a_create_answered_with_5xx_after_landing_is_looked_up_not_resent(bridge, fake, place_body, code):
+    """Any 5xx (a CDN's 52x too), a 3xx or an unlisted 4xx after the create landed: found, never sent twice."""
     fake.faults.script("create", apply_then_status(code))
 
     response = bridge.post("placeOrder", place_body)
 
     assert order_id(response) == str(next(iter(fake.orders)))
     assert fake.create_count == 1 and posts_to_orders(fake) == 1
+
+
+@pytest.mark.parametrize("code", [520, 503])
+def test_a_create_answered_5xx_at_once_that_lands_later_is_found_not_resent(bridge, fake, place_body, code):
+    """The store answers an error at once and makes the order a second later: every retry ends on that one order."""
+    fake.faults.script("create", status_then_apply_later(code, TIMEOUT_SECONDS))
+
+    attempts = place_like_bik(bridge, place_body)
+
+    assert attempts.responses[0].status_code in (502, 503, 504)
+    assert all(r.status_code in (409, 502, 503, 504) for r in attempts.interim)
+    assert fake.create_count == 1 and posts_to_orders(fake) == 1
+    assert order_id(attempts.final) == str(next(iter(fake.orders)))
 
 
 def test_a_create_refused_with_5xx_is_not_resent_until_a_lookup_proves_it_absent(bridge, fake, place_body):

@@ -46,7 +46,7 @@ def bridge(tmp_path_factory):
     folder = tmp_path_factory.mktemp("schemathesis")
     config = {
         "platform": "local",
-        "server": {"workers": 1, "threads": 4},
+        "server": {"workers": 1},
         "auth": {"scheme": "bearer", "token": TOKEN},
         "idempotency": {"backend": "sqlite", "sqlite_path": str(folder / "idempotency.db"), "wait_seconds": 0},
         "local": {"db_path": str(folder / "local.db")},

@@ -71,7 +71,7 @@ def bigcommerce_config(fake: FakeBigCommerce, redis_url: str, **sections) -> dic
     """A bridge config for the fake store, Redis idempotency in a namespace of its own."""
     config = {
         "platform": "bigcommerce",
-        "server": {"workers": 2, "threads": 4},
+        "server": {"workers": 2},
         "auth": {"scheme": "bearer", "token": TOKEN},
         "idempotency": {"backend": "redis", "redis_url": redis_url, "namespace": f"test:{uuid.uuid4().hex}",
                         "wait_seconds": 5},
@@ -89,7 +89,7 @@ def bitbybit_config(fake: FakeBitbybit, redis_url: str, **sections) -> dict:
     """A bridge config for the fake bitbybit store, Redis idempotency in a namespace of its own."""
     config = {
         "platform": "bitbybit",
-        "server": {"workers": 2, "threads": 4},
+        "server": {"workers": 2},
         "auth": {"scheme": "bearer", "token": TOKEN},
         "idempotency": {"backend": "redis", "redis_url": redis_url, "namespace": f"test:{uuid.uuid4().hex}",
                         "wait_seconds": 5},

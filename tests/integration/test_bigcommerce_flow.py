@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import json
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -46,11 +47,12 @@ def test_placed_order_is_replayed_byte_for_byte_without_touching_the_store(bridg
     assert len(fake_bc.requests) == requests_after_first
 
 
-def test_happy_path_makes_exactly_one_upstream_request(bridge, fake_bc, place_body):
+def test_happy_path_looks_the_draft_up_then_creates_once(bridge, fake_bc, place_body):
+    """On the defaults a fresh order costs two requests: the lookup by draft id, then the one create."""
     bridge.post("placeOrder", place_body)
 
-    sent = [(r.method, r.path.split("/v2")[-1]) for r in fake_bc.requests]
-    assert sent == [("POST", "/orders")]
+    sent = [(r.method, r.path.split("/v2")[-1], parse_qs(r.query)) for r in fake_bc.requests]
+    assert sent == [("GET", "/orders", {"external_order_id": [place_body["draftOrderId"]]}), ("POST", "/orders", {})]
 
 
 def test_get_order_follows_the_store(bridge, fake_bc, place_body):
@@ -161,7 +163,7 @@ def test_redis_down_refuses_placeorder_with_503_and_getorder_still_works(fake_bc
 
 
 def test_sqlite_backend_shares_claims_across_workers(fake_bc, redis_url, start_bridge, place_body, tmp_path):
-    config = bigcommerce_config(fake_bc, redis_url, server={"workers": 3, "threads": 4},
+    config = bigcommerce_config(fake_bc, redis_url, server={"workers": 3},
                                 idempotency={"backend": "sqlite", "sqlite_path": str(tmp_path / "idem.db")})
     bridge = start_bridge(config)
 

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def local_bridge(start_bridge, tmp_path):
-    return start_bridge({"platform": "local", "server": {"workers": 1, "threads": 2},
+    return start_bridge({"platform": "local", "server": {"workers": 1},
                          "local": {"db_path": str(tmp_path / "orders.db")},
                          "idempotency": {"sqlite_path": str(tmp_path / "idem.db")}})
 

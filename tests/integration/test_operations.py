@@ -47,7 +47,7 @@ def bridge(fake, redis_url, tmp_path_factory):
 
     It logs at DEBUG, as an operator following requests one by one would: every upstream attempt gets a line.
     """
-    config = bigcommerce_config(fake, redis_url, server={"workers": 1, "threads": 4},
+    config = bigcommerce_config(fake, redis_url, server={"workers": 1},
                                 metrics={"token": METRICS_TOKEN}, logging={"format": "json", "level": "DEBUG"})
     port = free_port()
     process = BridgeProcess(config, tmp_path_factory.mktemp("ops"),

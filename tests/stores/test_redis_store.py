@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from adapters.stores import RedisIdempotencyStore
-from adapters.stores.redis_store import SCAN_BATCH
+from adapters.stores.redis_store import SCAN_BATCH, durability_risks
 from bridge.errors import StoreUnavailable
 from bridge.ports import ClaimOutcome, RecordState
 
@@ -135,3 +135,33 @@ def test_warm_up_loads_every_script_so_the_first_claim_finds_it(redis_store, red
     shas = [redis_store._claim.sha, redis_store._complete.sha, redis_store._mark_unknown.sha,
             redis_store._release.sha]
     assert redis_admin.script_exists(*shas) == [True] * 4
+
+
+@pytest.mark.parametrize(
+    ("info", "save", "risks"),
+    [
+        ({"aof_enabled": 1, "maxmemory_policy": "noeviction"}, "", []),
+        ({"aof_enabled": 0, "maxmemory_policy": "noeviction"}, "", ["memory only"]),
+        ({"aof_enabled": 0, "maxmemory_policy": "noeviction"}, "3600 1", ["since its last snapshot"]),
+        ({"aof_enabled": 0, "maxmemory_policy": "noeviction"}, None, ["since its last snapshot"]),
+        ({"aof_enabled": 1, "maxmemory_policy": "volatile-lru"}, "", ["volatile-lru"]),
+        ({"aof_enabled": 1, "maxmemory_policy": "allkeys-lru"}, "", ["allkeys-lru"]),
+        ({"aof_enabled": 0, "maxmemory_policy": "volatile-ttl"}, "", ["memory only", "volatile-ttl"]),
+        ({}, None, []),  # a Redis that will not say
+    ],
+)
+def test_durability_risks_table(info, save, risks):
+    """Only AOF keeps every record over a restart, and only noeviction keeps records that carry a TTL."""
+    found = durability_risks(info, save)
+    assert len(found) == len(risks)
+    for line, expected in zip(found, risks):
+        assert expected in line
+
+
+def test_durability_risks_read_the_real_server(redis_store, redis_admin):
+    """The store reads INFO and CONFIG from the server it uses."""
+    aof = redis_admin.info("persistence")["aof_enabled"]
+    policy = redis_admin.info("memory")["maxmemory_policy"]
+    save = redis_admin.config_get("save")["save"]
+
+    assert redis_store.durability_risks() == durability_risks({"aof_enabled": aof, "maxmemory_policy": policy}, save)

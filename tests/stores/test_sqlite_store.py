@@ -163,3 +163,28 @@ def _keys(path: str) -> list[str]:
         return [row[0] for row in conn.execute("SELECT key FROM idempotency_records ORDER BY key")]
     finally:
         conn.close()
+
+
+def test_a_file_from_before_created_at_gets_the_column_and_keeps_its_records(tmp_path):
+    """An older file is upgraded in place; its records read the owner's start as their first start."""
+    path = str(tmp_path / "old.db")
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE idempotency_records (namespace TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL,"
+        " fingerprint TEXT NOT NULL, token TEXT NOT NULL, started_at REAL NOT NULL, lease_until REAL NOT NULL,"
+        " order_id TEXT, response BLOB, updated_at REAL NOT NULL, expires_at REAL NOT NULL,"
+        " PRIMARY KEY (namespace, key))")
+    now = time.time()
+    conn.execute("INSERT INTO idempotency_records VALUES ('ns', 'd-1', 'unknown', 'fp', 't', ?, ?, NULL, NULL, ?, ?)",
+                 (now - 100, now - 90, now - 90, now + 3600))
+    conn.commit()
+    conn.close()
+    store = SqliteIdempotencyStore(path, namespace="ns", ttl_seconds=TTL_SECONDS)
+
+    record = store.get("d-1")
+    takeover = store.claim("d-1", "fp", 60)
+
+    assert record.created_at == 0.0 and record.first_started_at == pytest.approx(now - 100)
+    assert takeover.outcome is ClaimOutcome.TAKEOVER
+    assert takeover.record.created_at == pytest.approx(now - 100)
+    store.close()

@@ -22,11 +22,35 @@ def test_claim_on_absent_record_is_new(store):
     assert claim.token and len(claim.token) == 32
     record = claim.record
     assert (record.key, record.state, record.fingerprint, record.token) == ("d-1", RecordState.IN_FLIGHT, "fp-1", claim.token)
-    assert record.started_at == record.updated_at
+    assert record.started_at == record.updated_at == record.created_at == claim.now
     assert record.lease_until == pytest.approx(record.started_at + LIVE)
     assert record.order_id is None and record.response is None
     assert claim.previous is None
     assert store.get("d-1") == record
+
+
+def test_every_claim_reports_the_store_clock(store):
+    """BUSY and DONE answers carry the store's `now` too: a record's times are compared with nothing else."""
+    first = store.claim("d-1", "fp", LIVE)
+    busy = store.claim("d-1", "fp", LIVE)
+    assert store.complete("d-1", first.token, "order-1", b"{}")
+    done = store.claim("d-1", "fp", LIVE)
+
+    assert first.now <= busy.now <= done.now
+    assert busy.record.lease_until - busy.now == pytest.approx(LIVE - (busy.now - first.now), abs=1e-6)
+
+
+def test_takeovers_keep_the_first_owner_start(store):
+    """However many owners a record has had, it remembers when the first one started: no create is older."""
+    first = store.claim("d-1", "fp", STALE)
+    second = store.claim("d-1", "fp", STALE)
+    assert store.mark_unknown("d-1", second.token)
+    third = store.claim("d-1", "fp", LIVE)
+
+    assert second.outcome is third.outcome is ClaimOutcome.TAKEOVER
+    assert third.record.created_at == second.record.created_at == first.record.created_at
+    assert third.record.started_at == third.now >= first.record.started_at
+    assert store.get("d-1").first_started_at == first.record.started_at
 
 
 def test_get_of_absent_record_is_none(store):

@@ -1,4 +1,4 @@
-"""Fixtures the service-level unit tests share: a SQLite store, a fake clock, Bik's example order."""
+"""Fixtures the service-level unit tests share: a fake clock, a SQLite store on it, Bik's example order."""
 import pytest
 
 from adapters.stores.sqlite_store import SqliteIdempotencyStore
@@ -8,15 +8,16 @@ from .fakes import FakeClock
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = SqliteIdempotencyStore(str(tmp_path / "idempotency.db"), namespace="test", ttl_seconds=3600)
-    yield store
-    store.close()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def store(tmp_path, clock):
+    """The real SQLite store, reading the test's clock: the service compares record times only with it."""
+    store = SqliteIdempotencyStore(str(tmp_path / "idempotency.db"), namespace="test", ttl_seconds=3600, clock=clock)
+    yield store
+    store.close()
 
 
 @pytest.fixture

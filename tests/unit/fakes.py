@@ -7,6 +7,7 @@ from typing import Callable, Optional
 from bridge.errors import OrderNotFound, StoreUnavailable, UpstreamAmbiguous
 from bridge.models import BikOrder, PlaceOrderRequest
 from bridge.outbound import OutboundRequest
+from bridge.ports import Lookup
 from bridge.upstream import Deadline
 
 
@@ -22,6 +23,8 @@ class FakeAdapter:
         self.lookups = 0
         self._next: list[tuple[BaseException, bool]] = []
         self._missed_lookups = 0
+        self._inconclusive_lookups = 0
+        self.lookup_since: list[Optional[float]] = []  # the `since` of every lookup, in order
 
     # scripting ------------------------------------------------------------------------------
 
@@ -36,6 +39,10 @@ class FakeAdapter:
     def miss_lookups(self, count: int = 1) -> None:
         """The next `count` lookups by draft id find nothing yet (a lagging search index)."""
         self._missed_lookups += count
+
+    def leave_lookups_inconclusive(self, count: int = 1) -> None:
+        """The next `count` lookups prove nothing either way (a page bound reached first)."""
+        self._inconclusive_lookups += count
 
     # the port -------------------------------------------------------------------------------
 
@@ -56,13 +63,18 @@ class FakeAdapter:
                 return order
         raise OrderNotFound(f"order {order_id} not found")
 
-    def find_by_draft(self, draft_order_id: str, request: Optional[PlaceOrderRequest],
-                      deadline: Deadline) -> Optional[BikOrder]:
+    def find_by_draft(self, draft_order_id: str, request: Optional[PlaceOrderRequest], deadline: Deadline,
+                      since: Optional[float]) -> Lookup:
         self.lookups += 1
+        self.lookup_since.append(since)
+        if self._inconclusive_lookups:
+            self._inconclusive_lookups -= 1
+            return Lookup.inconclusive("fake: the lookup reached its page bound")
         if self._missed_lookups:
             self._missed_lookups -= 1
-            return None
-        return self.orders.get(draft_order_id)
+            return Lookup.absent()
+        order = self.orders.get(draft_order_id)
+        return Lookup.found(order) if order is not None else Lookup.absent()
 
     def check_credentials(self, deadline: Deadline) -> str:
         return f"fake platform: {len(self.orders)} orders"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import json
 
 import pytest
@@ -277,6 +278,187 @@ def test_unknown_fields_are_ignored(client, place_order_body):
     place_order_body["somethingNew"] = {"nested": [1, 2]}
     place_order_body["order"]["items"][0]["colour"] = "red"
     assert post(client, "/placeOrder", place_order_body).status_code == 200
+
+
+# strict input: refused before anything is stored or sent ---------------------------------------
+
+
+@pytest.fixture
+def watched(config):
+    """A client whose platform counts every call, and its service (to look into the idempotency store)."""
+    adapter = FakeAdapter()
+    client, service = make_client(config, build_service(config, adapter=adapter))
+    yield client, service, adapter
+    service.store.close()
+
+
+def assert_untouched(service, adapter, draft=DRAFT):
+    """Nothing reached the platform and no idempotency record was written for the draft."""
+    assert (adapter.creates, adapter.lookups) == (0, 0)
+    assert service.store.get(draft) is None
+
+
+@pytest.mark.parametrize("path, value", [
+    ("paymentPending", "false"),
+    ("paymentPending", 0),
+    ("paymentPending", None),
+    ("order.items.0.quantity", "2"),
+    ("order.items.0.quantity", 2.0),
+    ("order.items.0.price", "499"),
+    ("order.items.0.price", True),
+    ("order.subTotal", "998"),
+    ("order.total", "947.00"),
+    ("order.shippingCharge", "49"),
+    ("order.discount", "100"),
+    ("draftOrderId", "  nb_1  "),
+    ("draftOrderId", "nb_1 "),
+    ("draftOrderId", "nb_1\n"),
+    ("draftOrderId", "nb\x00_1"),
+    ("order.items.0.variantId", " 40946134352009"),
+    ("order.items.0.variantId", "SKU-1\t"),
+    ("order.items.0.productId", "SKU\r\n1"),
+    ("order.items.0.productId", "SKU\x85"),
+    ("order.items.0.variantId", "SKU\ud83d"),
+    ("order.email", "buyer@example.com\r\nBcc: all@example.com"),
+    ("order.email", "buyer\x00@example.com"),
+    ("order.email", "buyer.example.com"),
+    ("order.email", "buyer@@example.com"),
+    ("order.email", "a@b@example.com"),
+    ("order.email", "@example.com"),
+    ("order.email", "buyer@example"),
+    ("order.email", "buyer@example."),
+    ("order.email", "buy er@example.com"),
+    ("order.phoneNumber", "+91 98765\n43210"),
+    ("order.phoneNumber", "+919876543210\x00"),
+    ("order.address.phoneNumber", "+91\ud83d"),
+    ("order.address.firstName", "Bik\r\nTester"),
+    ("order.address.lastName", "\x00"),
+    ("order.address.address1", "HSR Layout\x7f"),
+    ("order.address.address2", "Sector 6\x1b[31m"),
+    ("order.address.city", "Bengaluru\x9f"),
+    ("order.address.state", "Karna\ntaka"),
+    ("order.address.country", "India\x0b"),
+    ("order.address.countryCode", "I\tN"),
+    ("order.address.zip", "560102\r"),
+    ("order.currency", "IN\x00"),
+])
+def test_strict_field_is_400_naming_it_and_nothing_is_stored_or_sent(watched, place_order_body, path, value):
+    """A string for a boolean or a count, a padded id, a control character where the store would keep it,
+    a malformed email: 400 naming exactly that field, no idempotency record, no platform call."""
+    client, service, adapter = watched
+    body = assert_json_error(post(client, "/placeOrder", mutate(place_order_body, path, value)), 400)
+    assert [d["field"] for d in body["details"]] == [path], body
+    assert body["details"][0]["message"] and not body["details"][0]["message"].startswith("Value error")
+    assert_untouched(service, adapter)
+    assert_untouched(service, adapter, draft=place_order_body["draftOrderId"])
+
+
+def test_a_corrected_body_with_the_same_draft_is_placed(watched, place_order_body):
+    """The refusal leaves no trace: the same draft, corrected, is placed once."""
+    client, service, adapter = watched
+    assert_json_error(post(client, "/placeOrder", mutate(copy.deepcopy(place_order_body), "paymentPending",
+                                                          "false")), 400)
+    assert_json_error(post(client, "/placeOrder", mutate(copy.deepcopy(place_order_body), "order.currency",
+                                                          "USD")), 422)
+    assert_untouched(service, adapter)
+    assert post(client, "/placeOrder", place_order_body).status_code == 200
+    assert adapter.creates == 1
+
+
+@pytest.mark.parametrize("email", ["", "   ", None, ...])
+def test_an_order_without_an_email_is_placed(client, place_order_body, email):
+    """Many WhatsApp customers have no email: empty, blank, null or absent still places the order."""
+    order = post(client, "/placeOrder", mutate(place_order_body, "order.email", email))
+    assert order.status_code == 200, order.get_data(as_text=True)
+    assert not order.get_json()["order"]["email"]
+
+
+@pytest.mark.parametrize("email, kept", [(" Buyer@Example.COM ", "buyer@example.com"),
+                                         ("first.last+bik@mail.example.co.in", "first.last+bik@mail.example.co.in"),
+                                         ("o'neil@xn--80ak6aa92e.com", "o'neil@xn--80ak6aa92e.com")])
+def test_a_plausible_email_is_kept_lower_cased(client, place_order_body, email, kept):
+    response = post(client, "/placeOrder", mutate(place_order_body, "order.email", email))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["order"]["email"] == kept
+
+
+def test_control_characters_in_display_text_become_one_space(client, place_order_body):
+    """Item and variant names only label the order: each run of control characters becomes one space."""
+    item = place_order_body["order"]["items"][0]
+    item["name"], item["variantName"] = "Skin\r\nRenew\x00Cream", "Red\ud83d/\x1f\x7fL"
+    placed = post(client, "/placeOrder", place_order_body)
+    assert placed.status_code == 200, placed.get_data(as_text=True)
+    line = placed.get_json()["order"]["items"][0]
+    assert (line["name"], line["variantName"]) == ("Skin Renew Cream", "Red / L")
+    stored = post(client, "/getOrder", {"orderId": "L-1001"}).get_json()["order"]["items"][0]
+    assert (stored["name"], stored["variantName"]) == ("Skin Renew Cream", "Red / L")
+
+
+@pytest.mark.parametrize("raw, fields", [
+    ('{"draftOrderId": "nb_1", "draftOrderId": "nb_2", "order": {}}', ["draftOrderId"]),
+    ('{"draftOrderId": "nb_1", "paymentPending": true, "paymentPending": false, "order": {}}', ["paymentPending"]),
+    ('{"draftOrderId": "nb_1", "order": {"items": [{"variantId": 1, "quantity": 1, "quantity": 9}]}}',
+     ["order.items.0.quantity"]),
+    ('{"draftOrderId": "nb_1", "order": {"address": {"city": "A", "zip": "1", "city": "B"}}}', ["order.address.city"]),
+    ('{"x": [[{"a": null}], [{"b": null, "b": 2}]], "y": null, "draftOrderId": "nb_1"}', ["x.1.0.b"]),
+    ('{"unknown": {"k": 1, "k": 1}, "draftOrderId": "nb_1", "draftOrderId": "nb_1"}',
+     ["unknown.k", "draftOrderId"]),
+])
+def test_a_repeated_key_at_any_depth_is_400_naming_its_path(watched, raw, fields):
+    """Which of two values would win differs between parsers: the bridge refuses, naming each repeated key."""
+    client, service, adapter = watched
+    body = assert_json_error(post(client, "/placeOrder", raw.encode()), 400)
+    assert [d["field"] for d in body["details"]] == fields
+    assert all(d["message"] == "duplicate key" for d in body["details"])
+    assert_untouched(service, adapter, draft="nb_1")
+
+
+def test_a_repeated_draft_id_in_the_sample_is_refused(watched, place_order_body):
+    """The sample with draftOrderId twice (last one different) is refused, not placed under either id."""
+    client, service, adapter = watched
+    raw = json.dumps(place_order_body)[:-1] + ', "draftOrderId": "nb_other"}'
+    body = assert_json_error(post(client, "/placeOrder", raw.encode()), 400)
+    assert body["details"] == [{"field": "draftOrderId", "message": "duplicate key"}]
+    assert_untouched(service, adapter)
+    assert_untouched(service, adapter, draft="nb_other")
+
+
+def test_get_order_with_a_repeated_key_is_400(client):
+    body = assert_json_error(post(client, "/getOrder", b'{"orderId": "L-1001", "orderId": "L-1002"}'), 400)
+    assert body["details"] == [{"field": "orderId", "message": "duplicate key"}]
+
+
+@pytest.mark.parametrize("order_id", [" L-1001", "L-1001 ", "L-1001\n", "L-\x001001", "L-1001\ud83d"])
+def test_get_order_takes_the_id_as_sent(client, place_order_body, order_id):
+    """A padded id or one with a control character is 400 naming orderId, never trimmed onto another order."""
+    assert post(client, "/placeOrder", place_order_body).status_code == 200
+    body = assert_json_error(post(client, "/getOrder", {"orderId": order_id}), 400)
+    assert [d["field"] for d in body["details"]] == ["orderId"]
+
+
+@pytest.mark.parametrize("currency", ["USD", "inr", "EU"])
+def test_another_currency_than_the_stores_is_422_naming_both(watched, place_order_body, currency):
+    """Bik's amounts in USD for an INR store would be mislabelled: 422 before anything is stored or sent."""
+    client, service, adapter = watched
+    body = assert_json_error(post(client, "/placeOrder", mutate(place_order_body, "order.currency", currency)), 422)
+    assert f'"{currency}"' in body["error"] and '"INR"' in body["error"] and "order.currency" in body["error"]
+    assert_untouched(service, adapter)
+
+
+@pytest.mark.parametrize("currency", ["", "INR", " INR "])
+def test_the_stores_currency_or_none_is_placed(client, place_order_body, currency):
+    response = post(client, "/placeOrder", mutate(place_order_body, "order.currency", currency))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["order"]["currency"] == "INR"
+
+
+def test_the_store_currency_comes_from_the_config(tmp_path, place_order_body):
+    """store.currency USD: Bik's USD is placed, its INR is refused."""
+    client, service = make_client(make_config(tmp_path, store={"currency": "USD"}))
+    assert_json_error(post(client, "/placeOrder", mutate(place_order_body, "order.currency", "INR")), 422)
+    placed = post(client, "/placeOrder", mutate(place_order_body, "order.currency", "USD"))
+    assert placed.status_code == 200 and placed.get_json()["order"]["currency"] == "USD"
+    service.store.close()
 
 
 # routing, health and request ids -----------------------------------------------------------

@@ -106,6 +106,26 @@ def test_dry_run_rejects_a_bad_payload(tmp_path, place_order_body, capsys):
     assert "order.items.0.quantity" in fields and "draftOrderId" in fields
 
 
+@pytest.mark.parametrize(("change", "field"), [
+    (lambda raw: raw.replace('"paymentPending": true', '"paymentPending": true, "paymentPending": false'),
+     "paymentPending"),
+    (lambda raw: raw.replace('"currency": ""', '"currency": "USD"'), None),
+])
+def test_dry_run_makes_the_checks_place_order_makes(tmp_path, project_root, capsys, change, field):
+    """A repeated key or another currency than the store's stops dry-run as it would stop placeOrder."""
+    payload = tmp_path / "payload.json"
+    payload.write_text(change((project_root / "examples" / "place-order.json").read_text()))
+
+    assert main(["dry-run", str(payload), "--platform", "bigcommerce"]) == 2
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    if field:
+        assert [d["field"] for d in json.loads(err)["details"]] == [field]
+    else:
+        assert "USD" in json.loads(err)["error"] and "INR" in json.loads(err)["error"]
+
+
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]"])
 def test_dry_run_rejects_a_file_that_is_not_a_json_object(tmp_path, capsys, content):
     """A payload file that is not a JSON object is exit 2."""
@@ -147,3 +167,89 @@ def test_local_set_status_of_an_unknown_order_fails(tmp_path, capsys):
     path = write_config(tmp_path, f"local: {{db_path: \"{tmp_path / 'local.db'}\"}}\n")
     assert main(["local", "set-status", "L-4242", "--config", path, "--status", "DELIVERED"]) == 1
     assert "L-4242 not found" in capsys.readouterr().err
+
+
+def test_check_config_names_every_unset_variable_at_once(tmp_path, capsys):
+    """check-config lists all unset variables in one run, each with the key that uses it."""
+    path = write_config(tmp_path, """
+platform: bigcommerce
+auth: {scheme: bearer, token: "${BIK_TOKEN_UNSET}"}
+bigcommerce: {store_hash: "${BC_HASH_UNSET}", access_token: "${BC_TOKEN_UNSET}"}
+metrics: {token: "${METRICS_TOKEN_UNSET:-}"}
+""")
+    assert main(["check-config", "--config", path]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    for key, name in (("auth.token", "BIK_TOKEN_UNSET"), ("bigcommerce.store_hash", "BC_HASH_UNSET"),
+                      ("bigcommerce.access_token", "BC_TOKEN_UNSET")):
+        assert f"{key}: environment variable {name} is not set" in err
+    assert "METRICS_TOKEN_UNSET" not in err
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("redis://cache.internal:6380/2", "redis://cache.internal:6380/2"),
+    (f"redis://bridge:{SECRET}@cache:6379/0", "redis://bridge:****@cache:6379/0"),
+])
+def test_check_config_masks_only_the_redis_password(tmp_path, capsys, url, shown):
+    """A Redis URL is shown as it is, but for its password."""
+    path = write_config(tmp_path, f"idempotency: {{backend: redis, redis_url: '{url}'}}\n")
+    assert main(["check-config", "--config", path]) == 0
+    out = capsys.readouterr().out
+    assert yaml.safe_load(out)["idempotency"]["redis_url"] == shown
+    assert SECRET not in out
+
+
+def test_check_config_states_the_place_order_worst_case(tmp_path, capsys):
+    """check-config says how long one placeOrder may take, and warns when that reaches 25 s."""
+    assert main(["check-config"]) == 0
+    assert "placeOrder answers within 23.05 s at worst" in capsys.readouterr().err
+    path = write_config(tmp_path, "upstream: {total_timeout_seconds: 30}\nidempotency: {wait_seconds: 10}\n")
+    assert main(["check-config", "--config", path]) == 0
+    assert "warning: placeOrder answers within 33.05 s at worst" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [
+    ["serve"], ["check-config"], ["check-config", "--ping"], ["reconcile"], ["dry-run", "place-order.json"],
+    ["healthcheck"], ["local", "set-status", "L-1001", "--status", "DELIVERED"],
+])
+@pytest.mark.parametrize("url", [f"redis://:{SECRET}@cache:port/0", f"http://:{SECRET}@cache:6379/0",
+                                 f"redis://:{SECRET}@cache:6379/zero"])
+def test_a_bad_redis_url_is_a_config_error_for_every_command(tmp_path, capsys, command, url):
+    """Every command stops with exit 2 naming idempotency.redis_url, never with a traceback or the password."""
+    path = write_config(tmp_path, f"idempotency: {{backend: redis, redis_url: '{url}'}}\n")
+    assert main([*command, "--config", path]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("bik-bridge: invalid config: idempotency.redis_url: ")
+    assert SECRET not in out + err
+
+
+def test_relative_paths_follow_the_config_file_not_the_working_folder(tmp_path, place_order_body, monkeypatch,
+                                                                     capsys):
+    """An order placed with a config's relative db_path is found by set-status run from another folder."""
+    folder = tmp_path / "deploy"
+    folder.mkdir()
+    config_file = folder / "bridge.yaml"
+    config_file.write_text("local: {db_path: orders.db}\nidempotency: {sqlite_path: idempotency.db}\n")
+    app = create_app(load_config(str(config_file), environ={}))
+    assert app.test_client().post("/placeOrder", json=place_order_body).status_code == 200
+    app.extensions["bik_bridge"].store.close()
+    assert (folder / "orders.db").exists() and (folder / "idempotency.db").exists()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["local", "set-status", "L-1001", "--config", str(config_file), "--status", "DELIVERED"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "DELIVERED"
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_set_status_names_the_database_it_searched(tmp_path, place_order_body, capsys):
+    """An unknown order, or a database that does not exist, is reported with the file's full path."""
+    path = write_config(tmp_path, "local: {db_path: orders.db}\nidempotency: {sqlite_path: idempotency.db}\n")
+    assert main(["local", "set-status", "L-1001", "--config", path, "--status", "DELIVERED"]) == 1
+    assert f"no local order database at {tmp_path / 'orders.db'} (local.db_path)" in capsys.readouterr().err
+    assert not (tmp_path / "orders.db").exists()
+    app = create_app(load_config(path, environ={}))
+    app.test_client().post("/placeOrder", json=place_order_body)
+    app.extensions["bik_bridge"].store.close()
+    assert main(["local", "set-status", "L-4242", "--config", path, "--status", "DELIVERED"]) == 1
+    assert f"L-4242 not found in {tmp_path / 'orders.db'} (local.db_path)" in capsys.readouterr().err

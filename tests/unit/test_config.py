@@ -5,7 +5,15 @@ import json
 
 import pytest
 
-from bridge.config import CONFIG_ENV, Config, expand_env, load_config, parse_config, revise
+from bridge.config import (
+    CONFIG_ENV,
+    PLACE_ORDER_TARGET_SECONDS,
+    Config,
+    expand_env,
+    load_config,
+    parse_config,
+    revise,
+)
 from bridge.errors import ConfigError
 
 BIGCOMMERCE = {"store_hash": "abc123", "access_token": "bc-token-value"}
@@ -59,6 +67,20 @@ def test_unset_variable_without_default_names_the_key_path():
     message = config_error({"bigcommerce": {"access_token": "${BC_TOKEN}"}})
     assert "bigcommerce.access_token" in message
     assert "BC_TOKEN" in message
+
+
+def test_every_unset_variable_is_named_at_once():
+    """All unset variables are named in one error, each with its key, not one per attempt."""
+    message = config_error({"auth": {"scheme": "bearer", "token": "${BIK_TOKEN}"},
+                            "bigcommerce": {"store_hash": "${BC_HASH}", "access_token": "${BC_TOKEN}"},
+                            "auth_overrides": {"getOrder": {"password": "pre-${BC_TOKEN}-${OTHER:-x}"}},
+                            "store": {"currency": "${CUR:-INR}"}})
+    assert message.split("; ") == [
+        "auth.token: environment variable BIK_TOKEN is not set",
+        "bigcommerce.store_hash: environment variable BC_HASH is not set",
+        "bigcommerce.access_token: environment variable BC_TOKEN is not set",
+        "auth_overrides.getOrder.password: environment variable BC_TOKEN is not set",
+    ]
 
 
 def test_missing_platform_field_is_named():
@@ -130,6 +152,104 @@ def test_masked_never_contains_secrets():
     assert "redis-secret-4" not in shown
     assert config.masked()["bigcommerce"]["store_hash"] == "abc123"
     assert config.masked()["auth_overrides"]["getOrder"]["username"] == "bik"
+
+
+def test_redis_url_shows_its_password_masked_and_nothing_else():
+    """A Redis URL is printed as given, except for its password (and a Sentinel's password)."""
+    def shown(url: str) -> str:
+        return parse_config({"idempotency": {"redis_url": url}}, {}).masked()["idempotency"]["redis_url"]
+
+    assert shown("redis://cache.internal:6380/2") == "redis://cache.internal:6380/2"
+    assert shown("rediss://:s3cret@cache:6379/0") == "rediss://:****@cache:6379/0"
+    assert shown("redis://bridge:s3cret@cache:6379/0") == "redis://bridge:****@cache:6379/0"
+    assert shown("redis+sentinel://:s3cret@s1:26379,s2/mymaster?sentinel_password=other") == (
+        "redis+sentinel://:****@s1:26379,s2/mymaster?sentinel_password=****")
+    assert shown("unix:///run/redis.sock?db=1") == "unix:///run/redis.sock?db=1"
+
+
+def test_secret_fields_are_masked_and_other_fields_shown():
+    """SecretStr fields print as a mask; plain fields and unset secrets print as they are."""
+    shown = parse_config({"platform": "bitbybit", "bitbybit": {"api_key": "bbb-key", "store_id": "shop-1"},
+                          "metrics": {"token": "scrape-me"}}, {}).masked()
+    assert shown["bitbybit"]["api_key"] == shown["metrics"]["token"] == "**********"
+    assert shown["bitbybit"]["store_id"] == "shop-1"
+    assert shown["auth"]["token"] is None
+
+
+@pytest.mark.parametrize("url", [
+    "redis://127.0.0.1:6379/0", "redis://cache", "rediss://user:p%40ss@cache.example:6380/15",
+    "redis://[::1]:6379/0", "unix:///run/redis/redis.sock", "redis+sentinel://s1:26379,s2,[::1]:26380/mymaster/2",
+    "rediss+sentinel://:pw@s1/mymaster?sentinel_password=x", "redis://cache/0?socket_timeout=0.5&ssl_cert_reqs=none",
+])
+def test_usable_redis_urls_are_accepted(url):
+    """Every URL form the Redis stores understand loads."""
+    assert parse_config({"idempotency": {"redis_url": url}}, {}).idempotency.redis_url.get_secret_value() == url
+
+
+@pytest.mark.parametrize("url, problem", [
+    ("http://:pw@cache:6379/0", "must start with redis://"),
+    ("cache:6379", "must start with redis://"),
+    ("", "must start with redis://"),
+    ("redis://:pw@cache:notaport/0", "port from 1 to 65535"),
+    ("redis://:pw@cache:70000/0", "port from 1 to 65535"),
+    ("redis://:pw@:6379/0", "needs a host"),
+    ("redis://:pw@cache:6379/zero", "not a database number"),
+    ("redis://[::1/0", "not a valid URL"),
+    ("unix://", "socket's path"),
+    ("redis+sentinel://:pw@s1:26379", "/service"),
+    ("redis+sentinel://:pw@s1:x/mymaster", "sentinels"),
+    ("redis+sentinel://:pw@s1/mymaster/db", "/service or /service/db"),
+    ("redis://:pw@cache:6379/0?socket_timeout=soon", "socket_timeout that is not a number"),
+])
+def test_unusable_redis_url_is_a_config_error_naming_the_key(url, problem):
+    """A Redis URL the store could not use fails when the config loads, naming the key and never the password."""
+    message = config_error({"idempotency": {"backend": "redis", "redis_url": url}})
+    assert message.startswith("idempotency.redis_url: ")
+    assert problem in message
+    assert "pw" not in message
+
+
+def test_relative_paths_in_a_file_are_taken_from_its_folder(tmp_path, monkeypatch):
+    """sqlite_path, db_path and variant_map a file sets mean the same from any working folder."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = folder / "bridge.yaml"
+    path.write_text("idempotency: {sqlite_path: data/idem.db}\nlocal: {db_path: /var/lib/orders.db}\n"
+                    "bitbybit: {api_key: k, variant_map: ../maps/variants.csv}\n")
+    monkeypatch.chdir(tmp_path)
+    config = load_config(str(path.relative_to(tmp_path)), environ={})
+    assert config.idempotency.sqlite_path == str(folder / "data" / "idem.db")
+    assert config.local.db_path == "/var/lib/orders.db"
+    assert config.bitbybit.variant_map == str(folder / ".." / "maps" / "variants.csv")
+
+
+def test_built_in_default_paths_are_taken_from_the_working_folder(tmp_path, monkeypatch):
+    """Without a file, and for the paths a file leaves unset, the files live where the bridge is started."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "bridge.yaml").write_text("local: {db_path: orders.db}\n")
+    workdir = tmp_path / "data"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    config = load_config(None, environ={})
+    assert config.idempotency.sqlite_path == config.local.db_path == str(workdir / "bik-bridge.db")
+    from_file = load_config(str(folder / "bridge.yaml"), environ={})
+    assert from_file.local.db_path == str(folder / "orders.db")
+    assert from_file.idempotency.sqlite_path == str(workdir / "bik-bridge.db")
+    assert parse_config({"local": {"db_path": "orders.db"}}, {}).local.db_path == str(workdir / "orders.db")
+
+
+def test_sqlite_special_names_are_not_paths(tmp_path):
+    """`:memory:` and `file:` URIs reach SQLite as given."""
+    raw = {"idempotency": {"sqlite_path": ":memory:"}, "local": {"db_path": "file:orders.db?mode=rwc"}}
+    config = parse_config(raw, {}, base_dir=tmp_path)
+    assert (config.idempotency.sqlite_path, config.local.db_path) == (":memory:", "file:orders.db?mode=rwc")
+
+
+def test_revise_keeps_resolved_paths(tmp_path):
+    """A revised config keeps the paths its file resolved, wherever it is revised."""
+    config = parse_config({"local": {"db_path": "orders.db"}}, {}, base_dir=tmp_path)
+    assert revise(config, {"server": {"port": 9000}}).local.db_path == str(tmp_path / "orders.db")
 
 
 def test_config_env_variable_is_respected(tmp_path, monkeypatch):
@@ -229,6 +349,18 @@ def test_lease_outlasts_the_upstream_budget():
     """The lease is the whole upstream budget plus the grace."""
     config = parse_config({"upstream": {"total_timeout_seconds": 12}, "idempotency": {"lease_grace_seconds": 3}}, {})
     assert config.lease_seconds() == 15
+
+
+def test_default_place_order_worst_case_is_under_25_seconds():
+    """With the defaults one placeOrder answers within 25 s, even a duplicate that waits and then creates."""
+    # One budget covers the call: a duplicate's wait for the draft's owner comes out of it, and so do the
+    # lookup and the create; the last attempt's connect may start just before that budget ends and run
+    # `connect_timeout_seconds` past it.
+    config = load_config(None, environ={})
+    worst = (max(config.idempotency.wait_seconds, config.upstream.total_timeout_seconds)
+             + config.upstream.connect_timeout_seconds)
+    assert config.place_order_worst_case_seconds() == worst
+    assert worst < PLACE_ORDER_TARGET_SECONDS == 25
 
 
 def test_auth_for_uses_overrides():

@@ -40,7 +40,7 @@ def adapter() -> CountingAdapter:
 def make_service(adapter, store, cache_seconds: float) -> OrderService:
     clock = FakeClock()
     settings = ServiceSettings(get_order_cache_seconds=cache_seconds)
-    return OrderService(adapter, store, settings, clock=clock, sleep=RecordingSleep(clock))
+    return OrderService(adapter, store, settings, sleep=RecordingSleep(clock))
 
 
 @pytest.fixture

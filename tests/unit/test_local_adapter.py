@@ -6,6 +6,7 @@ import pytest
 from adapters.local.adapter import LocalAdapter
 from bridge.errors import BadRequest, OrderNotFound
 from bridge.models import PlaceOrderRequest
+from bridge.ports import Lookup
 from bridge.presentation import Presentation
 from bridge.upstream import Deadline
 
@@ -70,10 +71,10 @@ def test_orders_survive_a_new_adapter(tmp_path, place_order_body):
 
 
 def test_find_by_draft(adapter, place_order_body):
-    """find_by_draft returns the order placed for a draft, or None."""
-    assert adapter.find_by_draft("nb_1", None, Deadline(5)) is None
+    """find_by_draft finds the order placed for a draft; before that, its own table proves it absent."""
+    assert adapter.find_by_draft("nb_1", None, Deadline(5), None) == Lookup.absent()
     placed = adapter.place(request_for(place_order_body, "nb_1"), Deadline(5))
-    assert adapter.find_by_draft("nb_1", None, Deadline(5)) == placed
+    assert adapter.find_by_draft("nb_1", None, Deadline(5), None) == Lookup.found(placed)
 
 
 def test_set_status_shows_in_get(adapter, place_order_body):
@@ -120,5 +121,5 @@ def test_build_create_sends_nothing(adapter, place_order_body):
     """dry-run's request list describes the insert without touching the store."""
     planned = adapter.build_create(request_for(place_order_body, "nb_1"))
     assert planned[0].json["draft_id"] == "nb_1"
-    assert adapter.find_by_draft("nb_1", None, Deadline(5)) is None
+    assert adapter.find_by_draft("nb_1", None, Deadline(5), None) == Lookup.absent()
     assert "0 orders" in adapter.check_credentials(Deadline(5))

@@ -1,6 +1,8 @@
 """The bridge's OpenAPI document: valid, true to the configured auth, and true to what the app answers."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_spec
@@ -120,10 +122,19 @@ def test_real_answers_match_the_document(app_and_document, place_order_body):
 
 
 def test_request_schema_takes_what_the_model_takes(app_and_document, place_order_body):
-    """Money as a number or a decimal string, ids as numbers or strings: the schema says so too."""
+    """Money as a JSON number only, ids as numbers or strings, paymentPending a boolean: the schema says so too."""
     _, document = app_and_document
     schema = document["paths"]["/placeOrder"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     validator = Draft202012Validator({**schema, "components": document["components"]})
-    place_order_body["order"]["total"] = "947.00"
+    place_order_body["order"]["total"] = 947.5
     place_order_body["order"]["items"][0]["variantId"] = "SKU-1"
     validator.validate(place_order_body)
+    for path, value in ((("order", "total"), "947.00"), (("order", "items", 0, "quantity"), "2"),
+                        (("paymentPending",), "false")):
+        body = json.loads(json.dumps(place_order_body))
+        *parents, last = path
+        node = body
+        for key in parents:
+            node = node[key]
+        node[last] = value
+        assert not validator.is_valid(body), path

@@ -1,7 +1,6 @@
 """Recovering without the record: the lookup before every create, and the reconciler that settles leftovers."""
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -23,12 +22,12 @@ class FlakyLookups(FakeAdapter):
         super().__init__()
         self.failing_lookups = 0
 
-    def find_by_draft(self, draft_order_id, request, deadline):
+    def find_by_draft(self, draft_order_id, request, deadline, since):
         if self.failing_lookups:
             self.failing_lookups -= 1
             self.lookups += 1
             raise UpstreamUnavailable("lookup: connection refused")
-        return super().find_by_draft(draft_order_id, request, deadline)
+        return super().find_by_draft(draft_order_id, request, deadline, since)
 
 
 @pytest.fixture
@@ -37,9 +36,8 @@ def adapter() -> FlakyLookups:
 
 
 def make_service(adapter, store, clock, **settings) -> OrderService:
-    values = {"lease_seconds": BUDGET + 5, "upstream_budget_seconds": BUDGET, "wait_seconds": 0.0,
-              "lookup_before_create": True, **settings}
-    return OrderService(adapter, store, ServiceSettings(**values), clock=clock, sleep=RecordingSleep(clock))
+    values = {"lease_seconds": BUDGET + 5, "upstream_budget_seconds": BUDGET, "wait_seconds": 0.0, **settings}
+    return OrderService(adapter, store, ServiceSettings(**values), sleep=RecordingSleep(clock))
 
 
 @pytest.fixture
@@ -47,14 +45,13 @@ def service(adapter, store, clock) -> OrderService:
     return make_service(adapter, store, clock)
 
 
-def left_behind(store, request: PlaceOrderRequest, state: RecordState):
+def left_behind(store, clock, request: PlaceOrderRequest, state: RecordState):
     """A record whose owner crashed: its lease already over, in flight or marked unknown."""
-    claim = store.claim(request.draftOrderId, request.fingerprint(), 0)
+    claim = store.claim(request.draftOrderId, request.fingerprint(), 1)
     assert claim.outcome is ClaimOutcome.NEW
     if state is RecordState.UNKNOWN:
         assert store.mark_unknown(request.draftOrderId, claim.token)
-    while time.time() <= claim.record.lease_until:
-        time.sleep(0.001)
+    clock.advance(1.5)
     return claim.record
 
 
@@ -89,6 +86,11 @@ def test_a_failed_lookup_sends_nothing_and_frees_the_draft(service, adapter, sto
     assert service.place_order(request_).outcome == "created"
 
 
+def test_the_lookup_is_on_by_default():
+    """A merchant who sets nothing gets the lookup: a lost record costs a read, never a second order."""
+    assert ServiceSettings().lookup_before_create is True
+
+
 def test_the_lookup_can_be_turned_off(adapter, store, clock, request_):
     service = make_service(adapter, store, clock, lookup_before_create=False)
 
@@ -100,8 +102,8 @@ def test_the_lookup_can_be_turned_off(adapter, store, clock, request_):
 # ------------------------------------------------------------------------------------------- reconcile
 
 
-def test_reconcile_records_an_order_a_crashed_owner_placed(service, adapter, store, request_):
-    left_behind(store, request_, RecordState.IN_FLIGHT)
+def test_reconcile_records_an_order_a_crashed_owner_placed(service, adapter, store, clock, request_):
+    left_behind(store, clock, request_, RecordState.IN_FLIGHT)
     adapter.create_behind_the_bridge(request_)
 
     assert service.reconcile(older_than=0) == [(request_.draftOrderId, "recorded", "F-1")]
@@ -113,7 +115,7 @@ def test_reconcile_records_an_order_a_crashed_owner_placed(service, adapter, sto
 
 def test_reconcile_releases_a_surely_absent_order_so_the_retry_creates_once(service, adapter, store, clock,
                                                                            request_):
-    left_behind(store, request_, RecordState.UNKNOWN)
+    left_behind(store, clock, request_, RecordState.UNKNOWN)
     clock.advance(BUDGET + 1)
 
     assert service.reconcile(older_than=0) == [(request_.draftOrderId, "released", None)]
@@ -122,16 +124,16 @@ def test_reconcile_releases_a_surely_absent_order_so_the_retry_creates_once(serv
     assert adapter.creates == 1
 
 
-def test_reconcile_holds_a_record_whose_create_may_still_land(service, adapter, store, request_):
-    left_behind(store, request_, RecordState.UNKNOWN)
+def test_reconcile_holds_a_record_whose_create_may_still_land(service, adapter, store, clock, request_):
+    left_behind(store, clock, request_, RecordState.UNKNOWN)
 
     assert service.reconcile(older_than=0) == [(request_.draftOrderId, "still_in_flight", None)]
     assert store.get(request_.draftOrderId).state is RecordState.IN_FLIGHT
     assert adapter.creates == 0
 
 
-def test_reconcile_keeps_a_record_whose_lookup_failed_unknown(service, adapter, store, request_):
-    left_behind(store, request_, RecordState.IN_FLIGHT)
+def test_reconcile_keeps_a_record_whose_lookup_failed_unknown(service, adapter, store, clock, request_):
+    left_behind(store, clock, request_, RecordState.IN_FLIGHT)
     adapter.failing_lookups = 1
 
     assert service.reconcile(older_than=0) == [(request_.draftOrderId, "lookup_failed", None)]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import ssl
 import threading
 from contextlib import contextmanager
 from typing import Iterator, Optional
@@ -18,7 +19,16 @@ from bridge.config import UpstreamConfig
 from bridge.errors import UpstreamAmbiguous, UpstreamAuthError, UpstreamUnavailable
 from bridge.outbound import OutboundRequest
 from bridge.quota import RateGate
-from bridge.upstream import Deadline, Outcome, Upstream, backoff_seconds, should_retry, was_sent
+from bridge.upstream import (
+    Deadline,
+    Outcome,
+    Upstream,
+    WriteVerdict,
+    backoff_seconds,
+    classify_write,
+    should_retry,
+    was_sent,
+)
 
 from .fakes import FakeClock
 
@@ -120,12 +130,42 @@ READ_TIMEOUT = Outcome(error=requests.exceptions.ReadTimeout("read timed out"), 
         ("422", Outcome(response=response(422)), False, False),
         ("200", Outcome(response=response(200)), False, False),
         ("201", Outcome(response=response(201)), False, False),
+        ("501", Outcome(response=response(501)), True, False),
+        ("505", Outcome(response=response(505)), True, False),
+        ("520 from a CDN", Outcome(response=response(520)), True, False),
+        ("524 from a CDN", Outcome(response=response(524)), True, False),
+        ("599", Outcome(response=response(599)), True, False),
+        ("302", Outcome(response=response(302)), False, False),
+        ("408", Outcome(response=response(408)), False, False),
     ],
 )
 def test_should_retry_table(name, outcome, retry_read, retry_create):
     """Reads retry anything transient; creates retry only what surely never landed."""
     assert should_retry(outcome, idempotent=True) is retry_read, name
     assert should_retry(outcome, idempotent=False) is retry_create, name
+
+
+# -------------------------------------------------------------------------------------- classify_write
+
+NOT_SENT, REFUSED, ANSWERED, AMBIGUOUS = (WriteVerdict.NOT_SENT, WriteVerdict.REFUSED, WriteVerdict.ANSWERED,
+                                          WriteVerdict.AMBIGUOUS)
+WRITE_TABLE = [
+    ("connection refused", CONNECT_ERROR, NOT_SENT),
+    ("read timeout after sending", READ_TIMEOUT, AMBIGUOUS),
+    ("reset after sending", Outcome(error=requests.exceptions.ConnectionError("reset"), sent=True), AMBIGUOUS),
+    *[(str(code), Outcome(response=response(code)), REFUSED)
+      for code in (400, 401, 403, 404, 405, 409, 413, 415, 422, 429)],
+    *[(str(code), Outcome(response=response(code)), ANSWERED) for code in (200, 201, 202, 204)],
+    *[(str(code), Outcome(response=response(code)), AMBIGUOUS)
+      for code in (100, 301, 302, 304, 307, 308, 402, 406, 408, 410, 411, 418, 425, 451, 499)],
+    *[(str(code), Outcome(response=response(code)), AMBIGUOUS) for code in range(500, 600)],
+]
+
+
+@pytest.mark.parametrize(("name", "outcome", "verdict"), WRITE_TABLE, ids=[row[0] for row in WRITE_TABLE])
+def test_classify_write_table(name, outcome, verdict):
+    """A write is surely not applied only when nothing left or the platform refused it; all else is ambiguous."""
+    assert classify_write(outcome) is verdict
 
 
 # -------------------------------------------------------------------------------------------- was_sent
@@ -147,6 +187,14 @@ def test_should_retry_table(name, outcome, retry_read, retry_create):
             "Connection aborted.", http.client.RemoteDisconnected("Remote end closed connection"))), True),
         ("connection error without a cause", requests.exceptions.ConnectionError("boom"), True),
         ("chunked encoding error", requests.exceptions.ChunkedEncodingError("broken"), True),
+        ("certificate refused", requests.exceptions.SSLError(urllib3.exceptions.MaxRetryError(
+            None, URL, reason=urllib3.exceptions.SSLError(ssl.SSLCertVerificationError(
+                1, "certificate verify failed")))), False),
+        ("TLS handshake failed", requests.exceptions.SSLError(urllib3.exceptions.MaxRetryError(
+            None, URL, reason=urllib3.exceptions.SSLError(ssl.SSLError(1, "sslv3 alert handshake failure")))),
+         False),
+        ("TLS error after sending", requests.exceptions.SSLError(urllib3.exceptions.MaxRetryError(
+            None, URL, reason=urllib3.exceptions.SSLError(ssl.SSLError(1, "bad record mac")))), True),
     ],
 )
 def test_was_sent_on_constructed_exceptions(name, exc, sent):
@@ -289,7 +337,7 @@ def test_get_is_retried_after_a_503(rsps, sleeps):
     assert sleeps.calls == [pytest.approx(backoff_seconds(1, rng=lambda: 0.5))]
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504])
+@pytest.mark.parametrize("status", [500, 501, 502, 503, 504, 505, 520, 522, 524, 599, 302, 408])
 def test_post_is_not_resent_after_a_5xx(rsps, sleeps, status):
     """A create that met a 5xx may have landed: it is reported ambiguous, never sent twice."""
     rsps.add(responses.POST, URL, status=status)

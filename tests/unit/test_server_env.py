@@ -14,10 +14,18 @@ from bridge.server import server_env_overrides
 
 def test_server_settings_come_from_the_environment():
     env = {"BIK_BRIDGE_HOST": "0.0.0.0", "BIK_BRIDGE_PORT": "9000", "BIK_BRIDGE_WORKERS": "4",
-           "BIK_BRIDGE_THREADS": "16"}
+           "BIK_BRIDGE_WORKER_CONNECTIONS": "500"}
 
-    assert server_env_overrides(env) == {"host": "0.0.0.0", "port": 9000, "workers": 4, "threads": 16}
+    assert server_env_overrides(env) == {"host": "0.0.0.0", "port": 9000, "workers": 4, "worker_connections": 500}
     assert server_env_overrides({"BIK_BRIDGE_PORT": ""}) == {}
+
+
+def test_the_old_thread_count_is_refused_with_what_replaced_it(monkeypatch, capsys):
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    monkeypatch.setenv("BIK_BRIDGE_THREADS", "16")
+
+    assert main(["serve"]) == EXIT_USAGE
+    assert "BIK_BRIDGE_WORKER_CONNECTIONS" in capsys.readouterr().err
 
 
 def test_a_bad_number_stops_serve_before_it_starts(monkeypatch, capsys):

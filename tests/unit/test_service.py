@@ -34,7 +34,7 @@ def adapter() -> FakeAdapter:
 def make_service(adapter, store, clock, *, sleep=None, wait_seconds=0.0, on_mismatch="replay") -> OrderService:
     settings = ServiceSettings(lease_seconds=BUDGET + 5, upstream_budget_seconds=BUDGET, wait_seconds=wait_seconds,
                                on_mismatch=on_mismatch)
-    return OrderService(adapter, store, settings, clock=clock, sleep=sleep or RecordingSleep(clock))
+    return OrderService(adapter, store, settings, sleep=sleep or RecordingSleep(clock))
 
 
 @pytest.fixture
@@ -48,12 +48,11 @@ def changed(request: PlaceOrderRequest, quantity: int) -> PlaceOrderRequest:
     return PlaceOrderRequest.model_validate(body)
 
 
-def stale_in_flight(store, request: PlaceOrderRequest):
+def stale_in_flight(store, clock, request: PlaceOrderRequest):
     """A record left in flight by an owner whose lease has run out (it crashed or is stuck)."""
-    claim = store.claim(request.draftOrderId, request.fingerprint(), 0)
+    claim = store.claim(request.draftOrderId, request.fingerprint(), 1)
     assert claim.outcome is ClaimOutcome.NEW
-    while time.time() <= claim.record.lease_until:
-        time.sleep(0.001)
+    clock.advance(1.5)
     return claim.record
 
 
@@ -138,7 +137,7 @@ def test_retry_of_an_ambiguous_create_within_its_budget_is_held_off(service, ada
 def test_unknown_record_whose_order_exists_is_recovered(service, adapter, store, request_):
     """A retry after an ambiguous create that did land returns that order and creates nothing."""
     adapter.create_then_fail()
-    adapter.miss_lookups(1)  # the lookup right after the create does not see it yet
+    adapter.miss_lookups(2)  # neither the lookup before the create nor the one right after it sees the order
     with pytest.raises(UpstreamAmbiguous):
         service.place_order(request_)
     assert store.get(DRAFT).state is RecordState.UNKNOWN
@@ -159,7 +158,7 @@ def test_crash_after_the_create_is_recovered_by_the_retry(service, adapter, stor
 
 def test_stale_in_flight_within_the_budget_is_not_created_again(service, adapter, store, clock, request_):
     """An expired lease whose owner may still be mid-create gives 409, never a second create."""
-    previous = stale_in_flight(store, request_)
+    previous = stale_in_flight(store, clock, request_)
     clock.now = previous.started_at + BUDGET - 5
     with pytest.raises(InFlight) as caught:
         service.place_order(request_)
@@ -171,7 +170,7 @@ def test_stale_in_flight_within_the_budget_is_not_created_again(service, adapter
 
 def test_stale_in_flight_past_the_budget_is_taken_over(service, adapter, store, clock, request_):
     """Once the old owner's whole budget has passed and the order is absent, the new owner creates once."""
-    previous = stale_in_flight(store, request_)
+    previous = stale_in_flight(store, clock, request_)
     clock.now = previous.started_at + BUDGET + 1
     result = service.place_order(request_)
     assert result.outcome == "created"
@@ -182,7 +181,7 @@ def test_stale_in_flight_past_the_budget_is_taken_over(service, adapter, store, 
 
 def test_stale_in_flight_whose_order_exists_is_recovered(service, adapter, store, clock, request_):
     """A crashed owner whose create landed: the next call finds and records that order, even within the budget."""
-    previous = stale_in_flight(store, request_)
+    previous = stale_in_flight(store, clock, request_)
     adapter.create_behind_the_bridge(request_)
     clock.now = previous.started_at + 1
     result = service.place_order(request_)

@@ -77,7 +77,7 @@ def test_the_platform_pool_holds_a_connection_for_every_thread_and_parallel_read
     from bridge.bootstrap import build_adapter
     from bridge.config import parse_config
 
-    config = parse_config({"platform": "bigcommerce", "server": {"threads": 32}, "upstream": {"pool_size": 16},
+    config = parse_config({"platform": "bigcommerce", "server": {"worker_connections": 32}, "upstream": {"pool_size": 16},
                            "bigcommerce": {"store_hash": "abc", "access_token": "t", "api_base_url": STORE}},
                           environ={})
     adapter = build_adapter(config)

@@ -1,0 +1,219 @@
+"""One platform's chaos run: start everything, inject faults on schedule, settle, check the invariants."""
+from __future__ import annotations
+
+import collections
+import random
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from bridge.config import parse_config
+from tests.chaos import report
+from tests.chaos.clients import ANSWER_TIMEOUT, Answers, BikClient, Draft, make_drafts
+from tests.chaos.journal import Journal
+from tests.chaos.platforms import PLATFORMS
+from tests.chaos.processes import ChaosRedis, Instance, reconcile
+from tests.chaos.profile import Profile
+from tests.chaos.schedule import (
+    KILL_WORKER,
+    REDIS_AOF,
+    REDIS_EMPTY,
+    RESTART_INSTANCE,
+    STORM,
+    ChaosScript,
+    Event,
+    timeline,
+)
+
+Say = Callable[[str], None]
+
+
+def bridge_config(platform: str, redis_url: str, section: dict) -> dict:
+    """The merchant's defaults plus only what this setup needs: the fake store and the run's own Redis."""
+    return {"platform": platform, "idempotency": {"backend": "redis", "redis_url": redis_url}, **section}
+
+
+class Run:
+    """Everything one platform's run owns, and the steps it goes through."""
+
+    def __init__(self, profile: Profile, workdir: Path, say: Say) -> None:
+        self.profile = profile
+        self.workdir = workdir
+        self.platform = PLATFORMS[profile.platform]
+        self.journal = Journal()
+        self.answers = Answers(self.journal)
+        self.say = lambda text: say(f"[{profile.platform} {self.journal.now():6.1f}s] {text}")
+        self.events: collections.Counter = collections.Counter()
+        self.event_notes: dict[str, str] = {}
+        self.notes: list[str] = []
+        self.fake = None
+        self.redis = None
+        self.instances: list[Instance] = []
+        self.threads: list[threading.Thread] = []
+
+    # set-up and tear-down ---------------------------------------------------------------
+
+    def start(self) -> None:
+        self.fake = self.platform.start_fake()
+        self.redis = ChaosRedis(self.workdir).start()
+        config = bridge_config(self.platform.name, self.redis.url, self.platform.config_section(self.fake))
+        self.settings = parse_config(config, environ={})
+        self.script = ChaosScript(self.profile, self.platform, self.journal, self.settings.upstream.timeout_seconds)
+        self.fake.faults = self.script
+        self.fake.server.gate = self.script.gate
+        self.instances = [Instance(config, self.workdir, name) for name in ("a", "b")]
+        starting = [threading.Thread(target=instance.start) for instance in self.instances]
+        for thread in starting:
+            thread.start()
+        for thread in starting:
+            thread.join()
+        for instance in self.instances:
+            if not instance.worker_pids():
+                raise RuntimeError(f"instance {instance.name} did not start:\n{instance.logs()[-3000:]}")
+        s = self.settings
+        self.notes.append(
+            f"bridge defaults in force: lookup_before_create={s.idempotency.lookup_before_create}, "
+            f"upstream timeout {s.upstream.timeout_seconds:g} s / total {s.upstream.total_timeout_seconds:g} s, "
+            f"lease {s.lease_seconds():g} s, wait {s.idempotency.wait_seconds:g} s, "
+            f"{s.server.workers} workers per instance")
+        self.say(f"2 instances up on Redis :{self.redis.port}, fake store at {self.fake.url}")
+
+    def stop(self) -> None:
+        for instance in self.instances:
+            instance.stop()
+        if self.redis is not None:
+            self.redis.kill()
+        if self.fake is not None:
+            self.fake.stop()
+
+    # the run ----------------------------------------------------------------------------
+
+    def execute(self) -> report.Outcome:
+        started = time.monotonic()
+        profile = self.profile
+        drafts = make_drafts(profile.seed, profile.platform, profile.drafts, profile.launch_window,
+                             profile.duplicate_rate)
+        stop_faults = threading.Event()
+        self.script.on = True
+        origin = time.monotonic()
+        launcher = threading.Thread(target=self._launch, args=(drafts, origin, stop_faults), name="launcher")
+        launcher.start()
+        for event in timeline(profile, profile.platform):
+            _sleep_until(origin + event.at)
+            self._perform(event)
+        _sleep_until(origin + profile.duration)
+        self.script.on = False
+        stop_faults.set()
+        launcher.join()
+        self.say("faults off")
+        self.journal.add("faults off")
+
+        done = reconcile(self.instances[0])
+        self.journal.add("reconcile", detail=f"exit {done.code}: {done.summary}")
+        self.notes.append(f"reconcile (--older-than 0) exit {done.code} in {done.seconds:.1f} s: {done.summary}")
+        self.say(f"reconcile exit {done.code}: {done.summary}")
+
+        self._settle(drafts)
+        for thread in self.threads:
+            thread.join(ANSWER_TIMEOUT + 5)
+        _sleep_until(self.script.quiet_at)  # a create scheduled to land late has landed by now
+        orders = self.platform.orders_by_draft(self.fake)
+        checks = report.check([d.id for d in drafts], self.answers.all(), orders)
+        return report.Outcome(
+            platform=profile.platform, seed=profile.seed, checks=checks,
+            faults=report.fault_rows(self.journal, self.script.codes, self.events, self.event_notes),
+            answers=report.answer_counts(self.answers.all()), drafts=len(drafts),
+            orders=sum(len(ids) for ids in orders.values()), seconds=time.monotonic() - started,
+            notes=self.notes, scenarios=report.scenarios(self.journal, checks),
+            causes=report.duplicate_causes(self.journal, orders))
+
+    def _launch(self, drafts: list[Draft], origin: float, stop: threading.Event) -> None:
+        """Send each draft at its moment; a duplicate goes to both instances at once."""
+        for draft in drafts:
+            if stop.wait(max(0.0, origin + draft.at - time.monotonic())):
+                return
+            copies = [(self.instances[0], ":a"), (self.instances[1], ":b")] if draft.duplicate else [(None, "")]
+            for first, suffix in copies:
+                client = BikClient(self.instances, self.answers, random.Random(draft.rng_seed + suffix))
+                thread = threading.Thread(target=client.until_placed, args=(draft, "faults", stop, first), daemon=True)
+                thread.start()
+                self.threads.append(thread)
+
+    def _settle(self, drafts: list[Draft]) -> None:
+        """Send every draft again until it gets its order, within the profile's bound."""
+        bound = threading.Event()
+        timer = threading.Timer(self.profile.settle_seconds, bound.set)
+        timer.start()
+        settling = []
+        for draft in drafts:
+            client = BikClient(self.instances, self.answers, random.Random(draft.rng_seed + ":settle"))
+            thread = threading.Thread(target=client.until_placed, args=(draft, "settle", bound), daemon=True)
+            thread.start()
+            settling.append(thread)
+        for thread in settling:
+            thread.join()
+        timer.cancel()
+        self.say("settled" if not bound.is_set() else f"settle bound of {self.profile.settle_seconds:g} s reached")
+
+    # process events -------------------------------------------------------------------
+
+    def _perform(self, event: Event) -> None:
+        self.events[event.action] += 1
+        if event.action == KILL_WORKER:
+            instance = self.instances[event.instance]
+            victim = instance.kill_worker(event.pick)
+            self._note(event, f"worker {victim} of instance {instance.name}")
+            previous = self.event_notes.get(KILL_WORKER)
+            self.event_notes[KILL_WORKER] = f"{previous}, {instance.name}" if previous else f"in {instance.name}"
+        elif event.action == RESTART_INSTANCE:
+            instance = self.instances[event.instance]
+            instance.crash()
+            self._note(event, f"instance {instance.name} killed")
+            instance.start()
+            self.journal.add(f"instance {instance.name} started again")
+            self.event_notes[event.action] = f"instance {instance.name}"
+        elif event.action in (REDIS_EMPTY, REDIS_AOF):
+            before = self.redis.keys()
+            self.redis.kill()
+            self._note(event, f"{before} keys before the kill, down {event.seconds:.1f} s")
+            time.sleep(event.seconds)  # the outage itself
+            if event.action == REDIS_EMPTY:
+                self.redis.persistent = True  # from now on records survive a restart, for the AOF event
+            self.redis.start()
+            after = self.redis.keys()
+            self.journal.add(f"redis back with {after} keys")
+            self.event_notes[event.action] = f"{before} keys before, {after} after"
+        elif event.action == STORM:
+            self.script.storm(event.seconds, event.with_headers)
+            note = f"{event.seconds:.1f} s, {'with' if event.with_headers else 'without'} reset headers"
+            self._note(event, note)
+            previous = self.event_notes.get(STORM)
+            self.event_notes[STORM] = f"{previous}; {note}" if previous else note
+
+    def _note(self, event: Event, detail: str) -> None:
+        self.journal.add(event.action, detail=detail)
+        self.say(f"{event.action}: {detail}")
+
+
+def _sleep_until(moment: float) -> None:
+    """The schedule's own pacing."""
+    time.sleep(max(0.0, moment - time.monotonic()))
+
+
+def run_platform(profile: Profile, say: Say, keep: bool = False) -> tuple[report.Outcome, Path]:
+    """Run one platform from start to report; the work directory is removed unless kept or something broke."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"bik-bridge-chaos-{profile.platform}-"))
+    run = Run(profile, workdir, say)
+    try:
+        run.start()
+        outcome = run.execute()
+    except Exception as exc:
+        raise RuntimeError(f"{type(exc).__name__}: {exc} (logs in {workdir})") from exc
+    finally:
+        run.stop()
+    if outcome.held and not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return outcome, workdir

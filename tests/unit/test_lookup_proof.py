@@ -1,0 +1,183 @@
+"""Absence only by proof, one clock, one budget: what the service does with each lookup answer."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bridge.drafts import CLOCK_MARGIN_SECONDS
+from bridge.errors import InFlight, LookupInconclusive, UpstreamAmbiguous
+from bridge.models import PlaceOrderRequest
+from bridge.ports import ClaimOutcome, RecordState
+from bridge.service import OrderService, ServiceSettings
+from bridge.upstream import Deadline
+
+from .fakes import FakeAdapter, FakeClock, RecordingSleep
+
+BUDGET = 20.0
+DRAFT_TIME = 1715200000.0  # inside the example's draft id, nb_1715200000_a1b2c3d4
+
+
+def make_service(adapter, store, clock, **settings) -> OrderService:
+    values = {"lease_seconds": BUDGET + 5, "upstream_budget_seconds": BUDGET, "wait_seconds": 0.0, **settings}
+    return OrderService(adapter, store, ServiceSettings(**values), sleep=RecordingSleep(clock))
+
+
+@pytest.fixture
+def adapter() -> FakeAdapter:
+    return FakeAdapter()
+
+
+@pytest.fixture
+def service(adapter, store, clock) -> OrderService:
+    return make_service(adapter, store, clock)
+
+
+def with_draft(request: PlaceOrderRequest, draft: str) -> PlaceOrderRequest:
+    body = json.loads(request.model_dump_json())
+    body["draftOrderId"] = draft
+    return PlaceOrderRequest.model_validate(body)
+
+
+def test_an_inconclusive_lookup_before_a_fresh_create_creates_nothing(service, adapter, store, request_):
+    """503 with Retry-After; the fresh claim is dropped, since it knows no more than the lookup did."""
+    adapter.leave_lookups_inconclusive(1)
+
+    with pytest.raises(LookupInconclusive) as caught:
+        service.place_order(request_)
+
+    assert caught.value.status == 503 and caught.value.retry_after >= 1
+    assert adapter.creates == 0
+    assert store.get(request_.draftOrderId) is None
+    assert service.place_order(request_).outcome == "created"  # a later lookup that proves absence creates
+    assert adapter.creates == 1
+
+
+def test_an_inconclusive_lookup_on_a_takeover_keeps_the_record_unknown(service, adapter, store, clock, request_):
+    adapter.fail_next(UpstreamAmbiguous("read timed out"))
+    with pytest.raises(UpstreamAmbiguous):
+        service.place_order(request_)
+    clock.advance(BUDGET + 1)
+    adapter.leave_lookups_inconclusive(1)
+
+    with pytest.raises(LookupInconclusive):
+        service.place_order(request_)
+
+    assert store.get(request_.draftOrderId).state is RecordState.UNKNOWN
+    assert adapter.creates == 0
+
+
+def test_reconcile_reports_an_inconclusive_draft_and_never_releases_it(service, adapter, store, clock, request_):
+    adapter.fail_next(UpstreamAmbiguous("read timed out"))
+    with pytest.raises(UpstreamAmbiguous):
+        service.place_order(request_)
+    clock.advance(BUDGET + 1)
+    adapter.leave_lookups_inconclusive(1)
+
+    assert service.reconcile(older_than=0) == [(request_.draftOrderId, "inconclusive", None)]
+    assert store.get(request_.draftOrderId).state is RecordState.UNKNOWN
+    assert adapter.creates == 0
+
+
+def test_a_fresh_claim_searches_back_from_the_time_in_bik_s_draft_id(service, adapter, request_):
+    service.place_order(request_)
+
+    assert adapter.lookup_since == [DRAFT_TIME - CLOCK_MARGIN_SECONDS]
+
+
+def test_a_draft_time_ahead_of_the_store_clock_is_capped_at_the_claim(service, adapter, clock, request_):
+    clock.now = DRAFT_TIME - 3600  # Bik's clock an hour ahead of the store's
+
+    service.place_order(request_)
+
+    assert adapter.lookup_since == [DRAFT_TIME - 3600 - CLOCK_MARGIN_SECONDS]
+
+
+def test_a_fresh_claim_for_a_draft_id_without_a_time_searches_without_a_bound(service, adapter, request_):
+    service.place_order(with_draft(request_, "merchant-draft-17"))
+
+    assert adapter.lookup_since == [None]
+
+
+def test_a_takeover_searches_back_from_the_first_owner_start(service, adapter, store, clock, request_):
+    draft = "merchant-draft-18"
+    request = with_draft(request_, draft)
+    first = store.claim(draft, request.fingerprint(), 1)
+    clock.advance(2)
+    assert store.claim(draft, request.fingerprint(), 1).outcome is ClaimOutcome.TAKEOVER  # a second owner
+    clock.advance(BUDGET + 5)
+
+    service.place_order(request)
+
+    assert adapter.lookup_since == [first.record.started_at - CLOCK_MARGIN_SECONDS]
+
+
+def test_the_budget_guard_reads_the_store_clock_not_this_host_s(adapter, tmp_path, request_):
+    """A store clock a day ahead of this host: a record past its budget by the store's clock is taken over."""
+    from adapters.stores.sqlite_store import SqliteIdempotencyStore
+
+    clock = FakeClock(DRAFT_TIME + 86_400)
+    store = SqliteIdempotencyStore(str(tmp_path / "skewed.db"), namespace="t", ttl_seconds=3600, clock=clock)
+    store.claim(request_.draftOrderId, request_.fingerprint(), 1)
+    clock.advance(BUDGET + 1)
+
+    result = make_service(adapter, store, clock).place_order(request_)
+
+    assert (result.outcome, adapter.creates) == ("created", 1)
+    store.close()
+
+
+class Events:
+    """An ordered log of what the service did, to see which came first."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.deadlines: list[Deadline] = []
+
+
+def test_one_budget_starts_before_the_claim_and_covers_lookup_and_create(adapter, store, clock, request_):
+    events = Events()
+
+    def deadline() -> Deadline:
+        events.log.append("deadline")
+        made = Deadline(BUDGET)
+        events.deadlines.append(made)
+        return made
+
+    class LoggingStore:
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def claim(self, *args):
+            events.log.append("claim")
+            return store.claim(*args)
+
+    seen: list[Deadline] = []
+    real_find, real_place = adapter.find_by_draft, adapter.place
+    adapter.find_by_draft = lambda key, request, budget, since: (seen.append(budget), real_find(key, request, budget,
+                                                                                                since))[1]
+    adapter.place = lambda request, budget: (seen.append(budget), real_place(request, budget))[1]
+    settings = ServiceSettings(lease_seconds=BUDGET + 5, upstream_budget_seconds=BUDGET)
+    service = OrderService(adapter, LoggingStore(), settings, sleep=RecordingSleep(clock), deadline=deadline)
+
+    service.place_order(request_)
+
+    assert events.log[:2] == ["deadline", "claim"]
+    assert len(seen) == 2 and seen[0] is seen[1] is events.deadlines[0]
+
+
+def test_a_duplicate_s_wait_for_a_busy_owner_comes_out_of_its_budget(adapter, store, clock, request_):
+    """Waiting for a crashed owner's lease to end and then taking over leaves only the rest of the one budget."""
+    store.claim(request_.draftOrderId, request_.fingerprint(), 1)  # an owner that will never finish
+    budgets: list[float] = []
+    real_find = adapter.find_by_draft
+    adapter.find_by_draft = lambda *args: (budgets.append(args[2].remaining()), real_find(*args))[1]
+    settings = ServiceSettings(lease_seconds=BUDGET + 5, upstream_budget_seconds=BUDGET, wait_seconds=5)
+    service = OrderService(adapter, store, settings, sleep=RecordingSleep(clock),
+                           deadline=lambda: Deadline(BUDGET, clock=clock))
+
+    with pytest.raises(InFlight):
+        service.place_order(request_)  # the owner's create may still land: held off with 409
+
+    assert len(budgets) == 1 and BUDGET - 1.5 <= budgets[0] <= BUDGET - 1
+    assert adapter.creates == 0
