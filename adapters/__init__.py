@@ -1,1 +1,1 @@
-"""Platform adapters and idempotency stores: the implementations of `bridge.ports`."""
+"""Platform adapters and idempotency stores: the implementations of `bridge.core.ports`."""

@@ -17,8 +17,8 @@ from typing import Any, Optional
 import requests
 
 from bridge.config import Config, load_config
-from bridge.logs import configure_logging
-from bridge.server import BridgeServer
+from bridge.http.server import BridgeServer
+from bridge.ops.logs import configure_logging
 
 SERVER = {"workers": 2, "threads": 8}
 
@@ -37,8 +37,8 @@ class InlineExecutor(Executor):
 
 def naive_adapter(config: Config):
     from adapters.bigcommerce.adapter import BigCommerceAdapter, BigCommerceRateLimit, error_message
-    from bridge.presentation import Presentation
-    from bridge.upstream import Upstream
+    from bridge.core.presentation import Presentation
+    from bridge.upstream.client import Upstream
 
     class SequentialBigCommerceAdapter(BigCommerceAdapter):
         """All four getOrder reads, whatever the order, each waiting for the one before."""
@@ -71,8 +71,8 @@ class BaselineServer(BridgeServer):
         self.cfg.set("threads", SERVER["threads"])
 
     def load(self):
-        from bridge.app import create_app
         from bridge.bootstrap import build_service
+        from bridge.http.app import create_app
 
         return create_app(self.config_model, service=build_service(self.config_model,
                                                                    adapter=naive_adapter(self.config_model)))

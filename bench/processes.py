@@ -143,7 +143,7 @@ def bridge_config(platform: Platform, redis_url: str, namespace: str, **sections
 class Bridge:
     """A bridge under gunicorn: `bik-bridge serve --config FILE`, or the naive baseline's entry point."""
 
-    def __init__(self, config: dict, workdir: Path, name: str, module: str = "bridge.cli"):
+    def __init__(self, config: dict, workdir: Path, name: str, module: str = "bridge.ops.cli"):
         self.config = config
         self.name = name
         self.module = module

@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     own = OwnCpu()
     bridges: list[Bridge] = []
 
-    def start(config: dict, name: str, module: str = "bridge.cli") -> Bridge:
+    def start(config: dict, name: str, module: str = "bridge.ops.cli") -> Bridge:
         bridge = Bridge(config, workdir, name, module).start()
         bridges.append(bridge)
         return bridge

@@ -84,7 +84,7 @@ class Files:
         """The order_Post body the bridge sends for the example, to send it straight to the store."""
         from adapters.bigcommerce.builder import BigCommerceRequests
         from bridge.config import parse_config
-        from bridge.models import PlaceOrderRequest
+        from bridge.core.models import PlaceOrderRequest
 
         parsed = parse_config(config, environ={})
         example = json.loads((PROJECT_ROOT / "examples" / "place-order.json").read_text())

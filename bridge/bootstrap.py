@@ -8,12 +8,12 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from bridge.config import Config
-from bridge.context import ContextThreadPool
-from bridge.ports import IdempotencyStore, PlatformAdapter
-from bridge.presentation import Presentation
-from bridge.service import OrderService, ServiceSettings
-from bridge.quota import RateGate, RateLimitHeaders
-from bridge.upstream import Upstream
+from bridge.core.ports import IdempotencyStore, PlatformAdapter
+from bridge.core.presentation import Presentation
+from bridge.core.service import OrderService, ServiceSettings
+from bridge.ops.context import ContextThreadPool
+from bridge.upstream.client import Upstream
+from bridge.upstream.quota import RateGate, RateLimitHeaders
 
 
 def build_session(pool_size: int, base_url: Optional[str] = None) -> requests.Session:
@@ -142,6 +142,6 @@ def build_service(config: Config, *, adapter: Optional[PlatformAdapter] = None,
 
 def build_metrics(config: Config):
     """This process's metrics, shared with the other workers when the server made a multiprocess directory."""
-    from bridge.metrics import Metrics
+    from bridge.ops.metrics import Metrics
 
     return Metrics.from_environment(config.platform)

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from bridge.errors import ConfigError
+from bridge.core.errors import ConfigError
 
 CONFIG_ENV = "BIK_BRIDGE_CONFIG"
 ENDPOINTS = ("placeOrder", "getOrder")

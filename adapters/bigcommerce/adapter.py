@@ -11,12 +11,13 @@ import requests
 from adapters.bigcommerce.builder import BigCommerceRequests
 from adapters.bigcommerce.mapping import BigCommerceMapping
 from bridge.config import BigCommerceConfig
-from bridge.errors import OrderNotFound, OrderRejected, UpstreamAmbiguous, UpstreamError, UpstreamUnavailable
-from bridge.models import BikOrder, PlaceOrderRequest
-from bridge.outbound import OutboundRequest
-from bridge.ports import Lookup
-from bridge.presentation import Presentation
-from bridge.upstream import Deadline, Upstream
+from bridge.core.deadline import Deadline
+from bridge.core.errors import OrderNotFound, OrderRejected, UpstreamAmbiguous, UpstreamError, UpstreamUnavailable
+from bridge.core.models import BikOrder, PlaceOrderRequest
+from bridge.core.ports import Lookup
+from bridge.core.presentation import Presentation
+from bridge.upstream.client import Upstream
+from bridge.upstream.outbound import OutboundRequest
 
 REJECTIONS = frozenset({400, 409, 422})
 # What reading an order of an unexpected shape raises (a string where an object was expected, ...).

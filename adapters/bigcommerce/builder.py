@@ -5,9 +5,9 @@ from decimal import Decimal
 from typing import Optional
 
 from bridge.config import BigCommerceConfig
-from bridge.errors import OrderRejected
-from bridge.models import BikAddress, PlaceOrderRequest, money_to_json
-from bridge.outbound import OutboundRequest
+from bridge.core.errors import OrderRejected
+from bridge.core.models import BikAddress, PlaceOrderRequest, money_to_json
+from bridge.upstream.outbound import OutboundRequest
 
 AUTH_HEADER = "X-Auth-Token"
 

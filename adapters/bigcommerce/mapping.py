@@ -7,8 +7,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Optional
 
 from bridge.config import BigCommerceConfig
-from bridge.models import BikAddress, BikOrder, BikOrderItem, DeliveryInfo, PlaceOrderRequest
-from bridge.presentation import Presentation
+from bridge.core.models import BikAddress, BikOrder, BikOrderItem, DeliveryInfo, PlaceOrderRequest
+from bridge.core.presentation import Presentation
 
 log = logging.getLogger("bik_bridge.bigcommerce")
 

@@ -23,7 +23,8 @@ from adapters.bitbybit.lookup import OrderScan, PageBudget, iso
 from adapters.bitbybit.mapping import BitbybitMapping
 from adapters.bitbybit.variant_map import VariantMap, load_variant_map
 from bridge.config import BitbybitConfig, Config
-from bridge.errors import (
+from bridge.core.deadline import Deadline
+from bridge.core.errors import (
     ConfigError,
     OrderNotFound,
     OrderRejected,
@@ -32,12 +33,12 @@ from bridge.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from bridge.models import BikOrder, PlaceOrderRequest
-from bridge.outbound import OutboundRequest
-from bridge.ports import Lookup
-from bridge.presentation import Presentation
-from bridge.quota import RateGate
-from bridge.upstream import Deadline, Upstream
+from bridge.core.models import BikOrder, PlaceOrderRequest
+from bridge.core.ports import Lookup
+from bridge.core.presentation import Presentation
+from bridge.upstream.client import Upstream
+from bridge.upstream.outbound import OutboundRequest
+from bridge.upstream.quota import RateGate
 
 log = logging.getLogger("bik_bridge.bitbybit")
 

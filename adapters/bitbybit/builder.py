@@ -8,9 +8,9 @@ from urllib.parse import quote
 
 from adapters.bitbybit.variant_map import VariantMap
 from bridge.config import BitbybitConfig
-from bridge.errors import OrderRejected
-from bridge.models import PlaceOrderRequest, money_to_json
-from bridge.outbound import OutboundRequest
+from bridge.core.errors import OrderRejected
+from bridge.core.models import PlaceOrderRequest, money_to_json
+from bridge.upstream.outbound import OutboundRequest
 
 PAGE_LIMIT = 100  # bitbybit's largest page
 # Written on orders whose payment Bik collected: bitbybit takes no financialStatus on create.

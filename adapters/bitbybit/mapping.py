@@ -12,8 +12,8 @@ from typing import Any, Optional
 from adapters.bitbybit.builder import PAID_TAG
 from adapters.bitbybit.variant_map import VariantMap
 from bridge.config import BitbybitConfig
-from bridge.models import BikAddress, BikOrder, BikOrderItem, DeliveryInfo, PlaceOrderRequest
-from bridge.presentation import Presentation
+from bridge.core.models import BikAddress, BikOrder, BikOrderItem, DeliveryInfo, PlaceOrderRequest
+from bridge.core.presentation import Presentation
 
 log = logging.getLogger("bik_bridge.bitbybit")
 

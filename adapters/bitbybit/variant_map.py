@@ -12,7 +12,7 @@ from typing import Any, Iterable, Optional
 
 import yaml
 
-from bridge.errors import ConfigError
+from bridge.core.errors import ConfigError
 
 KEY = "bitbybit.variant_map"
 HEADERS = frozenset({"bik_variant_id", "bik", "variantid", "variant_id", "bik_variantid"})

@@ -7,13 +7,13 @@ from typing import Optional
 
 from pydantic import ValidationError
 
-from bridge.errors import BadRequest, OrderNotFound, StoreUnavailable, UpstreamError
-from bridge.models import BikOrder, DeliveryInfo, PlaceOrderRequest
-from bridge.oslocal import os_thread_local
-from bridge.outbound import OutboundRequest
-from bridge.ports import Lookup
-from bridge.presentation import Presentation
-from bridge.upstream import Deadline
+from adapters.sqlite import os_thread_local
+from bridge.core.deadline import Deadline
+from bridge.core.errors import BadRequest, OrderNotFound, StoreUnavailable, UpstreamError
+from bridge.core.models import BikOrder, DeliveryInfo, PlaceOrderRequest
+from bridge.core.ports import Lookup
+from bridge.core.presentation import Presentation
+from bridge.upstream.outbound import OutboundRequest
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS local_orders (

@@ -1,4 +1,4 @@
-"""Idempotency stores: the implementations of `bridge.ports.IdempotencyStore`."""
+"""Idempotency stores: the implementations of `bridge.core.ports.IdempotencyStore`."""
 from adapters.stores.redis_store import RedisIdempotencyStore
 from adapters.stores.sqlite_store import SqliteIdempotencyStore
 

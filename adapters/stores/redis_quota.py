@@ -1,6 +1,6 @@
 """The platform's quota shared through Redis, so every worker and instance of one store holds back together.
 
-The rules are those of `bridge.quota`, run as Lua on the server's clock. Two keys per store, outside the
+The rules are those of `bridge.upstream.quota`, run as Lua on the server's clock. Two keys per store, outside the
 `{namespace}:` keys of the idempotency records: a hash at `{namespace}|ratelimit` with what the answers said
 (`quota`, `window_us`, `blocked_until_us`) and a sorted set at `{namespace}|ratelimit|sent`, the send log.
 One script call takes a slot; an answer costs another only when it says something the hash does not hold yet
@@ -23,7 +23,7 @@ from redis.retry import Retry
 
 from adapters.stores.redis_store import SERVER_CLOCK, load_scripts
 from adapters.stores.redis_url import redis_client
-from bridge.quota import FIRST_CONTACT, FIRST_CONTACT_POLL_SECONDS, RESET_MARGIN_SECONDS, LocalQuota, QuotaNews
+from bridge.upstream.quota import FIRST_CONTACT, FIRST_CONTACT_POLL_SECONDS, RESET_MARGIN_SECONDS, LocalQuota, QuotaNews
 
 log = logging.getLogger("bik_bridge.ratelimit")
 T = TypeVar("T")
@@ -49,7 +49,7 @@ if now < blocked_until then return {blocked_until - now, quota, window} end
 local q, w = quota, window
 if q < 0 then q, w = tonumber(ARGV[2]), tonumber(ARGV[3]) end
 if q == 0 then return {0, quota, window} end
-local span = w + math.min(500000, w / 20)  -- bridge.quota.spread
+local span = w + math.min(500000, w / 20)  -- bridge.upstream.quota.spread
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', us(now - span))
 local sent = redis.call('ZCARD', KEYS[2])
 if sent >= q then

@@ -17,8 +17,8 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from adapters.stores.redis_url import redis_client
-from bridge.errors import StoreUnavailable
-from bridge.ports import Claim, ClaimOutcome, IdempotencyRecord, RecordState
+from bridge.core.errors import StoreUnavailable
+from bridge.core.ports import Claim, ClaimOutcome, IdempotencyRecord, RecordState
 
 T = TypeVar("T")
 

@@ -17,9 +17,9 @@ import threading
 import time
 from typing import Callable, TypeVar
 
-from bridge.errors import StoreUnavailable
-from bridge.oslocal import os_thread_local
-from bridge.ports import Claim, ClaimOutcome, IdempotencyRecord, RecordState
+from adapters.sqlite import os_thread_local
+from bridge.core.errors import StoreUnavailable
+from bridge.core.ports import Claim, ClaimOutcome, IdempotencyRecord, RecordState
 
 T = TypeVar("T")
 

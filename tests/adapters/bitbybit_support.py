@@ -10,9 +10,9 @@ from adapters.bitbybit.errors import error_message
 from adapters.bitbybit.variant_map import VariantMap
 from bridge.bootstrap import build_session
 from bridge.config import BitbybitConfig, UpstreamConfig
-from bridge.presentation import Presentation
-from bridge.quota import RateGate
-from bridge.upstream import Upstream
+from bridge.core.presentation import Presentation
+from bridge.upstream.client import Upstream
+from bridge.upstream.quota import RateGate
 
 API_BASE = "https://api.bitbybit.test/customer/open/v1"
 ORDERS_URL = f"{API_BASE}/orders"

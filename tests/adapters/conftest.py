@@ -13,10 +13,11 @@ import responses
 from adapters.bigcommerce.adapter import BigCommerceAdapter, BigCommerceRateLimit, error_message
 from bridge.bootstrap import build_session
 from bridge.config import BigCommerceConfig, UpstreamConfig
-from bridge.models import PlaceOrderRequest
-from bridge.presentation import Presentation
-from bridge.quota import RateGate
-from bridge.upstream import Deadline, Upstream
+from bridge.core.deadline import Deadline
+from bridge.core.models import PlaceOrderRequest
+from bridge.core.presentation import Presentation
+from bridge.upstream.client import Upstream
+from bridge.upstream.quota import RateGate
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "place-order.json"
 API_BASE = "https://api.bigcommerce.test"

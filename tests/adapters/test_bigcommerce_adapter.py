@@ -9,7 +9,7 @@ import responses
 from responses import matchers
 
 from bridge.config import StoreConfig, UpstreamConfig
-from bridge.errors import (
+from bridge.core.errors import (
     OrderNotFound,
     OrderRejected,
     UpstreamAmbiguous,
@@ -17,9 +17,9 @@ from bridge.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from bridge.models import BikOrder
-from bridge.ports import Lookup, LookupResult
-from bridge.presentation import Presentation
+from bridge.core.models import BikOrder
+from bridge.core.ports import Lookup, LookupResult
+from bridge.core.presentation import Presentation
 from tests.adapters.conftest import (
     ORDERS_URL,
     STORE_HASH,

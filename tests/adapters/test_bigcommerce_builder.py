@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 
 from adapters.bigcommerce.builder import BigCommerceRequests
-from bridge.errors import OrderRejected
-from bridge.models import PlaceOrderRequest
-from bridge.outbound import MASK
+from bridge.core.errors import OrderRejected
+from bridge.core.models import PlaceOrderRequest
+from bridge.upstream.outbound import MASK
 from tests.adapters.conftest import API_BASE, STORE_HASH, TOKEN, bc_settings
 from tests.spec import bigcommerce_validator, schema_properties
 

@@ -7,9 +7,15 @@ from decimal import Decimal
 
 import pytest
 
-from adapters.bigcommerce.mapping import DEFAULT_STATUS_MAP, BigCommerceMapping, decimal, fulfillment_status, tracking_url
+from adapters.bigcommerce.mapping import (
+    DEFAULT_STATUS_MAP,
+    BigCommerceMapping,
+    decimal,
+    fulfillment_status,
+    tracking_url,
+)
 from bridge.config import StoreConfig
-from bridge.presentation import Presentation
+from bridge.core.presentation import Presentation
 from tests.adapters.conftest import bc_order, bc_product, bc_settings, bc_shipment, bc_shipping_address
 
 DEFAULT_STATUS = {

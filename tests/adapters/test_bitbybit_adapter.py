@@ -16,7 +16,7 @@ from responses import matchers
 from adapters.bitbybit.adapter import BitbybitRateLimit
 from adapters.bitbybit.errors import AUTH_CAUSES, auth_hint, error_message
 from bridge.config import UpstreamConfig
-from bridge.errors import (
+from bridge.core.errors import (
     OrderNotFound,
     OrderRejected,
     UpstreamAmbiguous,
@@ -24,8 +24,8 @@ from bridge.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from bridge.ports import Lookup, LookupResult
-from bridge.presentation import Presentation
+from bridge.core.ports import Lookup, LookupResult
+from bridge.core.presentation import Presentation
 from tests.adapters.bitbybit_support import (
     API_BASE,
     DRAFT,

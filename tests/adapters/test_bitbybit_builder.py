@@ -5,8 +5,8 @@ import pytest
 
 from adapters.bitbybit.builder import PAID_TAG, BitbybitRequests, e164
 from adapters.bitbybit.variant_map import VariantMap
-from bridge.errors import OrderRejected
-from bridge.outbound import MASK
+from bridge.core.errors import OrderRejected
+from bridge.upstream.outbound import MASK
 from tests.adapters.bitbybit_support import API_BASE, DRAFT, KEY, MARKER, bbb_settings
 
 
@@ -180,8 +180,8 @@ def test_reads_quote_the_id_and_page_with_the_largest_limit(builder):
 def test_dry_run_prints_the_create_with_the_key_masked(tmp_path, monkeypatch, capsys, project_root):
     import json
 
-    from bridge.cli import EXIT_OK, main
     from bridge.config import CONFIG_ENV
+    from bridge.ops.cli import EXIT_OK, main
 
     monkeypatch.delenv(CONFIG_ENV, raising=False)
     config = tmp_path / "bridge.yaml"

@@ -6,8 +6,8 @@ import dataclasses
 import pytest
 
 from bridge.config import parse_config
-from bridge.errors import ConfigError
-from bridge.presentation import Presentation
+from bridge.core.errors import ConfigError
+from bridge.core.presentation import Presentation
 
 
 def bitbybit(**section) -> dict:

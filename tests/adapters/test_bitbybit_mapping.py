@@ -11,7 +11,7 @@ from adapters.bitbybit.builder import PAID_TAG
 from adapters.bitbybit.mapping import BitbybitMapping, fulfillment_status, payment_status
 from adapters.bitbybit.variant_map import VariantMap
 from bridge.config import StoreConfig
-from bridge.presentation import Presentation
+from bridge.core.presentation import Presentation
 from tests.adapters.bitbybit_support import DRAFT, MARKER, RecordedLog, bbb_order, bbb_settings
 
 NUMBER_NAMES = dataclasses.replace(Presentation(currency="INR"), default_name_format="#{number}")

@@ -10,9 +10,9 @@ from adapters.bitbybit.adapter import build_bitbybit_adapter
 from adapters.bitbybit.variant_map import load_variant_map, parse_csv, parse_yaml
 from bridge.bootstrap import build_session
 from bridge.config import parse_config
-from bridge.errors import ConfigError, OrderRejected
-from bridge.presentation import Presentation
-from bridge.upstream import Deadline
+from bridge.core.deadline import Deadline
+from bridge.core.errors import ConfigError, OrderRejected
+from bridge.core.presentation import Presentation
 from tests.adapters.bitbybit_support import API_BASE, KEY, ORDERS_URL, bbb_order, envelope
 
 

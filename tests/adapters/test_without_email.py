@@ -6,9 +6,9 @@ import pytest
 from adapters.bigcommerce.builder import BigCommerceRequests
 from adapters.bitbybit.builder import BitbybitRequests
 from adapters.local.adapter import LocalAdapter
-from bridge.models import PlaceOrderRequest
-from bridge.presentation import Presentation
-from bridge.upstream import Deadline
+from bridge.core.deadline import Deadline
+from bridge.core.models import PlaceOrderRequest
+from bridge.core.presentation import Presentation
 from tests.adapters.bitbybit_support import bbb_settings
 from tests.adapters.conftest import bc_settings
 from tests.spec import bigcommerce_validator

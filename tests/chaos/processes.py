@@ -157,7 +157,7 @@ def reconcile(instance: Instance) -> Reconciled:
     """`bik-bridge reconcile --older-than 0` against an instance's config file, as cron would run it."""
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "bridge.cli", "reconcile", "--config", str(instance.config_path), "--older-than", "0"],
+        [sys.executable, "-m", "bridge.ops.cli", "reconcile", "--config", str(instance.config_path), "--older-than", "0"],
         cwd=instance.workdir, env=clean_env(), capture_output=True, text=True, timeout=120, check=False)
     (instance.workdir / "reconcile.log").write_text(done.stdout + done.stderr)
     lines = done.stdout.strip().splitlines()

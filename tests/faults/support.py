@@ -14,7 +14,7 @@ from typing import Callable
 import redis
 import requests
 
-from bridge.models import PlaceOrderRequest
+from bridge.core.models import PlaceOrderRequest
 from tests.fakes.bitbybit import FakeBitbybit
 from tests.integration.bridge_process import BridgeProcess
 from tests.integration.conftest import bigcommerce_config, bitbybit_config
@@ -196,7 +196,7 @@ class Reconciled:
 def run_reconcile(bridge: BridgeProcess, older_than: float = 0.0) -> Reconciled:
     """`bik-bridge reconcile` against a bridge's config file, as cron would run it."""
     done = subprocess.run(
-        [sys.executable, "-m", "bridge.cli", "reconcile", "--config", str(bridge.config_path),
+        [sys.executable, "-m", "bridge.ops.cli", "reconcile", "--config", str(bridge.config_path),
          "--older-than", str(older_than)],
         cwd=bridge.workdir, capture_output=True, text=True, timeout=60, check=False,
     )

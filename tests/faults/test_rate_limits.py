@@ -11,7 +11,7 @@ from .support import TOTAL_TIMEOUT_SECONDS, fault_config, order_id
 
 pytestmark = pytest.mark.integration
 
-QUOTA = 4  # as small as a quota can be for the first contact (bridge.quota.FIRST_CONTACT) to keep within it
+QUOTA = 4  # as small as a quota can be for the first contact (bridge.upstream.quota.FIRST_CONTACT) to keep within it
 WINDOW_MS = 600
 ORDERS = 6  # a lookup and a create each: three windows' worth of quota, asked for at once
 # Bik's patience in this test: the bridge must answer within its budget (plus the time to say so).

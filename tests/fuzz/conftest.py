@@ -6,9 +6,9 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from bridge.app import create_app
 from bridge.bootstrap import build_service
 from bridge.config import parse_config
+from bridge.http.app import create_app
 
 TOKEN = "bik-fuzz-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

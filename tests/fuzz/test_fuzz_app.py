@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from bridge.models import BikOrder
-from bridge.openapi import build_openapi
+from bridge.core.models import BikOrder
+from bridge.http.openapi import build_openapi
 
 from . import strategies as s
 from .conftest import AUTH, FUZZ

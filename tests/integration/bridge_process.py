@@ -43,7 +43,7 @@ class BridgeProcess:
         self.config_path.write_text(yaml.safe_dump(self.config))
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge.cli", "serve", "--config", str(self.config_path)],
+            [sys.executable, "-m", "bridge.ops.cli", "serve", "--config", str(self.config_path)],
             cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()

@@ -11,8 +11,8 @@ import pytest
 import redis
 import yaml
 
-from bridge.cli import main
 from bridge.config import CONFIG_ENV
+from bridge.ops.cli import main
 from tests.fakes.bigcommerce import FakeBigCommerce
 from tests.fakes.bitbybit import FakeBitbybit
 from tests.integration.bridge_process import PROJECT_ROOT, BridgeProcess

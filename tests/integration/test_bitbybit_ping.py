@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from bridge.ops.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 pytestmark = pytest.mark.integration
 

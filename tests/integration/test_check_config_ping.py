@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.cli import EXIT_FAILED, EXIT_OK
+from bridge.ops.cli import EXIT_FAILED, EXIT_OK
 from tests.fakes.bigcommerce import error_body
 from tests.fakes.server import status
 from tests.integration.bridge_process import free_port

@@ -22,7 +22,7 @@ from flask import Flask, jsonify, request
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.cli import EXIT_FAILED, EXIT_OK, main
+from bridge.ops.cli import EXIT_FAILED, EXIT_OK, main
 from tests.fakes.bigcommerce import FakeBigCommerce, error_body
 from tests.fakes.server import FakeServer, status
 from tests.integration.bridge_process import PROJECT_ROOT, BridgeProcess, free_port
@@ -301,7 +301,7 @@ def test_simulate_fails_a_broken_backend_naming_the_flaw(flaw, step, message, fa
 
 
 def _healthcheck(bridge: BridgeProcess, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bridge.cli", "healthcheck", "--config", str(bridge.config_path)],
+    return subprocess.run([sys.executable, "-m", "bridge.ops.cli", "healthcheck", "--config", str(bridge.config_path)],
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=20, check=False)
 
 

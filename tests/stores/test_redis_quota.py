@@ -9,7 +9,7 @@ import redis
 
 from adapters.stores.redis_quota import FALLBACK_SECONDS, RedisQuota
 from adapters.stores.redis_store import RedisIdempotencyStore
-from bridge.quota import FIRST_CONTACT, FIRST_CONTACT_POLL_SECONDS, RESET_MARGIN_SECONDS, QuotaNews, spread
+from bridge.upstream.quota import FIRST_CONTACT, FIRST_CONTACT_POLL_SECONDS, RESET_MARGIN_SECONDS, QuotaNews, spread
 
 from .conftest import redis_url
 

@@ -13,8 +13,8 @@ import redis
 
 from adapters.stores import RedisIdempotencyStore
 from adapters.stores.redis_url import redis_client
-from bridge.errors import StoreUnavailable
-from bridge.ports import ClaimOutcome
+from bridge.core.errors import StoreUnavailable
+from bridge.core.ports import ClaimOutcome
 
 from .conftest import TTL_SECONDS, redis_url
 

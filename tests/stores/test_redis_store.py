@@ -8,8 +8,8 @@ import redis
 
 from adapters.stores import RedisIdempotencyStore
 from adapters.stores.redis_store import SCAN_BATCH, durability_risks
-from bridge.errors import StoreUnavailable
-from bridge.ports import ClaimOutcome, RecordState
+from bridge.core.errors import StoreUnavailable
+from bridge.core.ports import ClaimOutcome, RecordState
 
 from .conftest import TTL_SECONDS, redis_url
 

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from adapters.stores import SqliteIdempotencyStore
-from bridge.errors import StoreUnavailable
-from bridge.ports import ClaimOutcome
+from bridge.core.errors import StoreUnavailable
+from bridge.core.ports import ClaimOutcome
 
 from .conftest import TTL_SECONDS
 

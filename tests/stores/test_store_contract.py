@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from bridge.ports import ClaimOutcome, RecordState
+from bridge.core.ports import ClaimOutcome, RecordState
 
 from .conftest import TTL_SECONDS
 

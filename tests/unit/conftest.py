@@ -2,7 +2,7 @@
 import pytest
 
 from adapters.stores.sqlite_store import SqliteIdempotencyStore
-from bridge.models import PlaceOrderRequest
+from bridge.core.models import PlaceOrderRequest
 
 from .fakes import FakeClock
 

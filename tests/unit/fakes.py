@@ -4,11 +4,11 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
-from bridge.errors import OrderNotFound, StoreUnavailable, UpstreamAmbiguous
-from bridge.models import BikOrder, PlaceOrderRequest
-from bridge.outbound import OutboundRequest
-from bridge.ports import Lookup
-from bridge.upstream import Deadline
+from bridge.core.deadline import Deadline
+from bridge.core.errors import OrderNotFound, StoreUnavailable, UpstreamAmbiguous
+from bridge.core.models import BikOrder, PlaceOrderRequest
+from bridge.core.ports import Lookup
+from bridge.upstream.outbound import OutboundRequest
 
 
 class FakeAdapter:

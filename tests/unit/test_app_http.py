@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from bridge.app import create_app
 from bridge.bootstrap import build_service
 from bridge.config import parse_config
-from bridge.errors import UpstreamAmbiguous
-from bridge.models import PlaceOrderRequest
-from bridge.service import OrderService
+from bridge.core.errors import UpstreamAmbiguous
+from bridge.core.models import PlaceOrderRequest
+from bridge.core.service import OrderService
+from bridge.http.app import create_app
 
 from .fakes import DownStore, FakeAdapter
 

@@ -6,8 +6,8 @@ import base64
 import pytest
 from werkzeug.datastructures import Headers
 
-from bridge.auth import Authenticator
 from bridge.config import AuthConfig
+from bridge.http.auth import Authenticator
 
 TOKEN = "s3cret-token"
 

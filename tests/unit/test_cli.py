@@ -6,9 +6,9 @@ import json
 import pytest
 import yaml
 
-from bridge.app import create_app
-from bridge.cli import main
 from bridge.config import CONFIG_ENV, load_config
+from bridge.http.app import create_app
+from bridge.ops.cli import main
 
 SECRET = "tok-from-env-7f3a9c"
 

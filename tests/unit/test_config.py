@@ -14,7 +14,7 @@ from bridge.config import (
     parse_config,
     revise,
 )
-from bridge.errors import ConfigError
+from bridge.core.errors import ConfigError
 
 BIGCOMMERCE = {"store_hash": "abc123", "access_token": "bc-token-value"}
 

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel
 
 from bridge.config import PLACE_ORDER_TARGET_SECONDS, Config, load_config, parse_config
-from bridge.errors import ConfigError
+from bridge.core.errors import ConfigError
 
 # `# key: value` or `# key:` (a plain or quoted key, then a space or the line's end); prose never starts that way.
 COMMENTED_KEY = re.compile(r"^(?P<indent>[ ]*)# (?P<line>[ ]*(?:[A-Za-z_][\w/.-]*|\"[^\"]+\"|'[^']+'):(?:[ ].*)?)$")

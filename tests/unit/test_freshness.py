@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from bridge.errors import OrderNotFound
-from bridge.freshness import FreshnessCache
-from bridge.models import PlaceOrderRequest
-from bridge.service import OrderService, ServiceSettings
+from bridge.core.errors import OrderNotFound
+from bridge.core.freshness import FreshnessCache
+from bridge.core.models import PlaceOrderRequest
+from bridge.core.service import OrderService, ServiceSettings
 
 from .fakes import FakeAdapter, FakeClock, RecordingSleep
 

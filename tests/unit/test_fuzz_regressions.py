@@ -7,9 +7,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from bridge.app import create_app
 from bridge.config import parse_config
-from bridge.models import BikOrderItem, BikOrderItemIn
+from bridge.core.models import BikOrderItem, BikOrderItemIn
+from bridge.http.app import create_app
 
 TOKEN = "bik-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 
 from adapters.local.adapter import LocalAdapter
-from bridge.errors import BadRequest, OrderNotFound
-from bridge.models import PlaceOrderRequest
-from bridge.ports import Lookup
-from bridge.presentation import Presentation
-from bridge.upstream import Deadline
+from bridge.core.deadline import Deadline
+from bridge.core.errors import BadRequest, OrderNotFound
+from bridge.core.models import PlaceOrderRequest
+from bridge.core.ports import Lookup
+from bridge.core.presentation import Presentation
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from bridge import context
-from bridge.logs import ConsoleFormatter, JsonFormatter, configure_logging, mask_text, scrub
+from bridge.ops import context
+from bridge.ops.logs import ConsoleFormatter, JsonFormatter, configure_logging, mask_text, scrub
 
 PHONE, EMAIL = "+919876543210", "buyer@example.com"
 

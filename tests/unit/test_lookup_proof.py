@@ -5,12 +5,12 @@ import json
 
 import pytest
 
-from bridge.drafts import CLOCK_MARGIN_SECONDS
-from bridge.errors import InFlight, LookupInconclusive, UpstreamAmbiguous
-from bridge.models import PlaceOrderRequest
-from bridge.ports import ClaimOutcome, RecordState
-from bridge.service import OrderService, ServiceSettings
-from bridge.upstream import Deadline
+from bridge.core.deadline import Deadline
+from bridge.core.drafts import CLOCK_MARGIN_SECONDS
+from bridge.core.errors import InFlight, LookupInconclusive, UpstreamAmbiguous
+from bridge.core.models import PlaceOrderRequest
+from bridge.core.ports import ClaimOutcome, RecordState
+from bridge.core.service import OrderService, ServiceSettings
 
 from .fakes import FakeAdapter, FakeClock, RecordingSleep
 

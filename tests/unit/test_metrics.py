@@ -6,11 +6,11 @@ from decimal import Decimal
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.app import create_app
 from bridge.bootstrap import build_service
-from bridge.metrics import Metrics
-from bridge.models import PlaceOrderRequest
-from bridge.service import OrderService, ServiceSettings
+from bridge.core.models import PlaceOrderRequest
+from bridge.core.service import OrderService, ServiceSettings
+from bridge.http.app import create_app
+from bridge.ops.metrics import Metrics
 
 from .fakes import FakeAdapter
 from .test_app_http import DRAFT, make_config, post

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from bridge.models import (
+from bridge.core.models import (
     BikAddressIn,
     BikOrder,
     BikOrderIn,

@@ -7,9 +7,9 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_spec
 
-from bridge.app import create_app
 from bridge.config import parse_config
-from bridge.openapi import build_openapi
+from bridge.http.app import create_app
+from bridge.http.openapi import build_openapi
 
 TOKEN = "bik-test-token"
 BIK = ("/placeOrder", "/getOrder")

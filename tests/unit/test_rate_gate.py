@@ -11,7 +11,7 @@ import requests
 
 from adapters.bigcommerce.adapter import BigCommerceRateLimit
 from adapters.bitbybit.adapter import BitbybitRateLimit
-from bridge.quota import (
+from bridge.upstream.quota import (
     FIRST_CONTACT,
     FIRST_CONTACT_POLL_SECONDS,
     RESET_MARGIN_SECONDS,

@@ -1,14 +1,13 @@
 """Recovering without the record: the lookup before every create, and the reconciler that settles leftovers."""
 from __future__ import annotations
 
-
 import pytest
 
 from adapters.stores.sqlite_store import SqliteIdempotencyStore
-from bridge.errors import UpstreamAmbiguous, UpstreamUnavailable
-from bridge.models import PlaceOrderRequest
-from bridge.ports import ClaimOutcome, RecordState
-from bridge.service import OrderService, ServiceSettings
+from bridge.core.errors import UpstreamAmbiguous, UpstreamUnavailable
+from bridge.core.models import PlaceOrderRequest
+from bridge.core.ports import ClaimOutcome, RecordState
+from bridge.core.service import OrderService, ServiceSettings
 
 from .fakes import FakeAdapter, FakeClock, RecordingSleep
 

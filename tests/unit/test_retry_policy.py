@@ -16,19 +16,19 @@ import urllib3.exceptions
 from adapters.bigcommerce.adapter import BigCommerceRateLimit, error_message
 from bridge.bootstrap import build_session
 from bridge.config import UpstreamConfig
-from bridge.errors import UpstreamAmbiguous, UpstreamAuthError, UpstreamUnavailable
-from bridge.outbound import OutboundRequest
-from bridge.quota import RateGate
-from bridge.upstream import (
-    Deadline,
+from bridge.core.deadline import Deadline
+from bridge.core.errors import UpstreamAmbiguous, UpstreamAuthError, UpstreamUnavailable
+from bridge.upstream.client import Upstream
+from bridge.upstream.outbound import OutboundRequest
+from bridge.upstream.outcomes import (
     Outcome,
-    Upstream,
     WriteVerdict,
     backoff_seconds,
     classify_write,
     should_retry,
     was_sent,
 )
+from bridge.upstream.quota import RateGate
 
 from .fakes import FakeClock
 

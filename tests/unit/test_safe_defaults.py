@@ -9,7 +9,7 @@ import redis
 
 from bridge.bootstrap import durability_warnings
 from bridge.config import load_config, parse_config
-from bridge.errors import ConfigError
+from bridge.core.errors import ConfigError
 
 REDIS_URL = os.environ.get("BIK_BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 

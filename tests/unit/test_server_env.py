@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from bridge import multiproc
-from bridge.cli import EXIT_USAGE, main
 from bridge.config import CONFIG_ENV
-from bridge.server import server_env_overrides
+from bridge.http.server import server_env_overrides
+from bridge.ops import multiproc
+from bridge.ops.cli import EXIT_USAGE, main
 
 
 def test_server_settings_come_from_the_environment():
@@ -69,7 +69,7 @@ def test_an_empty_variable_counts_as_unset(given):
 def test_a_worker_freezes_what_it_built_so_full_collections_skip_it(tmp_path):
     """The app a worker builds is moved out of the cyclic collector's sight once built."""
     from bridge.config import parse_config
-    from bridge.server import BridgeServer
+    from bridge.http.server import BridgeServer
 
     config = parse_config({"local": {"db_path": str(tmp_path / "orders.db")}, "metrics": {"enabled": False},
                            "idempotency": {"sqlite_path": str(tmp_path / "idempotency.db")}}, environ={})

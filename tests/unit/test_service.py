@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
-from bridge.errors import (
+from bridge.core.errors import (
     InFlight,
     OrderNotFound,
     OrderRejected,
@@ -16,9 +15,9 @@ from bridge.errors import (
     UpstreamAuthError,
     UpstreamUnavailable,
 )
-from bridge.models import PlaceOrderRequest
-from bridge.ports import ClaimOutcome, RecordState
-from bridge.service import OrderService, ServiceSettings
+from bridge.core.models import PlaceOrderRequest
+from bridge.core.ports import ClaimOutcome, RecordState
+from bridge.core.service import OrderService, ServiceSettings
 
 from .fakes import DownStore, FakeAdapter, RecordingSleep
 

@@ -7,8 +7,8 @@ import json
 import pytest
 import requests
 
-from bridge.cli import EXIT_USAGE, main
-from bridge.simulate import (
+from bridge.ops.cli import EXIT_USAGE, main
+from bridge.ops.simulate import (
     ContractBreach,
     Credentials,
     endpoint_urls,

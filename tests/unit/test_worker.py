@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from bridge.worker import DeadlineSocket
+from bridge.http.worker import DeadlineSocket
 
 
 def test_the_master_imports_no_platform_client_before_the_workers_patch_them():
     """gevent makes urllib3's TLS cooperative only when urllib3 is first imported after the worker's patching."""
-    code = ("import sys, bridge.cli, bridge.worker; from bridge.server import BridgeServer, serve; "
+    code = ("import sys, bridge.ops.cli, bridge.http.worker; from bridge.http.server import BridgeServer, serve; "
             "print(sorted(m for m in ('urllib3', 'requests', 'redis') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

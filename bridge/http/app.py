@@ -13,10 +13,8 @@ from flask import Flask, Response, g, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from bridge import context
-from bridge.auth import Authenticator
 from bridge.config import ENDPOINTS, Config
-from bridge.errors import (
+from bridge.core.errors import (
     BadRequest,
     BridgeError,
     CurrencyMismatch,
@@ -27,12 +25,14 @@ from bridge.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from bridge.models import GetOrderRequest, PlaceOrderRequest
-from bridge.openapi import build_openapi
-from bridge.service import OrderService
+from bridge.core.models import GetOrderRequest, PlaceOrderRequest
+from bridge.core.service import OrderService
+from bridge.http.auth import Authenticator
+from bridge.http.openapi import build_openapi
+from bridge.ops import context
 
 if TYPE_CHECKING:  # prometheus-client is imported by the worker that builds the metrics, after the fork
-    from bridge.metrics import Metrics
+    from bridge.ops.metrics import Metrics
 
 log = logging.getLogger("bik_bridge.http")
 EXTENSION = "bik_bridge"
@@ -117,7 +117,7 @@ def read_json(max_bytes: int) -> dict:
     except Exception as exc:  # noqa: BLE001 - each WSGI server raises its own types here
         timeout = exc if isinstance(exc, TimeoutError) else exc.__context__
         if isinstance(timeout, TimeoutError):
-            # The server's read deadline passed while the body was still arriving (bridge/worker.py); werkzeug
+            # The server's read deadline passed while the body was still arriving (bridge/http/worker.py); werkzeug
             # reports that as a disconnect, with the timeout as its context.
             raise RequestTimeout(str(timeout) or "request body not received in time") from None
         # The server's body reader fails on a malformed chunked body or a body cut short (gunicorn raises

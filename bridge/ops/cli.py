@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 import yaml
 
 from bridge.config import PLACE_ORDER_TARGET_SECONDS, Config, load_config, revise
-from bridge.errors import (
+from bridge.core.errors import (
     BridgeError,
     ConfigError,
     OrderNotFound,
@@ -18,7 +18,7 @@ from bridge.errors import (
     UpstreamAuthError,
     UpstreamError,
 )
-from bridge.logs import configure_logging
+from bridge.ops.logs import configure_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -35,7 +35,7 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    from bridge.server import serve, server_env_overrides
+    from bridge.http.server import serve, server_env_overrides
 
     # The command line wins over the environment (BIK_BRIDGE_HOST, ...), which wins over the file.
     overrides = server_env_overrides()
@@ -58,9 +58,9 @@ def _config_for_platform(config: Config, platform: Optional[str]) -> Config:
 
 
 def cmd_dry_run(args: argparse.Namespace, config: Config) -> int:
-    from bridge.app import check_currency, parse_json, validate
     from bridge.bootstrap import build_adapter
-    from bridge.models import PlaceOrderRequest
+    from bridge.core.models import PlaceOrderRequest
+    from bridge.http.app import check_currency, parse_json, validate
 
     try:
         with open(args.payload, "rb") as handle:
@@ -96,7 +96,7 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     if not args.ping:
         return EXIT_OK
     from bridge.bootstrap import build_adapter
-    from bridge.upstream import Deadline
+    from bridge.core.deadline import Deadline
 
     adapter = build_adapter(config)
     try:
@@ -141,7 +141,7 @@ def _auth_hint(config: Config, status: Optional[int], message: str = "") -> str:
 def cmd_healthcheck(args: argparse.Namespace, config: Config) -> int:
     import urllib.request
 
-    from bridge.server import server_env_overrides
+    from bridge.http.server import server_env_overrides
 
     server = revise(config, {"server": server_env_overrides()}).server
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(server.host, server.host)
@@ -156,7 +156,7 @@ def cmd_healthcheck(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace, config: Config) -> int:
-    from bridge.simulate import Credentials, Simulation, endpoint_urls, load_payload
+    from bridge.ops.simulate import Credentials, Simulation, endpoint_urls, load_payload
 
     credentials = Credentials(args.auth_scheme, args.token or os.environ.get("BIK_BRIDGE_TOKEN"), args.header,
                               args.username, args.password or os.environ.get("BIK_BRIDGE_PASSWORD"))
@@ -175,7 +175,7 @@ def cmd_simulate(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_local_set_status(args: argparse.Namespace, config: Config) -> int:
     from adapters.local.adapter import LocalAdapter
-    from bridge.presentation import Presentation
+    from bridge.core.presentation import Presentation
 
     path = config.local.db_path
     if not path.startswith("file:") and path != ":memory:" and not os.path.exists(path):

@@ -6,12 +6,12 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from bridge.config import ENDPOINTS, AuthConfig, Config
-from bridge.models import BikOrder, GetOrderRequest, PlaceOrderRequest
+from bridge.core.models import BikOrder, GetOrderRequest, PlaceOrderRequest
 
 OPENAPI_VERSION = "3.1.0"
 _SCHEMAS = "#/components/schemas/{model}"
 
-# What each Bik endpoint may answer besides 200, and why (bridge/errors.py holds the tree).
+# What each Bik endpoint may answer besides 200, and why (bridge/core/errors.py holds the tree).
 _ERRORS = {
     "placeOrder": {
         400: "The body is not a valid placeOrder request, or repeats a key; `details` names each bad field.",

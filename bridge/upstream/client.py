@@ -1,130 +1,36 @@
 """Sending requests to a platform: one pooled session, bounded retries, errors translated once.
 
-The retry line follows urllib3 and RFC 9110: a request that surely never left (connect error,
-rate-limited) may be sent again whatever its method; one that may have been applied (timeout
-after sending, 5xx) is retried only if it is a read. A write's outcome has one classification,
-`classify_write`: it was surely not applied only when nothing left the machine or the platform
-refused it in its own words; everything else may have been applied, surfaces as
-`UpstreamAmbiguous`, and the service looks the draft up before any new create.
+Which attempt may be repeated, and what a write's outcome means, are the pure rules of
+`bridge.upstream.outcomes`; this module applies them. A create that may have been applied is never re-sent
+here: it surfaces as `UpstreamAmbiguous` and the service looks the draft up before any new create.
 """
 from __future__ import annotations
 
-import enum
 import logging
 import random
-import ssl
 import time
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 import requests
-import urllib3.exceptions
 from tenacity import RetryCallState, Retrying, retry_if_result
 
-from bridge import context
 from bridge.config import UpstreamConfig
-from bridge.errors import UpstreamAmbiguous, UpstreamAuthError, UpstreamError, UpstreamUnavailable
-from bridge.outbound import OutboundRequest
-from bridge.quota import RateGate, RateLimitHeaders
+from bridge.core.deadline import Deadline
+from bridge.core.errors import UpstreamAmbiguous, UpstreamAuthError, UpstreamError, UpstreamUnavailable
+from bridge.ops import context
+from bridge.upstream.outbound import OutboundRequest
+from bridge.upstream.outcomes import (
+    IDEMPOTENT_METHODS,
+    Outcome,
+    WriteVerdict,
+    backoff_seconds,
+    classify_write,
+    should_retry,
+    was_sent,
+)
+from bridge.upstream.quota import RateGate, RateLimitHeaders
 
 log = logging.getLogger("bik_bridge.upstream")
-
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-# A platform that answers one of these refused the request in its own words: nothing was applied.
-REFUSALS = frozenset({400, 401, 403, 404, 405, 409, 413, 415, 422, 429})
-
-
-class Deadline:
-    """A time budget shared by every upstream call made for one Bik request."""
-
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
-        self._clock = clock
-        self._end = clock() + seconds
-
-    def remaining(self) -> float:
-        return max(0.0, self._end - self._clock())
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The result of one attempt: a response, or an error and whether the request may have been sent."""
-
-    response: Optional[requests.Response] = None
-    error: Optional[Exception] = None
-    sent: bool = True
-
-    @property
-    def status(self) -> Optional[int]:
-        return self.response.status_code if self.response is not None else None
-
-
-class WriteVerdict(str, enum.Enum):
-    """What one attempt at a write did to the platform."""
-
-    NOT_SENT = "not_sent"  # nothing left the machine
-    REFUSED = "refused"  # the platform refused it in its own words (REFUSALS): nothing was applied
-    ANSWERED = "answered"  # a 2xx: applied, and the answer says how (an unreadable one is still ambiguous)
-    AMBIGUOUS = "ambiguous"  # anything else: it may have been applied
-
-
-def classify_write(outcome: Outcome) -> WriteVerdict:
-    """Whether a write surely was not applied; every outcome not proven otherwise is ambiguous."""
-    if outcome.response is None:
-        return WriteVerdict.AMBIGUOUS if outcome.sent else WriteVerdict.NOT_SENT
-    status = outcome.response.status_code
-    if 200 <= status < 300:
-        return WriteVerdict.ANSWERED
-    if status in REFUSALS:
-        return WriteVerdict.REFUSED
-    return WriteVerdict.AMBIGUOUS  # any 5xx (52x from a CDN too), a 3xx, a 1xx, a 4xx outside REFUSALS
-
-
-def should_retry(outcome: Outcome, *, idempotent: bool) -> bool:
-    """Whether another attempt is allowed: never for a write that may have been applied."""
-    if not idempotent:
-        verdict = classify_write(outcome)
-        return verdict is WriteVerdict.NOT_SENT or outcome.status == 429
-    if outcome.response is None:
-        return True
-    status = outcome.response.status_code
-    return status == 429 or 500 <= status <= 599
-
-
-def backoff_seconds(attempt: int, rng: Callable[[], float] = random.random) -> float:
-    """Exponential backoff with full jitter: 0.2 s, 0.4 s, 0.8 s ... capped at 2 s."""
-    ceiling = min(2.0, 0.2 * (2 ** (attempt - 1)))
-    return ceiling * (0.5 + rng() / 2)
-
-
-def _causes(exc: BaseException) -> list[object]:
-    """The exception, the reasons urllib3 wraps in it and the exceptions chained to them."""
-    seen: list[object] = []
-    node: object = exc
-    while node is not None and node not in seen and len(seen) < 8:
-        seen.append(node)
-        args = getattr(node, "args", ())
-        wrapped = getattr(node, "reason", None) or (args[0] if args and isinstance(args[0], BaseException) else None)
-        node = wrapped or getattr(node, "__cause__", None) or getattr(node, "__context__", None)
-    return seen
-
-
-def was_sent(exc: requests.RequestException) -> bool:
-    """False only when the request surely never reached the platform."""
-    # Raised before a connection is opened: a timeout connecting, or a URL or header requests refuses to send.
-    unsendable = (requests.exceptions.ConnectTimeout, requests.exceptions.InvalidURL, requests.exceptions.URLRequired,
-                  requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
-                  requests.exceptions.InvalidHeader)
-    if isinstance(exc, unsendable):
-        return False
-    if not isinstance(exc, requests.exceptions.ConnectionError):
-        return True
-    causes = _causes(exc)
-    # No connection (refused, DNS) or no TLS session (handshake or certificate refused): the request never left.
-    unsent = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.NameResolutionError,
-              ssl.SSLCertVerificationError)
-    if any(isinstance(cause, unsent) for cause in causes):
-        return False
-    return not any(isinstance(cause, ssl.SSLError) and "handshake" in str(cause).lower() for cause in causes)
 
 
 class Upstream:

@@ -22,7 +22,7 @@
         └── UpstreamAuthError        502  the platform refused the bridge's own credentials
 
 Adapters translate `requests` exceptions and platform status codes into this tree once, in
-`bridge.upstream`; the app renders every one of them as JSON `{"error": ...}`.
+`bridge.upstream.client`; the app renders every one of them as JSON `{"error": ...}`.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from typing import Optional
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from bridge.multiproc import MULTIPROC_ENV
+from bridge.ops.multiproc import MULTIPROC_ENV
 
 # Bik waits seconds, not minutes: resolution where answers are fast, and up to the worst upstream budget.
 REQUEST_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60)
@@ -75,7 +75,7 @@ class Metrics:
         self.request_seconds.labels(endpoint).observe(seconds)
 
     def upstream(self, *, platform: str, operation: str, status, ms: float, attempt: int) -> None:
-        """One attempt at the platform; the `observer` of `bridge.upstream.Upstream`."""
+        """One attempt at the platform; the `observer` of `bridge.upstream.client.Upstream`."""
         self.upstream_calls.labels(platform, operation, str(status)).inc()
         self.upstream_seconds.labels(platform, operation).observe(ms / 1000)
         if attempt > 1:

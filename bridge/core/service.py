@@ -12,8 +12,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from bridge.drafts import CLOCK_MARGIN_SECONDS, draft_created_at
-from bridge.errors import (
+from bridge.core.deadline import Deadline
+from bridge.core.drafts import CLOCK_MARGIN_SECONDS, draft_created_at
+from bridge.core.errors import (
     BridgeError,
     InFlight,
     LookupInconclusive,
@@ -24,9 +25,9 @@ from bridge.errors import (
     UpstreamAmbiguous,
     UpstreamError,
 )
-from bridge.freshness import FreshnessCache
-from bridge.models import BikOrder, PlaceOrderRequest
-from bridge.ports import (
+from bridge.core.freshness import FreshnessCache
+from bridge.core.models import BikOrder, PlaceOrderRequest
+from bridge.core.ports import (
     Claim,
     ClaimOutcome,
     IdempotencyRecord,
@@ -35,7 +36,6 @@ from bridge.ports import (
     LookupResult,
     PlatformAdapter,
 )
-from bridge.upstream import Deadline
 
 log = logging.getLogger("bik_bridge.service")
 ROUTINE_DECISIONS = frozenset({"created", "replayed"})

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from bridge.models import BikOrder, PlaceOrderRequest
-    from bridge.outbound import OutboundRequest
-    from bridge.upstream import Deadline
+    from bridge.core.deadline import Deadline
+    from bridge.core.models import BikOrder, PlaceOrderRequest
+    from bridge.upstream.outbound import OutboundRequest
 
 
 class PlatformAdapter(Protocol):
@@ -20,7 +20,7 @@ class PlatformAdapter(Protocol):
         """The exact request(s) placing this order would send; pure, for dry-run."""
 
     def place(self, request: PlaceOrderRequest, deadline: Deadline) -> BikOrder:
-        """Create the order upstream once; raises from `bridge.errors`, never re-sends an ambiguous create."""
+        """Create the order upstream once; raises from `bridge.core.errors`, never re-sends an ambiguous create."""
 
     def get(self, order_id: str, deadline: Deadline) -> BikOrder:
         """The order's current state; `OrderNotFound` for unknown or foreign orders."""

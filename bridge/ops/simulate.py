@@ -18,7 +18,7 @@ from typing import Callable, Optional, TextIO
 import requests
 from pydantic import ValidationError
 
-from bridge.models import BikOrder
+from bridge.core.models import BikOrder
 
 # Bik's sample order (its documentation's placeOrder example). Its product ids exist in the local
 # platform only: against a real store, pass --payload with a product of that store.

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from bridge import context
+from bridge.ops import context
 
 # Fields that identify a customer; their values never reach a log line.
 PERSONAL = frozenset({

@@ -7,14 +7,14 @@ import logging
 import os
 from typing import Mapping, Optional
 
-from gunicorn.app.base import BaseApplication
 from gunicorn import util as gunicorn_util
+from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 
-from bridge import multiproc
 from bridge.config import Config
-from bridge.errors import ConfigError
-from bridge.logs import configure_logging
+from bridge.core.errors import ConfigError
+from bridge.ops import multiproc
+from bridge.ops.logs import configure_logging
 
 log = logging.getLogger("bik_bridge.server")
 
@@ -47,8 +47,8 @@ def gunicorn_options(config: Config) -> dict:
         "bind": f"[{s.host}]:{s.port}" if ":" in s.host else f"{s.host}:{s.port}",
         "workers": s.workers,
         # A connection that waits, on its client or on the store, holds a greenlet instead of one of a few
-        # threads: slow clients cannot take every slot (bridge/worker.py adds the read deadline).
-        "worker_class": "bridge.worker.BridgeWorker",
+        # threads: slow clients cannot take every slot (bridge/http/worker.py adds the read deadline).
+        "worker_class": "bridge.http.worker.BridgeWorker",
         "worker_connections": s.worker_connections,
         "timeout": int(slowest + 15),
         "graceful_timeout": int(slowest + 5),
@@ -122,7 +122,7 @@ class BridgeServer(BaseApplication):
 
     def load(self):
         # Imported here so connections and sessions are made per worker, never shared across a fork.
-        from bridge.app import EXTENSION, create_app
+        from bridge.http.app import EXTENSION, create_app
 
         app = create_app(self.config_model)
         app.extensions[EXTENSION].warm_up()

@@ -7,7 +7,7 @@ from typing import Callable, Optional
 
 from gunicorn.workers.ggevent import GeventWorker
 
-from bridge.server import write_json_error
+from bridge.http.server import write_json_error
 
 
 class DeadlineSocket:
@@ -62,7 +62,7 @@ class DeadlineSocket:
         self.expired = True
         message = f"request not received within {self._seconds:g} s"
         if self.reading_body:
-            # The app is reading the body: it answers 408 itself (bridge/app.py), then gunicorn closes.
+            # The app is reading the body: it answers 408 itself (bridge/http/app.py), then gunicorn closes.
             raise socket.timeout(message)
         if self._received:
             # A head cut short: answered here, as gunicorn answers a malformed one. An idle connection just closes.
@@ -76,7 +76,7 @@ class DeadlineSocket:
 class BridgeWorker(GeventWorker):
     """One greenlet per connection (`server.worker_connections` at most), each request read within a deadline."""
 
-    # Replaced after the fork with `server.read_timeout_seconds` (bridge/server.py).
+    # Replaced after the fork with `server.read_timeout_seconds` (bridge/http/server.py).
     read_timeout: float = 10.0
 
     def handle(self, listener, client, addr) -> None:

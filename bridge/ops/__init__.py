@@ -1,0 +1,1 @@
+"""The operator's tools: the CLI, Bik simulated, log lines, metrics."""
