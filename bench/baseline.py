@@ -16,7 +16,8 @@ from typing import Any, Optional
 
 import requests
 
-from bridge.config import Config, load_config
+from bridge.bootstrap import load_config
+from bridge.config import Config
 from bridge.http.server import BridgeServer
 from bridge.ops.logs import configure_logging
 
@@ -71,11 +72,9 @@ class BaselineServer(BridgeServer):
         self.cfg.set("threads", SERVER["threads"])
 
     def load(self):
-        from bridge.bootstrap import build_service
-        from bridge.http.app import create_app
+        from bridge.bootstrap import build_app
 
-        return create_app(self.config_model, service=build_service(self.config_model,
-                                                                   adapter=naive_adapter(self.config_model)))
+        return build_app(self.config_model, adapter=naive_adapter(self.config_model))
 
 
 def main(argv: Optional[list[str]] = None) -> int:

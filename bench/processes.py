@@ -236,7 +236,7 @@ class Reference(Bridge):
 
 
 def parse_workers(config: dict) -> int:
-    from bridge.config import parse_config
+    from bridge.bootstrap import parse_config
 
     return parse_config(config, environ={}).server.workers
 

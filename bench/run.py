@@ -263,7 +263,7 @@ def measure_reference(s: Scenarios, workdir: Path, config: dict, platform: Platf
 
 def parse_server(config: dict) -> tuple[int, int]:
     """The bridge's workers and connections per worker, as the config gives them."""
-    from bridge.config import parse_config
+    from bridge.bootstrap import parse_config
 
     server = parse_config(config, environ={}).server
     return server.workers, server.worker_connections

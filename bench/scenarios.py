@@ -83,7 +83,7 @@ class Files:
     def write_create(self, config: dict) -> None:
         """The order_Post body the bridge sends for the example, to send it straight to the store."""
         from adapters.bigcommerce.builder import BigCommerceRequests
-        from bridge.config import parse_config
+        from bridge.bootstrap import parse_config
         from bridge.core.models import PlaceOrderRequest
 
         parsed = parse_config(config, environ={})

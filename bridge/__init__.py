@@ -1,1 +1,1 @@
-"""bik-bridge: the Bik placeOrder/getOrder backend for BigCommerce, bitbybit and a local store."""
+"""bik-bridge: the Bik placeOrder/getOrder backend for a store that is not on Shopify, on any registered platform."""

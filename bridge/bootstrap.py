@@ -1,23 +1,72 @@
-"""The composition root: the one place that turns a config into live adapters, stores and a service."""
+"""The composition root: the registry of platforms, and the one place that builds every live object of a process."""
 from __future__ import annotations
 
+import functools
+import importlib
 import os
-from typing import Callable, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
-import requests
-from requests.adapters import HTTPAdapter
-
+from bridge import config as configuration
 from bridge.config import Config
-from bridge.core.ports import IdempotencyStore, PlatformAdapter
-from bridge.core.presentation import Presentation
-from bridge.core.service import OrderService, ServiceSettings
-from bridge.ops.context import ContextThreadPool
-from bridge.upstream.client import Upstream
-from bridge.upstream.quota import RateGate, RateLimitHeaders
+from bridge.core.platform import AdapterParts, Platform
+
+if TYPE_CHECKING:  # the clients are imported by the functions that build them, in the process that uses them
+    import requests
+    from flask import Flask
+
+    from bridge.core.ports import IdempotencyStore, PlatformAdapter
+    from bridge.core.service import OrderService, ServiceSettings
+    from bridge.ops.metrics import Metrics
+    from bridge.upstream.client import Upstream
+    from bridge.upstream.quota import RateGate, RateLimitHeaders
+
+# A platform is one folder under adapters/ whose package holds `PLATFORM`, and one line here: the name that
+# `platform:` and its config section use, and that package. Imported when a config is first parsed.
+PLATFORMS: Mapping[str, str] = {
+    "bigcommerce": "adapters.bigcommerce",
+    "bitbybit": "adapters.bitbybit",
+    "local": "adapters.local",
+}
+DEFAULT_PLATFORM = "local"  # what runs without a config file: the whole flow with no store account
 
 
-def build_session(pool_size: int, base_url: Optional[str] = None) -> requests.Session:
+# The config ---------------------------------------------------------------------------------------------------------
+
+def platforms(registry: Mapping[str, str] = PLATFORMS) -> dict[str, Platform]:
+    """Each registered platform's descriptor, its package imported now."""
+    return {name: importlib.import_module(package).PLATFORM for name, package in registry.items()}
+
+
+@functools.lru_cache(maxsize=None)
+def _config_class(registry: tuple[tuple[str, str], ...]) -> type[Config]:
+    return configuration.config_model(platforms(dict(registry)), DEFAULT_PLATFORM)
+
+
+def config_class(registry: Mapping[str, str] = PLATFORMS) -> type[Config]:
+    """The Config model of a registry: one class per registry, so configs of one registry compare equal."""
+    return _config_class(tuple(registry.items()))
+
+
+def parse_config(raw: Any, environ: Optional[dict[str, str]] = None, base_dir: str | Path | None = None, *,
+                 registry: Mapping[str, str] = PLATFORMS) -> Config:
+    """A parsed YAML tree validated against the registered platforms (see `bridge.config.parse_config`)."""
+    return configuration.parse_config(raw, environ, base_dir, model=config_class(registry))
+
+
+def load_config(path: Optional[str] = None, environ: Optional[dict[str, str]] = None, *,
+                registry: Mapping[str, str] = PLATFORMS) -> Config:
+    """The config file validated against the registered platforms (see `bridge.config.load_config`)."""
+    return configuration.load_config(path, environ, model=config_class(registry))
+
+
+# The platform -------------------------------------------------------------------------------------------------------
+
+def build_session(pool_size: int, base_url: Optional[str] = None) -> "requests.Session":
     """One pooled keep-alive session per process; retries are ours, never urllib3's."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
     session.mount("https://", adapter)
@@ -32,9 +81,12 @@ def build_session(pool_size: int, base_url: Optional[str] = None) -> requests.Se
     return session
 
 
-def build_rate_gate(config: Config, headers: RateLimitHeaders) -> RateGate:
+def build_rate_gate(config: Config, headers: "RateLimitHeaders") -> "RateGate":
     """The platform's quota as the bridge tracks it, shared through Redis when the idempotency store is Redis."""
-    # The quota belongs to the store, not to a process: with Redis every worker and instance holds back together.
+    from bridge.upstream.quota import RateGate
+
+    # The quota belongs to the store (or the API key), not to a process: with Redis every worker and instance
+    # holds back together.
     if config.idempotency.backend != "redis":
         return RateGate(headers)
     from adapters.stores.redis_quota import RedisQuota
@@ -44,71 +96,53 @@ def build_rate_gate(config: Config, headers: RateLimitHeaders) -> RateGate:
     return RateGate(headers, state=quota)
 
 
-def _bigcommerce(config: Config, presentation: Presentation, observer) -> PlatformAdapter:
-    from adapters.bigcommerce.adapter import BigCommerceAdapter, BigCommerceRateLimit, error_message
-
-    readers = max(4, config.upstream.pool_size)
-    # Each request in flight and each parallel reader may hold a connection at once; with a smaller pool, every
-    # request over it opens a connection and drops it afterwards. urllib3 opens them only when they are needed.
-    connections = max(config.upstream.pool_size, config.server.worker_connections + readers)
-    session = build_session(connections, config.bigcommerce.api_base_url)
-    upstream = Upstream(session, config.upstream, platform="bigcommerce",
-                        rate_headers=BigCommerceRateLimit(), message_of=error_message, observer=observer,
-                        gate=build_rate_gate(config, BigCommerceRateLimit()))
-    # Parallel reads run in the request's context, so their log lines keep its request id.
-    pool = ContextThreadPool(max_workers=readers, thread_name_prefix="bigcommerce")
-    return BigCommerceAdapter(config.bigcommerce, presentation, upstream, pool)
+def _readers(config: Config) -> int:
+    return max(4, config.upstream.pool_size)
 
 
-def _bitbybit(config: Config, presentation: Presentation, observer) -> PlatformAdapter:
-    from adapters.bitbybit.adapter import BitbybitRateLimit, build_bitbybit_adapter
+def build_upstream(config: Config, name: str, platform: Platform, settings: Any,
+                   observer: Optional[Callable] = None) -> "Upstream":
+    """The platform's one pooled session behind `Upstream.send`, with its quota gate."""
+    from bridge.upstream.client import Upstream
 
-    # bitbybit's quota is per API key: every worker and instance using the key shares it through the gate.
-    session = build_session(config.upstream.pool_size, config.bitbybit.api_base_url)
-    headers = BitbybitRateLimit(config.bitbybit.rate_limit_window_seconds)
-    return build_bitbybit_adapter(config, presentation, session, observer, gate=build_rate_gate(config, headers))
-
-
-def _local(config: Config, presentation: Presentation, observer) -> PlatformAdapter:
-    from adapters.local.adapter import LocalAdapter
-
-    return LocalAdapter(config.local.db_path, presentation)
-
-
-ADAPTERS: dict[str, Callable[[Config, Presentation, Optional[Callable]], PlatformAdapter]] = {
-    "bigcommerce": _bigcommerce,
-    "bitbybit": _bitbybit,
-    "local": _local,
-}
+    http = platform.http
+    connections = config.upstream.pool_size
+    if http.parallel_reads:
+        # Each request in flight and each parallel reader may hold a connection at once; with a smaller pool, every
+        # request over it opens a connection and drops it afterwards. urllib3 opens them only when they are needed.
+        connections = max(connections, config.server.worker_connections + _readers(config))
+    headers = http.rate_limit(settings)
+    return Upstream(build_session(connections, http.base_url(settings)), config.upstream, platform=name,
+                    rate_headers=headers, message_of=http.error_message, observer=observer,
+                    gate=build_rate_gate(config, headers))
 
 
 def build_adapter(config: Config, platform: Optional[str] = None,
-                  observer: Optional[Callable] = None) -> PlatformAdapter:
-    """The platform adapter the config names (or `platform`, for dry-run)."""
-    return ADAPTERS[platform or config.platform](config, Presentation.from_config(config.store), observer)
+                  observer: Optional[Callable] = None) -> "PlatformAdapter":
+    """The adapter of the platform the config names (or of `platform`), with all it needs built."""
+    from bridge.core.errors import ConfigError
+    from bridge.core.presentation import Presentation
+
+    name = platform or config.platform
+    descriptor = config.platforms[name]
+    settings = config.platform_settings(name)
+    if settings is None:
+        raise ConfigError(f"platform is {name} but the {name} section is missing")
+    upstream = pool = None
+    if descriptor.http is not None:
+        upstream = build_upstream(config, name, descriptor, settings, observer)
+        if descriptor.http.parallel_reads:
+            from bridge.ops.context import ContextThreadPool
+
+            # Parallel reads run in the request's context, so their log lines keep its request id.
+            pool = ContextThreadPool(max_workers=_readers(config), thread_name_prefix=name)
+    presentation = Presentation.from_config(config.store, descriptor.default_name_format)
+    return descriptor.adapter(AdapterParts(settings, presentation, upstream, pool))
 
 
-def durability_warnings(config: Config) -> list[str]:
-    """What, at start, could make the idempotency records forget a placed draft, and what that would cost."""
-    risks = []
-    if config.idempotency.backend == "redis":
-        store = build_store(config)
-        try:
-            risks = [f"Redis: {risk}" for risk in store.durability_risks()]
-        finally:
-            store.close()
-    lookup = config.idempotency.lookup_before_create
-    consequence = ("each lost draft is looked up on the platform before any create, so it costs a read, not a "
-                   "second order" if lookup else "a retry of a lost draft creates a SECOND order")
-    warnings = [f"{risk}; {consequence}" for risk in risks]
-    if not lookup:
-        warnings.append("idempotency.lookup_before_create is false: a record lost to a Redis restart without "
-                        "persistence, an eviction, a failover or a SQLite file on an ephemeral disk makes the next "
-                        "retry of that draft a second order")
-    return warnings
+# The idempotency store, the service, the metrics and the app ---------------------------------------------------------
 
-
-def build_store(config: Config) -> IdempotencyStore:
+def build_store(config: Config) -> "IdempotencyStore":
     """The idempotency store the config names."""
     namespace, ttl = config.idempotency_namespace(), config.idempotency.ttl_seconds
     if config.idempotency.backend == "redis":
@@ -121,7 +155,9 @@ def build_store(config: Config) -> IdempotencyStore:
     return SqliteIdempotencyStore(config.idempotency.sqlite_path, namespace=namespace, ttl_seconds=ttl)
 
 
-def service_settings(config: Config) -> ServiceSettings:
+def service_settings(config: Config) -> "ServiceSettings":
+    from bridge.core.service import ServiceSettings
+
     return ServiceSettings(
         lease_seconds=config.lease_seconds(),
         upstream_budget_seconds=config.upstream.total_timeout_seconds,
@@ -132,16 +168,43 @@ def service_settings(config: Config) -> ServiceSettings:
     )
 
 
-def build_service(config: Config, *, adapter: Optional[PlatformAdapter] = None,
-                  store: Optional[IdempotencyStore] = None, observer: Optional[Callable] = None,
-                  on_decision: Optional[Callable[[str], None]] = None) -> OrderService:
+def build_service(config: Config, *, adapter: Optional["PlatformAdapter"] = None,
+                  store: Optional["IdempotencyStore"] = None, observer: Optional[Callable] = None,
+                  on_decision: Optional[Callable[[str], None]] = None) -> "OrderService":
     """Wire the service for one config; tests pass fakes for `adapter` and `store`."""
+    from bridge.core.service import OrderService
+
     return OrderService(adapter or build_adapter(config, observer=observer), store or build_store(config),
                         service_settings(config), on_decision=on_decision)
 
 
-def build_metrics(config: Config):
+def build_metrics(config: Config) -> "Metrics":
     """This process's metrics, shared with the other workers when the server made a multiprocess directory."""
     from bridge.ops.metrics import Metrics
 
     return Metrics.from_environment(config.platform)
+
+
+def build_app(config: Config, *, adapter: Optional["PlatformAdapter"] = None,
+              store: Optional["IdempotencyStore"] = None) -> "Flask":
+    """The app with its service and, when enabled, its metrics; tests pass fakes for `adapter` and `store`."""
+    from bridge.http.app import create_app
+
+    metrics = build_metrics(config) if config.metrics.enabled else None
+    service = build_service(config, adapter=adapter, store=store, observer=metrics.upstream if metrics else None,
+                            on_decision=metrics.decision if metrics else None)
+    return create_app(config, service=service, metrics=metrics)
+
+
+def durability_warnings(config: Config, store: "IdempotencyStore") -> list[str]:
+    """What, at start, could make `store` forget a placed draft, and what that would cost."""
+    risks = [f"Redis: {risk}" for risk in store.durability_risks()] if config.idempotency.backend == "redis" else []
+    lookup = config.idempotency.lookup_before_create
+    consequence = ("each lost draft is looked up on the platform before any create, so it costs a read, not a "
+                   "second order" if lookup else "a retry of a lost draft creates a SECOND order")
+    warnings = [f"{risk}; {consequence}" for risk in risks]
+    if not lookup:
+        warnings.append("idempotency.lookup_before_create is false: a record lost to a Redis restart without "
+                        "persistence, an eviction, a failover or a SQLite file on an ephemeral disk makes the next "
+                        "retry of that draft a second order")
+    return warnings

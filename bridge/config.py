@@ -1,12 +1,12 @@
 """Configuration: one YAML file, `${VAR}` expanded, parsed once into an immutable model."""
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Optional
 from urllib.parse import parse_qsl, urlsplit
 
 import yaml
@@ -17,17 +17,21 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from bridge.core.errors import ConfigError
 
+if TYPE_CHECKING:
+    from bridge.core.platform import Platform
+
 CONFIG_ENV = "BIK_BRIDGE_CONFIG"
 ENDPOINTS = ("placeOrder", "getOrder")
 
 
-REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster")
 # Query parameters redis-py reads as numbers: anything else there fails only when the first connection is made.
 REDIS_NUMBER_PARAMETERS = {"db": int, "max_connections": int, "socket_read_size": int, "health_check_interval": int,
                            "protocol": int, "socket_timeout": float, "socket_connect_timeout": float,
@@ -57,6 +61,11 @@ def redis_url_problem(url: str) -> Optional[str]:
             return f"has a query parameter {name} that is not a number"
     if scheme == "unix":
         return None if path else "needs the socket's path: unix:///path/to/redis.sock"
+    if scheme.endswith("+cluster"):
+        addresses = [item for item in hosts.split(",") if item]
+        if not addresses or not all(_address_usable(item) for item in addresses):
+            return "needs host[:port][,host[:port]...] of the cluster's nodes: redis+cluster://host:6379"
+        return "has a path, but a cluster has database 0 only: redis+cluster://host:6379" if path else None
     if scheme.endswith("+sentinel"):
         addresses = [item for item in hosts.split(",") if item]
         if not addresses or not all(_address_usable(item) for item in addresses):
@@ -96,8 +105,8 @@ def mask_url(url: str) -> str:
     return re.sub(r"([?&]sentinel_password=)[^&#]*", r"\1****", shown)
 
 
-# The keys that name files, made absolute when the config loads.
-PATH_KEYS = (("idempotency", "sqlite_path"), ("local", "db_path"), ("bitbybit", "variant_map"))
+# The core's keys that name files, made absolute when the config loads; each platform names its own.
+PATH_KEYS = (("idempotency", "sqlite_path"),)
 
 
 def resolve_path(path: str, base_dir: Path) -> str:
@@ -108,11 +117,13 @@ def resolve_path(path: str, base_dir: Path) -> str:
     return str(candidate if candidate.is_absolute() else base_dir / candidate)
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """A config section: unknown keys are refused, and nothing changes it once loaded."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ServerConfig(_Section):
+class ServerConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     workers: int = Field(2, ge=1, le=64)
@@ -150,7 +161,7 @@ class ServerConfig(_Section):
             return False
 
 
-class AuthConfig(_Section):
+class AuthConfig(Section):
     scheme: Literal["none", "bearer", "api_key", "basic"] = "none"
     token: Optional[SecretStr] = None
     header: str = "X-Api-Key"
@@ -168,9 +179,9 @@ class AuthConfig(_Section):
         return self
 
 
-class StoreConfig(_Section):
+class StoreConfig(Section):
     currency: str = Field("INR", min_length=3, max_length=3)
-    # None: the platform's default, "#{id}"; "#{number}" on bitbybit, whose id is internal and whose
+    # None: the platform's default, "#{id}", or "#{number}" on a platform whose id is internal and whose
     # order number is what the merchant and the customer see.
     name_format: Optional[str] = None
     invoice_url_template: Optional[str] = None
@@ -194,7 +205,7 @@ class StoreConfig(_Section):
         return self
 
 
-class IdempotencyConfig(_Section):
+class IdempotencyConfig(Section):
     backend: Literal["sqlite", "redis"] = "sqlite"
     sqlite_path: str = "./bik-bridge.db"
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
@@ -220,7 +231,7 @@ class IdempotencyConfig(_Section):
         return value
 
 
-class UpstreamConfig(_Section):
+class UpstreamConfig(Section):
     timeout_seconds: float = Field(10, gt=0, le=120)
     connect_timeout_seconds: float = Field(3.05, gt=0, le=60)
     total_timeout_seconds: float = Field(20, gt=0, le=300)
@@ -229,66 +240,34 @@ class UpstreamConfig(_Section):
     pool_size: int = Field(16, ge=1, le=256)
 
 
-class BigCommerceConfig(_Section):
-    store_hash: str = Field(min_length=1, pattern=r"^[A-Za-z0-9]+$")
-    access_token: SecretStr
-    api_base_url: str = "https://api.bigcommerce.com"
-    customer_id: int = Field(0, ge=0)
-    status_id_pending: int = Field(7, ge=0, le=14)
-    status_id_paid: int = Field(11, ge=0, le=14)
-    payment_method_pending: str = "Cash on Delivery"
-    payment_method_paid: str = "Bik"
-    external_source: str = Field("Bik", min_length=1, max_length=100)
-    shipping_method: str = "Bik"
-    status_map: Optional[dict[Literal["ORDERED", "IN PROGRESS", "DELIVERED", "CANCELLED"], list[int]]] = None
-
-
-class BitbybitConfig(_Section):
-    api_key: SecretStr
-    api_base_url: str = Field("https://api.bitbybit.studio/customer/open/v1", pattern=r"^https?://[^\s]+$")
-    auth_header: str = Field("x-api-key", pattern=r"^[A-Za-z0-9-]{1,64}$")
-    # A stable name for the store (e.g. its bitbybit company id): keeps the idempotency records when the key rotates.
-    store_id: Optional[str] = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
-    default_country_code: str = Field("91", pattern=r"^[0-9]{1,4}$")
-    variant_map: Optional[str] = None
-    marker_prefix: str = Field("bik:", min_length=1, max_length=20)
-    lookup_max_pages: int = Field(5, ge=1, le=50)
-    status_map: Optional[dict[str, Literal["ORDERED", "IN PROGRESS", "DELIVERED", "CANCELLED"]]] = None
-    # bitbybit announces its quota (RateLimit-Limit) but not the window it counts in: the documented one is a minute.
-    rate_limit_window_seconds: float = Field(60.0, gt=0, le=3600)
-
-
-class LocalConfig(_Section):
-    db_path: str = "./bik-bridge.db"
-
-
-class LoggingConfig(_Section):
+class LoggingConfig(Section):
     format: Literal["auto", "json", "console"] = "auto"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
-class MetricsConfig(_Section):
+class MetricsConfig(Section):
     enabled: bool = True
     token: Optional[SecretStr] = None  # when set, GET /metrics needs `Authorization: Bearer <token>`
 
 
-class Config(_Section):
-    platform: Literal["bigcommerce", "bitbybit", "local"] = "local"
+class Config(Section):
+    """The core's sections; `config_model` adds one section per registered platform, named like it."""
+
+    platforms: ClassVar[Mapping[str, "Platform"]] = MappingProxyType({})
+    platform: str  # one of `platforms`: config_model narrows it to their names
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
     auth_overrides: dict[Literal["placeOrder", "getOrder"], AuthConfig] = {}
     store: StoreConfig = StoreConfig()
     idempotency: IdempotencyConfig = IdempotencyConfig()
     upstream: UpstreamConfig = UpstreamConfig()
-    bigcommerce: Optional[BigCommerceConfig] = None
-    bitbybit: Optional[BitbybitConfig] = None
-    local: LocalConfig = LocalConfig()
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
 
     @model_validator(mode="after")
     def _platform_section_present(self) -> "Config":
-        if self.platform in ("bigcommerce", "bitbybit") and getattr(self, self.platform) is None:
+        chosen = self.platforms.get(self.platform)
+        if chosen is not None and chosen.section_required() and self.platform_settings() is None:
             raise ValueError(f"platform is {self.platform} but the {self.platform} section is missing")
         if self.upstream.timeout_seconds > self.upstream.total_timeout_seconds:
             raise ValueError("upstream.timeout_seconds must not exceed upstream.total_timeout_seconds")
@@ -300,7 +279,8 @@ class Config(_Section):
         # file's folder. A built-in default (./bik-bridge.db) is taken from the working folder, where the
         # Docker image keeps its volume.
         file_dir = (info.context or {}).get("base_dir")
-        for section_name, key in PATH_KEYS:
+        platform_keys = [(name, key) for name, platform in self.platforms.items() for key in platform.path_keys]
+        for section_name, key in [*PATH_KEYS, *platform_keys]:
             section = getattr(self, section_name)
             path = getattr(section, key, None) if section is not None else None
             if not path:
@@ -313,17 +293,14 @@ class Config(_Section):
         """The auth scheme one endpoint uses."""
         return self.auth_overrides.get(endpoint, self.auth)
 
+    def platform_settings(self, name: Optional[str] = None) -> Any:
+        """The section of the chosen platform (or of `name`): None when the file leaves it out."""
+        return getattr(self, name or self.platform)
+
     def store_scope(self) -> str:
         """Which store this config speaks for: keeps idempotency keys apart in a shared Redis."""
-        if self.platform == "bigcommerce" and self.bigcommerce:
-            return f"bigcommerce:{self.bigcommerce.store_hash}"
-        if self.platform == "bitbybit" and self.bitbybit:
-            if self.bitbybit.store_id:
-                return f"bitbybit:{self.bitbybit.store_id}"
-            # A digest of the key tells stores apart without putting the secret in Redis.
-            digest = hashlib.sha256(self.bitbybit.api_key.get_secret_value().encode()).hexdigest()[:12]
-            return f"bitbybit:{digest}"
-        return f"local:{os.path.abspath(self.local.db_path)}"
+        # The platform's name comes first, so two platforms can never name a store alike.
+        return f"{self.platform}:{self.platforms[self.platform].store_scope(self.platform_settings())}"
 
     def idempotency_namespace(self) -> str:
         return self.idempotency.namespace or f"bik-bridge:{self.store_scope()}"
@@ -342,9 +319,28 @@ class Config(_Section):
 
     def masked(self) -> dict:
         """The resolved configuration for printing: secrets masked, a Redis URL's password only."""
-        shown = self.model_dump(mode="json")
-        shown["idempotency"]["redis_url"] = mask_url(self.idempotency.redis_url.get_secret_value())
-        return shown
+        dumped = self.model_dump(mode="json")
+        dumped["idempotency"]["redis_url"] = mask_url(self.idempotency.redis_url.get_secret_value())
+        # The platforms' sections are shown where config.example.yaml has them: after `upstream`.
+        core = [key for key in dumped if key not in self.platforms]
+        after = core.index("upstream") + 1
+        return {key: dumped[key] for key in [*core[:after], *self.platforms, *core[after:]]}
+
+
+def config_model(platforms: Mapping[str, "Platform"], default: Optional[str] = None) -> type[Config]:
+    """The Config for a registry: `platform` one of its names, and each platform's section under its name."""
+    sections: dict[str, Any] = {}
+    for name, platform in platforms.items():
+        if name in Config.model_fields or hasattr(Config, name):
+            raise ValueError(f"a platform cannot be named {name}: the core's Config has that name")
+        model = platform.settings
+        # A section with a setting that has no default is absent until the file gives it; any other is its defaults.
+        sections[name] = (Optional[model], None) if platform.section_required() else (model, model())
+    names = Literal[tuple(platforms)]  # type: ignore[valid-type]
+    chosen = (names, default) if default in platforms else (names, ...)
+    model = create_model("Config", __base__=Config, __module__=__name__, platform=chosen, **sections)
+    model.platforms = MappingProxyType(dict(platforms))
+    return model
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
@@ -395,15 +391,16 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def parse_config(raw: Any, environ: dict[str, str] | None = None, base_dir: str | Path | None = None) -> Config:
-    """Validate a parsed YAML tree into a Config; the relative paths it sets are taken from `base_dir` (or cwd)."""
+def parse_config(raw: Any, environ: dict[str, str] | None = None, base_dir: str | Path | None = None, *,
+                 model: type[Config]) -> Config:
+    """Validate a parsed YAML tree into `model`; the relative paths it sets are taken from `base_dir` (or cwd)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("config: the file must hold a mapping of keys")
     expanded = expand_env(raw, dict(os.environ) if environ is None else environ)
     try:
-        return Config.model_validate(expanded, context={"base_dir": base_dir})
+        return model.model_validate(expanded, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
 
@@ -414,17 +411,17 @@ def revise(config: Config, changes: dict) -> Config:
     for key, value in changes.items():
         raw[key] = {**(raw.get(key) or {}), **value} if isinstance(value, dict) else value
     try:
-        return Config.model_validate(raw)
+        return type(config).model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
 
 
-def load_config(path: str | None = None, environ: dict[str, str] | None = None) -> Config:
-    """Load the config from `path`, else $BIK_BRIDGE_CONFIG, else the embedded defaults (local platform)."""
+def load_config(path: str | None = None, environ: dict[str, str] | None = None, *, model: type[Config]) -> Config:
+    """Load `model` from `path`, else $BIK_BRIDGE_CONFIG, else its embedded defaults."""
     env = dict(os.environ) if environ is None else environ
     path = path or env.get(CONFIG_ENV) or None
     if path is None:
-        return parse_config({}, env)
+        return parse_config({}, env, model=model)
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -434,4 +431,4 @@ def load_config(path: str | None = None, environ: dict[str, str] | None = None) 
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config: {path} is not valid YAML: {exc}") from None
-    return parse_config(raw, env, base_dir=file.resolve().parent)
+    return parse_config(raw, env, base_dir=file.resolve().parent, model=model)

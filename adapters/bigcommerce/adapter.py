@@ -7,18 +7,27 @@ from concurrent.futures import Executor
 from typing import Any, Optional
 
 import requests
+from cachetools import LRUCache
 
 from adapters.bigcommerce.builder import BigCommerceRequests
 from adapters.bigcommerce.mapping import BigCommerceMapping
-from bridge.config import BigCommerceConfig
+from adapters.bigcommerce.settings import BigCommerceConfig
 from bridge.core.deadline import Deadline
-from bridge.core.errors import OrderNotFound, OrderRejected, UpstreamAmbiguous, UpstreamError, UpstreamUnavailable
+from bridge.core.errors import (
+    OrderNotFound,
+    OrderRejected,
+    UpstreamAmbiguous,
+    UpstreamFailed,
+    UpstreamMisconfigured,
+)
 from bridge.core.models import BikOrder, PlaceOrderRequest
+from bridge.core.platform import AdapterParts
 from bridge.core.ports import Lookup
 from bridge.core.presentation import Presentation
 from bridge.upstream.client import Upstream
 from bridge.upstream.outbound import OutboundRequest
 
+# BigCommerce's refusals of the order itself; its 404 means a wrong store. `Upstream.send` raised every other one.
 REJECTIONS = frozenset({400, 409, 422})
 # What reading an order of an unexpected shape raises (a string where an object was expected, ...).
 UNREADABLE = (KeyError, TypeError, ValueError, AttributeError)
@@ -82,22 +91,24 @@ def has_shipped(order: Any, products: Any) -> bool:
     return any(_count(line.get("quantity_shipped")) for line in _list(products))
 
 
-class RecentIds:
-    """A bounded set of order ids known to have shipped: such orders read their shipments in the first round trip."""
+class ShippedOrderIds:
+    """Ids of orders known to have shipped, the least recently read forgotten first beyond `limit`.
+
+    Such an order reads its shipments in the first round trip; a forgotten one costs one more if read again.
+    """
 
     def __init__(self, limit: int = 10_000):
-        self._limit = limit
-        self._ids: dict[int, None] = {}
+        self._ids: LRUCache[int, bool] = LRUCache(maxsize=limit)
+        # A read reorders the ids, and the adapter's reader threads share them.
         self._lock = threading.Lock()
 
     def seen(self, order_id: int) -> bool:
-        return order_id in self._ids
+        with self._lock:
+            return self._ids.get(order_id, False)
 
     def add(self, order_id: int) -> None:
         with self._lock:
-            self._ids[order_id] = None
-            if len(self._ids) > self._limit:
-                del self._ids[next(iter(self._ids))]  # the oldest; it costs one more round trip if read again
+            self._ids[order_id] = True
 
 
 class BigCommerceAdapter:
@@ -110,7 +121,7 @@ class BigCommerceAdapter:
         self.mapping = BigCommerceMapping(settings, presentation)
         self.upstream = upstream
         self.pool = pool
-        self.shipped = RecentIds()
+        self.shipped = ShippedOrderIds()
 
     def build_create(self, request: PlaceOrderRequest) -> list[OutboundRequest]:
         return [self.requests.create(request)]
@@ -119,34 +130,27 @@ class BigCommerceAdapter:
         response = self.upstream.send(self.requests.create(request), deadline)
         if response.status_code in REJECTIONS:
             raise OrderRejected(f"BigCommerce refused the order: {error_message(response)}")
+        if response.status_code == 404:
+            raise UpstreamMisconfigured("BigCommerce create: store or resource not found "
+                                        "(check bigcommerce.store_hash and api_base_url)", upstream_status=404)
         try:
-            created = self._json(response, "create")
-        except UpstreamUnavailable as exc:
-            if not 200 <= response.status_code < 300:
-                raise
-            # A 2xx whose body cannot be parsed still created the order: never let it be re-sent.
-            raise UpstreamAmbiguous(f"BigCommerce create answered without a readable order ({exc.message})",
-                                    status=502) from exc
-        try:
-            return self.mapping.placed(request, created)
-        except UNREADABLE as exc:
-            # Created, but the answer is unreadable: the service finds the order by its draft id.
-            raise UpstreamAmbiguous(f"BigCommerce create answered without a readable order ({exc})",
-                                    status=502) from exc
+            return self.mapping.placed(request, response.json())
+        except UNREADABLE as exc:  # invalid JSON is a ValueError too
+            # A 2xx created the order even when its answer cannot be read: the service finds it by its draft id.
+            raise UpstreamAmbiguous(f"BigCommerce create answered without a readable order ({exc})") from exc
 
     def get(self, order_id: str, deadline: Deadline) -> BikOrder:
         numeric = self._order_number(order_id)
         order, products, shipments, addresses = self._fetch(numeric, deadline)
         if order is not None and not isinstance(order, dict):
-            raise UpstreamUnavailable(f"BigCommerce answered order {order_id} with a {type(order).__name__}, "
-                                      "not an order", status=502)
+            raise UpstreamFailed(f"BigCommerce answered order {order_id} with a {type(order).__name__}, "
+                                 "not an order")
         if order is None or not self.mapping.is_ours(order):
             raise OrderNotFound(f"order {order_id} not found")
         try:
             return self.mapping.current(order, _list(products), _list(shipments), _list(addresses))
         except UNREADABLE as exc:
-            raise UpstreamUnavailable(f"BigCommerce answered an order the bridge cannot read ({exc})",
-                                      status=502) from exc
+            raise UpstreamFailed(f"BigCommerce answered an order the bridge cannot read ({exc})") from exc
 
     def _fetch(self, numeric: int, deadline: Deadline) -> tuple[Any, Any, Any, Any]:
         """The order, its lines, shipments and addresses, read at once; shipments only once items shipped."""
@@ -172,8 +176,8 @@ class BigCommerceAdapter:
         if found is None or found == []:
             return Lookup.absent()  # 204: no order carries the draft id
         if not isinstance(found, list):
-            raise UpstreamUnavailable(f"BigCommerce answered the lookup with a {type(found).__name__}, "
-                                      "not a list of orders", status=502)
+            raise UpstreamFailed(f"BigCommerce answered the lookup with a {type(found).__name__}, "
+                                 "not a list of orders")
         carrying = [o for o in found if isinstance(o, dict) and o.get("external_order_id") == draft_order_id]
         try:
             ours = sorted((o for o in carrying if self.mapping.is_ours(o)), key=lambda o: int(o.get("id") or 0))
@@ -182,8 +186,7 @@ class BigCommerceAdapter:
                     return Lookup.found(self.get(str(ours[0]["id"]), deadline))
                 return Lookup.found(self.mapping.placed(request, ours[0]))
         except UNREADABLE as exc:
-            raise UpstreamUnavailable(f"BigCommerce answered an order the bridge cannot read ({exc})",
-                                      status=502) from exc
+            raise UpstreamFailed(f"BigCommerce answered an order the bridge cannot read ({exc})") from exc
         if len(carrying) == len(found):
             return Lookup.absent()  # the filter held: its only matches were not placed through the bridge
         return Lookup.inconclusive(
@@ -200,9 +203,9 @@ class BigCommerceAdapter:
         probe = f"bik-bridge-ping-{secrets.token_hex(8)}"
         found = self._read(self.requests.find_by_draft(probe), deadline)
         if found:
-            raise UpstreamError("BigCommerce ignores the external_order_id filter on GET /v2/orders; the bridge "
-                                "could not find its orders after a timeout, so it refuses to run exactly-once blind",
-                                upstream_status=200)
+            raise UpstreamFailed("BigCommerce ignores the external_order_id filter on GET /v2/orders; the bridge "
+                                 "could not find its orders after a timeout, so it refuses to run exactly-once blind",
+                                 upstream_status=200)
         return f"BigCommerce store {self.requests.settings.store_hash}: orders readable, lookup by draft id works"
 
     @staticmethod
@@ -215,24 +218,24 @@ class BigCommerceAdapter:
         """A GET's JSON; None for 404 and for BigCommerce's empty 204."""
         response = self.upstream.send(call, deadline)
         if response.status_code == 404 and call.operation == "list_orders":
-            raise UpstreamError("BigCommerce store not found: check bigcommerce.store_hash and api_base_url",
-                                upstream_status=404)
+            raise UpstreamMisconfigured("BigCommerce store not found: check bigcommerce.store_hash and api_base_url",
+                                        upstream_status=404)
         if response.status_code in (204, 404):
             return None
         if response.status_code >= 400:
-            raise UpstreamUnavailable(f"BigCommerce {call.operation} failed: {response.status_code} "
-                                      f"{error_message(response)}", status=502, upstream_status=response.status_code)
-        return self._json(response, call.operation)
-
-    @staticmethod
-    def _json(response: requests.Response, operation: str) -> Any:
-        if response.status_code == 404:
-            raise UpstreamError(f"BigCommerce {operation}: store or resource not found "
-                                "(check bigcommerce.store_hash and api_base_url)", upstream_status=404)
-        if not 200 <= response.status_code < 300:
-            raise UpstreamUnavailable(f"BigCommerce {operation} answered {response.status_code}: "
-                                      f"{error_message(response)}", status=502, upstream_status=response.status_code)
+            raise UpstreamFailed(f"BigCommerce {call.operation} failed: {response.status_code} "
+                                 f"{error_message(response)}", upstream_status=response.status_code)
         try:
             return response.json()
         except ValueError:
-            raise UpstreamUnavailable(f"BigCommerce {operation} answered with invalid JSON", status=502) from None
+            raise UpstreamFailed(f"BigCommerce {call.operation} answered with invalid JSON") from None
+
+
+def rate_limit_headers(settings: BigCommerceConfig) -> BigCommerceRateLimit:
+    """How BigCommerce announces a store's quota: the same headers on every store."""
+    return BigCommerceRateLimit()
+
+
+def adapter_from(parts: AdapterParts) -> BigCommerceAdapter:
+    """The adapter over what the composition root built: its `Upstream` and its parallel read pool."""
+    return BigCommerceAdapter(parts.settings, parts.presentation, parts.upstream, parts.pool)

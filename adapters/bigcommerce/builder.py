@@ -4,7 +4,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Optional
 
-from bridge.config import BigCommerceConfig
+from adapters.bigcommerce.settings import BigCommerceConfig
 from bridge.core.errors import OrderRejected
 from bridge.core.models import BikAddress, PlaceOrderRequest, money_to_json
 from bridge.upstream.outbound import OutboundRequest

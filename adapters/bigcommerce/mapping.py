@@ -6,7 +6,7 @@ from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any, Optional
 
-from bridge.config import BigCommerceConfig
+from adapters.bigcommerce.settings import BigCommerceConfig
 from bridge.core.models import BikAddress, BikOrder, BikOrderItem, DeliveryInfo, PlaceOrderRequest
 from bridge.core.presentation import Presentation
 

@@ -7,7 +7,6 @@ read back past the earliest moment the order could have been made (or to its end
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import re
@@ -21,28 +20,26 @@ from adapters.bitbybit.builder import PAGE_LIMIT, BitbybitRequests
 from adapters.bitbybit.errors import AUTH_CAUSES, auth_code_in, error_code, error_message
 from adapters.bitbybit.lookup import OrderScan, PageBudget, iso
 from adapters.bitbybit.mapping import BitbybitMapping
+from adapters.bitbybit.settings import BitbybitConfig
 from adapters.bitbybit.variant_map import VariantMap, load_variant_map
-from bridge.config import BitbybitConfig, Config
 from bridge.core.deadline import Deadline
 from bridge.core.errors import (
-    ConfigError,
     OrderNotFound,
     OrderRejected,
     UpstreamAmbiguous,
     UpstreamAuthError,
-    UpstreamError,
-    UpstreamUnavailable,
+    UpstreamFailed,
+    UpstreamMisconfigured,
 )
 from bridge.core.models import BikOrder, PlaceOrderRequest
+from bridge.core.platform import AdapterParts
 from bridge.core.ports import Lookup
 from bridge.core.presentation import Presentation
 from bridge.upstream.client import Upstream
 from bridge.upstream.outbound import OutboundRequest
-from bridge.upstream.quota import RateGate
 
 log = logging.getLogger("bik_bridge.bitbybit")
 
-REJECTIONS = frozenset({400, 404, 409, 422})
 # What reading an order of an unexpected shape raises (a string where an object was expected, ...).
 UNREADABLE = (KeyError, TypeError, ValueError, AttributeError)
 # bitbybit's ids are opaque; anything else cannot be one and must not reach the URL path.
@@ -86,8 +83,6 @@ class BitbybitAdapter:
 
     def __init__(self, settings: BitbybitConfig, presentation: Presentation, upstream: Upstream,
                  variant_map: Optional[VariantMap] = None):
-        # bitbybit's order id is internal; the name shows the order number the merchant sees.
-        presentation = dataclasses.replace(presentation, default_name_format="#{number}")
         self.settings = settings
         self.requests = BitbybitRequests(settings, variant_map)
         self.mapping = BitbybitMapping(settings, presentation, variant_map)
@@ -106,25 +101,22 @@ class BitbybitAdapter:
             raise self._refusal(response)
         try:
             return self.mapping.placed(request, self._data(response, "create"))
-        except (UpstreamError, *UNREADABLE) as exc:
+        except (UpstreamFailed, *UNREADABLE) as exc:
             # Created, but the answer is unreadable: the service finds the order by its marker tag.
-            raise UpstreamAmbiguous(f"bitbybit create answered {code} without a readable order ({exc})",
-                                    status=502) from exc
+            raise UpstreamAmbiguous(f"bitbybit create answered {code} without a readable order ({exc})") from exc
 
     @staticmethod
-    def _refusal(response: requests.Response) -> UpstreamError | OrderRejected:
-        """The error for a create bitbybit answered below 500 without creating."""
+    def _refusal(response: requests.Response) -> UpstreamMisconfigured | UpstreamAuthError | OrderRejected:
+        """The error for a create bitbybit refused in its body (400, 404, 409, 422: `Upstream.send` raised the rest)."""
         status, code, message = response.status_code, error_code(response), error_message(response)
         if status == 404 and code is None:
-            return UpstreamError(f"bitbybit answered 404 for POST /orders without its error body: check "
-                                 f"bitbybit.api_base_url ({message[:80]})", upstream_status=404)
+            return UpstreamMisconfigured(f"bitbybit answered 404 for POST /orders without its error body: check "
+                                         f"bitbybit.api_base_url ({message[:80]})", upstream_status=404)
         if code == "MISSING_COMPANY_ID":
-            return UpstreamError(f"bitbybit could not tell which store the API key belongs to ({message}): "
-                                 "create the key again in the store's Settings > Developer", upstream_status=status)
-        if status in REJECTIONS:
-            return OrderRejected(f"bitbybit refused the order: {message}")
-        return UpstreamUnavailable(f"bitbybit create answered {status}: {message}", status=502,
-                                   upstream_status=status)
+            return UpstreamAuthError(f"bitbybit could not tell which store the API key belongs to ({message}): "
+                                     "create the key again in the store's Settings > Developer",
+                                     upstream_status=status)
+        return OrderRejected(f"bitbybit refused the order: {message}")
 
     # getOrder -----------------------------------------------------------------------------
 
@@ -138,8 +130,8 @@ class BitbybitAdapter:
         self._raise_for_status(response, "get_order")
         order = self._data(response, "get_order")
         if not isinstance(order, dict):
-            raise UpstreamUnavailable(f"bitbybit answered order {order_id} with a {type(order).__name__}, "
-                                      "not an order", status=502)
+            raise UpstreamFailed(f"bitbybit answered order {order_id} with a {type(order).__name__}, "
+                                 "not an order")
         if not self.mapping.is_ours(order):
             raise OrderNotFound(f"order {order_id} not found")
         return self._readable(self.mapping.current, order)
@@ -210,16 +202,16 @@ class BitbybitAdapter:
               operation: str = "list_orders") -> tuple[list[dict], dict]:
         response = self._send(self.requests.list_orders(page, search, operation), deadline)
         if response.status_code == 404:
-            raise UpstreamError(f"bitbybit answered 404 for GET /orders: check bitbybit.api_base_url "
-                                f"(now {self.requests.base})", upstream_status=404)
+            raise UpstreamMisconfigured(f"bitbybit answered 404 for GET /orders: check bitbybit.api_base_url "
+                                        f"(now {self.requests.base})", upstream_status=404)
         self._raise_for_status(response, operation)
         try:
             body = response.json()
         except ValueError:
-            raise UpstreamUnavailable(f"bitbybit {operation} answered with invalid JSON", status=502) from None
+            raise UpstreamFailed(f"bitbybit {operation} answered with invalid JSON") from None
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
-            raise UpstreamUnavailable(f"bitbybit {operation} answered without a list of orders", status=502)
+            raise UpstreamFailed(f"bitbybit {operation} answered without a list of orders")
         meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
         return [o for o in data if isinstance(o, dict)], meta
 
@@ -234,9 +226,9 @@ class BitbybitAdapter:
         probe = f"bik-bridge-ping-{secrets.token_hex(8)}"
         orders, _ = self._page(1, probe, deadline, operation="ping")
         if orders:
-            raise UpstreamError("bitbybit ignores the search parameter of GET /orders; after a timeout the bridge "
-                                "could search only the newest orders for its own, so it refuses to run blind",
-                                upstream_status=200)
+            raise UpstreamFailed("bitbybit ignores the search parameter of GET /orders; after a timeout the bridge "
+                                 "could search only the newest orders for its own, so it refuses to run blind",
+                                 upstream_status=200)
         return (f"bitbybit at {self.requests.base}: orders readable with this key, search works "
                 "(orders WRITE is proven by the first order)")
 
@@ -256,17 +248,17 @@ class BitbybitAdapter:
     @staticmethod
     def _raise_for_status(response: requests.Response, operation: str) -> None:
         if response.status_code >= 400:
-            raise UpstreamUnavailable(f"bitbybit {operation} answered {response.status_code}: "
-                                      f"{error_message(response)}", status=502, upstream_status=response.status_code)
+            raise UpstreamFailed(f"bitbybit {operation} answered {response.status_code}: "
+                                 f"{error_message(response)}", upstream_status=response.status_code)
 
     @staticmethod
     def _data(response: requests.Response, operation: str) -> Any:
         try:
             body = response.json()
         except ValueError:
-            raise UpstreamUnavailable(f"bitbybit {operation} answered with invalid JSON", status=502) from None
+            raise UpstreamFailed(f"bitbybit {operation} answered with invalid JSON") from None
         if not isinstance(body, dict) or "data" not in body:
-            raise UpstreamUnavailable(f"bitbybit {operation} answered without its data envelope", status=502)
+            raise UpstreamFailed(f"bitbybit {operation} answered without its data envelope")
         return body["data"]
 
     @staticmethod
@@ -274,18 +266,16 @@ class BitbybitAdapter:
         try:
             return read(order)
         except UNREADABLE as exc:
-            raise UpstreamUnavailable(f"bitbybit answered an order the bridge cannot read ({exc})",
-                                      status=502) from exc
+            raise UpstreamFailed(f"bitbybit answered an order the bridge cannot read ({exc})") from exc
 
 
-def build_bitbybit_adapter(config: Config, presentation: Presentation, session: requests.Session,
-                           observer=None, gate: Optional[RateGate] = None) -> BitbybitAdapter:
-    """The adapter for `platform: bitbybit`, wired as the composition root wants it."""
-    settings = config.bitbybit
-    if settings is None:
-        raise ConfigError("platform is bitbybit but the bitbybit section is missing")
+def rate_limit_headers(settings: BitbybitConfig) -> BitbybitRateLimit:
+    """How bitbybit announces the key's quota, counted in the configured window."""
+    return BitbybitRateLimit(settings.rate_limit_window_seconds)
+
+
+def adapter_from(parts: AdapterParts) -> BitbybitAdapter:
+    """The adapter over the `Upstream` the composition root built, with the configured variant map read."""
+    settings = parts.settings
     variant_map = load_variant_map(settings.variant_map) if settings.variant_map else None
-    upstream = Upstream(session, config.upstream, platform="bitbybit",
-                        rate_headers=BitbybitRateLimit(settings.rate_limit_window_seconds),
-                        message_of=error_message, observer=observer, gate=gate)
-    return BitbybitAdapter(settings, presentation, upstream, variant_map)
+    return BitbybitAdapter(settings, parts.presentation, parts.upstream, variant_map)

@@ -6,8 +6,8 @@ from decimal import Decimal
 from typing import Any, Optional
 from urllib.parse import quote
 
+from adapters.bitbybit.settings import BitbybitConfig
 from adapters.bitbybit.variant_map import VariantMap
-from bridge.config import BitbybitConfig
 from bridge.core.errors import OrderRejected
 from bridge.core.models import PlaceOrderRequest, money_to_json
 from bridge.upstream.outbound import OutboundRequest

@@ -10,8 +10,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Optional
 
 from adapters.bitbybit.builder import PAID_TAG
+from adapters.bitbybit.settings import BitbybitConfig
 from adapters.bitbybit.variant_map import VariantMap
-from bridge.config import BitbybitConfig
 from bridge.core.models import BikAddress, BikOrder, BikOrderItem, DeliveryInfo, PlaceOrderRequest
 from bridge.core.presentation import Presentation
 

@@ -9,8 +9,9 @@ from pydantic import ValidationError
 
 from adapters.sqlite import os_thread_local
 from bridge.core.deadline import Deadline
-from bridge.core.errors import BadRequest, OrderNotFound, StoreUnavailable, UpstreamError
+from bridge.core.errors import BadRequest, OrderNotFound, UpstreamAmbiguous, UpstreamFailed, UpstreamUnreachable
 from bridge.core.models import BikOrder, DeliveryInfo, PlaceOrderRequest
+from bridge.core.platform import AdapterParts
 from bridge.core.ports import Lookup
 from bridge.core.presentation import Presentation
 from bridge.upstream.outbound import OutboundRequest
@@ -71,7 +72,8 @@ class LocalAdapter:
         try:
             return self._db().execute(sql, args)
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"local order store: {exc}") from exc
+            # This file is the local platform, not the idempotency store: the platform is unreachable.
+            raise UpstreamUnreachable(f"local order store: {exc}") from exc
 
     def build_create(self, request: PlaceOrderRequest) -> list[OutboundRequest]:
         record = {"draft_id": request.draftOrderId, "order": request.order.model_dump(mode="json")}
@@ -89,7 +91,12 @@ class LocalAdapter:
             (request.draftOrderId, "pending" if request.paymentPending else "paid", placed, now, now,
              request.draftOrderId),
         )
-        return self._order(self._row_of(request.draftOrderId))
+        try:
+            return self._order(self._row_of(request.draftOrderId))
+        except (UpstreamUnreachable, UpstreamFailed) as exc:
+            # The order is in the table now: whatever keeps it from being read back, it must be found, not re-sent.
+            message = f"local order store: the order was saved but not read back ({exc.message})"
+            raise UpstreamAmbiguous(message) from exc
 
     def get(self, order_id: str, deadline: Deadline) -> BikOrder:
         seq = seq_of(order_id)
@@ -137,8 +144,8 @@ class LocalAdapter:
             request = PlaceOrderRequest.model_validate_json(placed)
         except ValidationError:
             # A row written before the request checks tightened: unreadable, not a crash.
-            raise UpstreamError(f"local order {order_id_of(seq)} was stored in a form this version cannot read",
-                                retry_after=None) from None
+            raise UpstreamFailed(f"local order {order_id_of(seq)} was stored in a form this version cannot "
+                                 "read") from None
         bik = request.order
         order_id = order_id_of(seq)
         return BikOrder(
@@ -160,3 +167,8 @@ class LocalAdapter:
             deliveryInfo=DeliveryInfo(trackingURL=tracking) if tracking else None,
             partnersData={"id": draft_id},
         )
+
+
+def adapter_from(parts: AdapterParts) -> LocalAdapter:
+    """The adapter over the configured orders file; it talks no HTTP, so it takes no `Upstream`."""
+    return LocalAdapter(parts.settings.db_path, parts.presentation)

@@ -1,11 +1,17 @@
 """The platform's quota shared through Redis, so every worker and instance of one store holds back together.
 
-The rules are those of `bridge.upstream.quota`, run as Lua on the server's clock. Two keys per store, outside the
-`{namespace}:` keys of the idempotency records: a hash at `{namespace}|ratelimit` with what the answers said
-(`quota`, `window_us`, `blocked_until_us`) and a sorted set at `{namespace}|ratelimit|sent`, the send log.
-One script call takes a slot; an answer costs another only when it says something the hash does not hold yet
-(a quota first announced or changed, a spent quota). When Redis does not answer, each process falls back to
-its own `LocalQuota` for a moment: pacing is an efficiency, never a reason to refuse an order or a read.
+The rules are `bridge.upstream.quota`'s pure functions, applied here to a ledger kept in Redis by an optimistic
+transaction: one round trip WATCHes the ledger and reads it with the server's clock (TIME, the one clock every
+process shares), the rule decides in Python, and a second writes what it decided in MULTI/EXEC, which Redis
+refuses if another process wrote the ledger in between; then the whole is tried again on a fresh read.
+
+Two keys per store, outside the `<namespace>:` keys of the idempotency records: a hash at
+`{<namespace>|ratelimit}` with what the answers said (`quota`, `window_us`, `blocked_until_us`) and a sorted set at
+`{<namespace>|ratelimit}|sent`, the send log (microseconds of the server's clock). The braces are a hash tag: on a
+Redis Cluster both keys live in one slot, as a transaction over them requires. A reservation costs two round trips; an answer costs two more only
+when it says something the hash did not hold at this process's last call (a quota first announced or changed, a
+spent quota). When Redis does not answer, each process falls back to its own `LocalQuota` for a moment: pacing is
+an efficiency, never a reason to refuse an order or a read.
 """
 from __future__ import annotations
 
@@ -14,87 +20,54 @@ import logging
 import secrets
 import threading
 import time
-from typing import Callable, Optional, TypeVar
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
-from adapters.stores.redis_store import SERVER_CLOCK, load_scripts
 from adapters.stores.redis_url import redis_client
-from bridge.upstream.quota import FIRST_CONTACT, FIRST_CONTACT_POLL_SECONDS, RESET_MARGIN_SECONDS, LocalQuota, QuotaNews
+from bridge.upstream.quota import (
+    FIRST_CONTACT,
+    FIRST_CONTACT_POLL_SECONDS,
+    UNMETERED,
+    Ledger,
+    LocalQuota,
+    QuotaNews,
+    blocked_for,
+    learned,
+    take_slot,
+)
 
 log = logging.getLogger("bik_bridge.ratelimit")
 T = TypeVar("T")
 
 # After a Redis failure, this process paces alone for this long before trying Redis again.
 FALLBACK_SECONDS = 1.0
-# What the answers said is kept this long after the last request, so a quiet store need not learn it again.
+# What the answers said is kept at least half this long after the last request (a reservation renews it only
+# once half is gone), so a quiet store need not learn it again.
 KEEP_MS = 3_600_000
 UNKNOWN = (-1, -1)  # what `known` holds before the hash says anything
+# Transactions refused because other processes wrote the ledger first, before a reservation asks again later.
+MAX_CONFLICTS = 8
+FIELDS = ("quota", "window_us", "blocked_until_us")
 
-# The clock, then the state every script reads.
-_PRELUDE = SERVER_CLOCK + """local state = redis.call('HMGET', KEYS[1], 'quota', 'window_us', 'blocked_until_us')
-local quota = tonumber(state[1] or '-1')
-local window = tonumber(state[2] or '-1')
-local blocked_until = tonumber(state[3] or '0')
-"""
 
-# KEYS[1] state, KEYS[2] send log; ARGV member, first-contact quota, first-contact window_us, keep_ms,
-# first-contact poll_us.
-# Returns {microseconds to wait (0: took a slot), quota, window_us} as the state holds them.
-RESERVE = _PRELUDE + """
-if now < blocked_until then return {blocked_until - now, quota, window} end
-local q, w = quota, window
-if q < 0 then q, w = tonumber(ARGV[2]), tonumber(ARGV[3]) end
-if q == 0 then return {0, quota, window} end
-local span = w + math.min(500000, w / 20)  -- bridge.upstream.quota.spread
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', us(now - span))
-local sent = redis.call('ZCARD', KEYS[2])
-if sent >= q then
-  local oldest = redis.call('ZRANGE', KEYS[2], sent - q, sent - q, 'WITHSCORES')
-  local wait = math.max(1, tonumber(oldest[2]) + span - now)
-  if quota < 0 then wait = math.min(wait, tonumber(ARGV[5])) end
-  return {wait, quota, window}
-end
-redis.call('ZADD', KEYS[2], us(now), ARGV[1])
-redis.call('PEXPIRE', KEYS[2], math.floor(span / 1000) + 1000)
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return {0, quota, window}
-"""
-
-# KEYS[1] state; ARGV quota (-1: not announced), window_us, spent_for_us (-1: not spent), limited (0/1), keep_ms.
-# Returns {quota, window_us} as the state now holds them.
-LEARN = _PRELUDE + """
-if tonumber(ARGV[1]) >= 0 then
-  quota, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-  redis.call('HSET', KEYS[1], 'quota', ARGV[1], 'window_us', ARGV[2])
-elseif quota < 0 and ARGV[4] == '0' then
-  quota, window = 0, 0
-  redis.call('HSET', KEYS[1], 'quota', 0, 'window_us', 0)
-end
-local spent_for = tonumber(ARGV[3])
-if spent_for >= 0 and now + spent_for > blocked_until then
-  redis.call('HSET', KEYS[1], 'blocked_until_us', us(now + spent_for))
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return {quota, window}
-"""
-
-# KEYS[1] state. Microseconds until a spent quota resets, else 0.
-BLOCKED = _PRELUDE + """
-if now < blocked_until then return blocked_until - now end
-return 0
-"""
+def quota_keys(key: str) -> tuple[str, str]:
+    """The Redis keys of the quota at `key`: its hash and its send log."""
+    # One hash tag for both: on a Redis Cluster a transaction may only name keys of one slot.
+    return f"{{{key}}}", f"{{{key}}}|sent"
 
 
 class RedisQuota:
     """`QuotaState` in Redis at `key`, with this process's own state to fall back on."""
 
-    def __init__(self, client: redis.Redis, key: str, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, client: redis.Redis | RedisCluster, key: str, *, clock: Callable[[], float] = time.monotonic):
         self._client = client
-        self._keys = [key, f"{key}|sent"]
+        self._state_key, self._log_key = quota_keys(key)
         self._clock = clock
         self._fallback = LocalQuota(clock)
         self._down_until = 0.0
@@ -104,9 +77,6 @@ class RedisQuota:
         self._member_count = itertools.count()
         # The quota and window the state held at the last call: an answer that says the same needs no call.
         self._known = UNKNOWN
-        self._reserve = client.register_script(RESERVE)
-        self._learn = client.register_script(LEARN)
-        self._blocked = client.register_script(BLOCKED)
 
     @classmethod
     def from_url(cls, url: str, key: str, *, socket_timeout: float = 0.5) -> "RedisQuota":
@@ -116,33 +86,96 @@ class RedisQuota:
         return cls(client, key)
 
     def reserve(self) -> float:
-        first_quota, first_window = FIRST_CONTACT
-        args = [f"{self._member_prefix}:{next(self._member_count)}", first_quota, _us(first_window), KEEP_MS,
-                _us(FIRST_CONTACT_POLL_SECONDS)]
-        reply = self._call(lambda: self._reserve(keys=self._keys, args=args))
-        if reply is None:
-            return self._fallback.reserve()
-        waited, *known = (int(v) for v in reply)
-        self._known = tuple(known)
-        return waited / 1_000_000
+        waited = self._call(self._reserve)
+        return self._fallback.reserve() if waited is None else waited
 
     def learn(self, news: QuotaNews) -> None:
         self._fallback.learn(news)  # kept current for the moments Redis is away
-        if not self._is_new(news):
-            return
-        args = [news.quota if news.announced else -1, _us(news.window) if news.announced else -1,
-                _us(news.spent_for + RESET_MARGIN_SECONDS) if news.spent_for is not None else -1,
-                int(news.limited), KEEP_MS]
-        reply = self._call(lambda: self._learn(keys=self._keys[:1], args=args))
-        if reply is not None:
-            self._known = tuple(int(v) for v in reply)
+        if self._is_new(news):
+            self._call(lambda: self._learn(news))
 
     def warm_up(self) -> None:
-        self._call(lambda: load_scripts(self._client, [self._reserve, self._learn, self._blocked]))
+        """Open a connection, so that the first request does not wait for one."""
+        self._call(lambda: self._client.ping())
 
     def blocked_for(self) -> float:
-        blocked = self._call(lambda: self._blocked(keys=self._keys[:1], args=[]))
-        return self._fallback.blocked_for() if blocked is None else int(blocked) / 1_000_000
+        def read() -> float:
+            with self._connection() as conn:
+                clock, state = _round_trip(conn, ("TIME",), ("HMGET", self._state_key, *FIELDS))
+            return blocked_for(_ledger(state, []), _seconds(clock))
+
+        blocked = self._call(read)
+        return self._fallback.blocked_for() if blocked is None else blocked
+
+    # ------------------------------------------------------------------------------------ the transactions
+
+    def _reserve(self) -> float:
+        member = f"{self._member_prefix}:{next(self._member_count)}"
+        for _ in range(MAX_CONFLICTS):
+            with self._connection() as conn:
+                # The newest sends the rule may need: as many as the quota the state held at the last call.
+                newest = max(self._known[0], FIRST_CONTACT[0])
+                _, clock, state, sent, ttl = _round_trip(
+                    conn, ("WATCH", self._state_key, self._log_key), ("TIME",),
+                    ("HMGET", self._state_key, *FIELDS), ("ZRANGE", self._log_key, -newest, -1, "WITHSCORES"),
+                    ("PTTL", self._state_key))
+                ledger = _ledger(state, sent)
+                self._known = _limit_fields(ledger)
+                if ledger.limit and ledger.limit[0] > newest and len(ledger.sent) == newest:
+                    # The quota grew since this process's last call: read as many sends as it now counts.
+                    ledger = _ledger(state, _command(conn, "ZRANGE", self._log_key, -ledger.limit[0], -1,
+                                                     "WITHSCORES"))
+                now_us = _us_of(clock)
+                slot = take_slot(ledger, now_us / 1_000_000)
+                if not slot.logged:
+                    _command(conn, "UNWATCH")
+                    return slot.wait
+                span_us = _us(slot.span)
+                writes = [("ZREMRANGEBYSCORE", self._log_key, "-inf", now_us - span_us),
+                          ("ZADD", self._log_key, now_us, member),
+                          ("PEXPIRE", self._log_key, span_us // 1000 + 1000)]
+                if ttl < KEEP_MS // 2:
+                    # Touched only now and then, so that learning (which watches the hash alone) rarely conflicts.
+                    writes.append(("PEXPIRE", self._state_key, KEEP_MS))
+                if _transaction(conn, writes):
+                    return 0.0
+        return FIRST_CONTACT_POLL_SECONDS  # others keep taking slots: ask again in a moment
+
+    def _learn(self, news: QuotaNews) -> None:
+        for _ in range(MAX_CONFLICTS):
+            with self._connection() as conn:
+                _, clock, state = _round_trip(conn, ("WATCH", self._state_key), ("TIME",),
+                                              ("HMGET", self._state_key, *FIELDS))
+                ledger = _ledger(state, [])
+                after = learned(ledger, news, _seconds(clock))
+                writes: list[tuple[Any, ...]] = []
+                if after.limit != ledger.limit:
+                    writes.append(("HSET", self._state_key, *_limit_items(after)))
+                if after.blocked_until > ledger.blocked_until:
+                    writes.append(("HSET", self._state_key, "blocked_until_us", _us(after.blocked_until)))
+                writes.append(("PEXPIRE", self._state_key, KEEP_MS))
+                if _transaction(conn, writes):
+                    self._known = _limit_fields(after)
+                    return
+        log.warning("shared rate limit busy; this answer was learnt by this process only")
+
+    # ------------------------------------------------------------------------------------------ plumbing
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """A connection of the client's pool to the primary holding the ledger, held for one transaction."""
+        client = self._client
+        if isinstance(client, RedisCluster):
+            client = client.get_redis_connection(client.get_node_from_key(self._state_key))
+        pool = client.connection_pool
+        conn = pool.get_connection()
+        try:
+            yield conn
+        except BaseException:
+            conn.disconnect()  # a reply may be left unread or a key watched: never hand it back as it is
+            raise
+        finally:
+            pool.release(conn)
 
     def _is_new(self, news: QuotaNews) -> bool:
         """Whether the answer says something the shared state did not hold at this process's last call."""
@@ -165,6 +198,64 @@ class RedisQuota:
                 log.warning("shared rate limit unavailable; pacing this process alone",
                             extra={"error": type(exc).__name__})
             return None
+
+
+def _round_trip(conn: Any, *commands: tuple[Any, ...]) -> list[Any]:
+    """Send `commands` at once and read their replies: one round trip."""
+    conn.send_packed_command(conn.pack_commands(commands))
+    return [conn.read_response() for _ in commands]
+
+
+def _command(conn: Any, *command: Any) -> Any:
+    return _round_trip(conn, command)[0]
+
+
+def _transaction(conn: Any, writes: list[tuple[Any, ...]]) -> bool:
+    """Apply `writes` at once unless a watched key changed since WATCH; whether they were applied."""
+    *_, applied = _round_trip(conn, ("MULTI",), *writes, ("EXEC",))
+    if applied is None:
+        return False  # another process wrote the ledger first
+    failed = [reply for reply in applied if isinstance(reply, Exception)]
+    if failed:
+        raise ResponseError(f"the shared rate limit's write failed: {failed[0]}")
+    return True
+
+
+def _ledger(state: list[Any], sent: list[Any]) -> Ledger:
+    """The ledger in seconds from the hash's fields and the log's newest members with their scores."""
+    quota, window_us, blocked_until_us = (int(value) if value is not None else None for value in state)
+    if quota is None or quota < 0:
+        limit = None
+    elif quota == 0:
+        limit = UNMETERED
+    else:
+        limit = (quota, window_us / 1_000_000)
+    if sent and isinstance(sent[0], list):  # RESP3: [member, score] pairs
+        scores = [float(score) for _, score in sent]
+    else:  # RESP2: member, score, member, score ...
+        scores = [float(score) for score in sent[1::2]]
+    return Ledger(limit, [score / 1_000_000 for score in scores], (blocked_until_us or 0) / 1_000_000)
+
+
+def _limit_fields(ledger: Ledger) -> tuple[int, int]:
+    """The hash's `quota` and `window_us` for the ledger's limit, UNKNOWN when none was announced."""
+    if ledger.limit is None:
+        return UNKNOWN
+    return ledger.limit[0], _us(ledger.limit[1])
+
+
+def _limit_items(ledger: Ledger) -> tuple[Any, ...]:
+    quota, window_us = _limit_fields(ledger)
+    return "quota", quota, "window_us", window_us
+
+
+def _us_of(clock: list[Any]) -> int:
+    """Microseconds of the server's clock from a TIME reply."""
+    return int(clock[0]) * 1_000_000 + int(clock[1])
+
+
+def _seconds(clock: list[Any]) -> float:
+    return _us_of(clock) / 1_000_000
 
 
 def _us(seconds: float) -> int:

@@ -16,7 +16,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from adapters.stores.redis_url import redis_client
+from adapters.stores.redis_url import is_cluster, redis_client
 from bridge.core.errors import StoreUnavailable
 from bridge.core.ports import Claim, ClaimOutcome, IdempotencyRecord, RecordState
 
@@ -89,7 +89,12 @@ return 1
 
 
 def load_scripts(client: redis.Redis, scripts: list) -> None:
-    """Load scripts in one round trip (opening a connection), so their first EVALSHA finds them."""
+    """Load scripts (opening connections) so their first EVALSHA finds them: one round trip, or one per script
+    on a cluster, whose client loads each on every primary and allows no SCRIPT LOAD in a pipeline."""
+    if is_cluster(client):
+        for script in scripts:
+            client.script_load(script.script)
+        return
     pipe = client.pipeline(transaction=False)
     for script in scripts:
         pipe.script_load(script.script)

@@ -5,11 +5,13 @@
     unix://[[user]:password@]/path/to/socket[?db=N]       a local socket
     redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db][?sentinel_password=P]
     rediss+sentinel://...                                 the same, TLS to the primary
+    redis+cluster://[[user]:password@]host[:port][,host[:port]...]   a Redis Cluster, from any of its nodes
+    rediss+cluster://...                                  the same over TLS
 
 With Sentinel the client asks the sentinels for the primary of `service` and follows a failover.
 The credentials in the URL are the primary's; sentinels that need a password of their own take
-`sentinel_password`. Redis Cluster is not supported: its client routes keys by slot, and the
-idempotency store's scripts are written for one primary.
+`sentinel_password`. With Cluster the client learns the slot map from the nodes given and routes each
+command to the primary of its key's slot; every script of the stores names keys of one slot.
 """
 from __future__ import annotations
 
@@ -17,15 +19,20 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
+from redis.cluster import ClusterNode, RedisCluster
 from redis.sentinel import Sentinel, SentinelManagedSSLConnection
 
 SENTINEL_PORT = 26379
+REDIS_PORT = 6379
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
 
 
-def redis_client(url: str, **options: Any) -> redis.Redis:
-    """A client for `url`; `options` (timeouts, retry, ...) apply to connections to the primary."""
+def redis_client(url: str, **options: Any) -> redis.Redis | RedisCluster:
+    """A client for `url`; `options` (timeouts, retry, ...) apply to connections to the primary (or primaries)."""
     parts = urlsplit(url)
+    if parts.scheme in CLUSTER_SCHEMES:
+        return _cluster_client(parts, options)
     if parts.scheme not in SENTINEL_SCHEMES:
         return redis.Redis.from_url(url, **options)
     hosts = [_host_port(item) for item in parts.netloc.rpartition("@")[2].split(",") if item]
@@ -49,12 +56,32 @@ def redis_client(url: str, **options: Any) -> redis.Redis:
     return sentinel.master_for(path[0], **primary)
 
 
-def _host_port(item: str) -> tuple[str, int]:
+def _cluster_client(parts, options: dict) -> RedisCluster:
+    nodes = [ClusterNode(*_host_port(item, REDIS_PORT)) for item in parts.netloc.rpartition("@")[2].split(",") if item]
+    if not nodes or parts.path.strip("/"):
+        raise ValueError("a Cluster URL is redis+cluster://host[:port][,host[:port]...] (a cluster has database 0 only)")
+    cluster = dict(options)
+    cluster.pop("health_check_interval", None)  # per-node connections of a cluster check themselves
+    if parts.username:
+        cluster["username"] = unquote(parts.username)
+    if parts.password:
+        cluster["password"] = unquote(parts.password)
+    if CLUSTER_SCHEMES[parts.scheme]:
+        cluster["ssl"] = True
+    return RedisCluster(startup_nodes=nodes, **cluster)
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether `client` routes commands by slot, so that a pipeline cannot carry SCRIPT LOAD."""
+    return isinstance(client, RedisCluster)
+
+
+def _host_port(item: str, default_port: int = SENTINEL_PORT) -> tuple[str, int]:
     if item.startswith("["):  # [ipv6]:port
         host, _, rest = item[1:].partition("]")
         port = rest.lstrip(":")
     else:
         host, _, port = item.partition(":")
     if port and not port.isdigit():
-        raise ValueError(f"a Sentinel URL has a bad address {item!r}")
-    return host, int(port) if port else SENTINEL_PORT
+        raise ValueError(f"a Redis URL has a bad address {item!r}")
+    return host, int(port) if port else default_port

@@ -15,11 +15,13 @@ class Presentation:
     invoice_url_template: Optional[str] = None
     currency: str = "INR"
     scope_all: bool = False
-    default_name_format: str = "#{id}"  # an adapter whose ids are not what the merchant sees sets "#{number}"
+    default_name_format: str = "#{id}"  # the platform's: "#{number}" where its ids are not what the merchant sees
 
     @classmethod
-    def from_config(cls, store: StoreConfig) -> "Presentation":
-        return cls(store.name_format, store.invoice_url_template, store.currency, store.get_order_scope == "all")
+    def from_config(cls, store: StoreConfig, default_name_format: str = "#{id}") -> "Presentation":
+        """The store settings, with the name format the platform uses when `store.name_format` is unset."""
+        return cls(store.name_format, store.invoice_url_template, store.currency, store.get_order_scope == "all",
+                   default_name_format)
 
     def name(self, order_id: str, number: Optional[str] = None, draft_id: str = "") -> str:
         template = self.name_format or self.default_name_format

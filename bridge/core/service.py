@@ -12,18 +12,17 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from tenacity import RetryCallState, Retrying, retry_if_result, wait_exponential
+
 from bridge.core.deadline import Deadline
 from bridge.core.drafts import CLOCK_MARGIN_SECONDS, draft_created_at
 from bridge.core.errors import (
     BridgeError,
     InFlight,
     LookupInconclusive,
-    OrderRejected,
     PayloadMismatch,
-    RequestError,
     StoreUnavailable,
     UpstreamAmbiguous,
-    UpstreamError,
 )
 from bridge.core.freshness import FreshnessCache
 from bridge.core.models import BikOrder, PlaceOrderRequest
@@ -95,33 +94,41 @@ class OrderService:
         """Place the order once per draftOrderId; duplicates replay, wait, or get 409."""
         key = request.draftOrderId
         fingerprint = request.fingerprint()
-        give_up_at: Optional[float] = None
-        pause = 0.02
-        payload_checked = False
+        first: Optional[Claim] = None
         # One budget for the whole Bik call, started before any claim: whatever this request sends ends before
         # its record's started_at + budget (which its lease outlasts by a positive grace), and time spent waiting
         # for a busy owner comes out of it.
         deadline = self._deadline()
-        while True:
+
+        def claim_draft() -> Claim:
+            nonlocal first
             claim = self.store.claim(key, fingerprint, self.settings.lease_seconds)
-            if claim.outcome is ClaimOutcome.NEW:
-                return self._create_new(request, claim, deadline)
-            if claim.outcome is ClaimOutcome.TAKEOVER:
-                return self._resume(request, claim, deadline)
-            if claim.outcome is ClaimOutcome.DONE or not payload_checked:
-                self._check_payload(claim.record, fingerprint)
-                payload_checked = True  # warn once per request, not once per poll
-            if claim.outcome is ClaimOutcome.DONE:
-                self._decide(key, "replayed", claim.record.order_id)
-                return PlaceResult(claim.record.response, claim.record.order_id, "replayed")
-            # BUSY: another request owns the draft right now; wait for it, bounded (by the store's clock).
-            give_up_at = claim.now + self.settings.wait_seconds if give_up_at is None else give_up_at
-            if claim.now + pause > give_up_at:
-                retry_after = max(1, math.ceil(min(5.0, claim.record.lease_until - claim.now)))
-                self._decide(key, "in_flight")
-                raise InFlight(f"order {key} is being placed; retry shortly", retry_after=retry_after)
-            self._sleep(pause)
-            pause = min(pause * 2, 0.2)
+            if claim.outcome is ClaimOutcome.DONE or (claim.outcome is ClaimOutcome.BUSY and first is None):
+                self._check_payload(claim.record, fingerprint)  # warn once per request, not once per poll
+            if first is None:
+                first = claim
+            return claim
+
+        def waited_enough(state: RetryCallState) -> bool:
+            # By the store's clock, the one every instance shares: the next claim would come too late.
+            last: Claim = state.outcome.result()
+            return last.now + state.upcoming_sleep > first.now + self.settings.wait_seconds
+
+        # BUSY: another request owns the draft right now; claim again, a little less often each time, bounded.
+        polling = Retrying(retry=retry_if_result(lambda last: last.outcome is ClaimOutcome.BUSY),
+                           wait=wait_exponential(multiplier=0.02, max=0.2), stop=waited_enough, sleep=self._sleep,
+                           retry_error_callback=lambda state: state.outcome.result())
+        claim = polling(claim_draft)
+        if claim.outcome is ClaimOutcome.NEW:
+            return self._create_new(request, claim, deadline)
+        if claim.outcome is ClaimOutcome.TAKEOVER:
+            return self._resume(request, claim, deadline)
+        if claim.outcome is ClaimOutcome.DONE:
+            self._decide(key, "replayed", claim.record.order_id)
+            return PlaceResult(claim.record.response, claim.record.order_id, "replayed")
+        retry_after = max(1, math.ceil(min(5.0, claim.record.lease_until - claim.now)))
+        self._decide(key, "in_flight")
+        raise InFlight(f"order {key} is being placed; retry shortly", retry_after=retry_after)
 
     def _create_new(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline) -> PlaceResult:
         """A fresh claim: the record may be new only because an older one was lost, so look the draft up first."""
@@ -148,13 +155,10 @@ class OrderService:
         log.info("sending the create", extra={"draftOrderId": key})
         try:
             order = self.adapter.place(request, deadline)
-        except UpstreamError as exc:
+        except BridgeError as exc:
             if exc.maybe_applied:
                 return self._settle_ambiguous(request, claim, deadline)
-            self._release(key, token)  # surely not applied (upstream.classify_write): a retry may create
-            raise
-        except (RequestError, OrderRejected, StoreUnavailable):
-            # Refused before or by the platform: nothing was created, so a corrected retry may run.
+            # Surely not applied (never sent, or refused before or by the platform): a retry may create.
             self._release(key, token)
             raise
         except BaseException:

@@ -157,18 +157,8 @@ def check_currency(order_request: PlaceOrderRequest, store_currency: str) -> Non
                                "nothing was placed")
 
 
-def create_app(config: Config, *, service: Optional[OrderService] = None,
-               metrics: Optional["Metrics"] = None) -> Flask:
-    """Build the app for one config; the service (and the metrics, when enabled) are built from it unless given."""
-    if metrics is None and config.metrics.enabled:
-        from bridge.bootstrap import build_metrics
-
-        metrics = build_metrics(config)
-    if service is None:
-        from bridge.bootstrap import build_service
-
-        service = build_service(config, observer=metrics.upstream if metrics else None,
-                                on_decision=metrics.decision if metrics else None)
+def create_app(config: Config, *, service: OrderService, metrics: Optional["Metrics"] = None) -> Flask:
+    """The app for one config over the service it is given; `/metrics` is served when it is given metrics."""
     app = Flask("bik_bridge")
     app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
     app.extensions[EXTENSION] = service
@@ -267,7 +257,8 @@ def create_app(config: Config, *, service: Optional[OrderService] = None,
     @app.errorhandler(BridgeError)
     def bridge_error(exc: BridgeError) -> Response:
         g.error_type = type(exc).__name__
-        headers = {"Retry-After": str(int(max(1, round(exc.retry_after))))} if exc.retry_after else None
+        # Everything Bik sees comes from the class: its status, and Retry-After when a retry may succeed.
+        headers = {"Retry-After": str(int(max(1, round(exc.retry_after))))} if exc.retryable else None
         if exc.status >= 500:
             log.warning("request failed", extra={"request_id": g.get("request_id"), "error": exc.message,
                                                  "error_type": type(exc).__name__})

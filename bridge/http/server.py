@@ -83,7 +83,7 @@ class BridgeLogger(GunicornLogger):
 
 
 class BridgeServer(BaseApplication):
-    """gunicorn running `create_app(config)`, built inside each worker after the fork."""
+    """gunicorn running the app the composition root builds inside each worker, after the fork."""
 
     def __init__(self, config: Config, metrics_dir: Optional[str] = None, owns_metrics_dir: bool = False):
         self.config_model = config
@@ -122,14 +122,15 @@ class BridgeServer(BaseApplication):
 
     def load(self):
         # Imported here so connections and sessions are made per worker, never shared across a fork.
-        from bridge.http.app import EXTENSION, create_app
+        from bridge.bootstrap import build_app, durability_warnings
+        from bridge.http.app import EXTENSION
 
-        app = create_app(self.config_model)
-        app.extensions[EXTENSION].warm_up()
+        app = build_app(self.config_model)
+        service = app.extensions[EXTENSION]
+        service.warm_up()
         if self.first_worker:
-            from bridge.bootstrap import durability_warnings
-
-            for warning in durability_warnings(self.config_model):
+            # Asked of the worker's own store: the warnings cost no connection of their own.
+            for warning in durability_warnings(self.config_model, service.store):
                 log.warning(warning)
         # What the worker has built so far lives as long as the worker. Frozen, it is out of the cyclic
         # collector's sight: a full collection scans only what requests leave behind, instead of pausing the

@@ -9,7 +9,8 @@ from typing import Optional, Sequence
 
 import yaml
 
-from bridge.config import PLACE_ORDER_TARGET_SECONDS, Config, load_config, revise
+from bridge.bootstrap import PLATFORMS, build_adapter, load_config
+from bridge.config import PLACE_ORDER_TARGET_SECONDS, Config, revise
 from bridge.core.errors import (
     BridgeError,
     ConfigError,
@@ -21,12 +22,6 @@ from bridge.core.errors import (
 from bridge.ops.logs import configure_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-# Placeholders that let dry-run show a platform's requests before the merchant has configured it.
-PLACEHOLDERS = {
-    "bigcommerce": {"store_hash": "STOREHASH", "access_token": "ACCESS_TOKEN"},
-    "bitbybit": {"api_key": "API_KEY"},
-}
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
@@ -51,14 +46,15 @@ def _config_for_platform(config: Config, platform: Optional[str]) -> Config:
     if not platform or platform == config.platform:
         return config
     changes: dict = {"platform": platform}
-    if getattr(config, platform, None) is None and platform in PLACEHOLDERS:
+    # Placeholders let dry-run show a platform's requests before the merchant has configured it.
+    placeholders = config.platforms[platform].placeholders
+    if config.platform_settings(platform) is None and placeholders:
         print(f"bik-bridge: no {platform} section in the config; showing placeholders", file=sys.stderr)
-        changes[platform] = PLACEHOLDERS[platform]
+        changes[platform] = dict(placeholders)
     return revise(config, changes)
 
 
 def cmd_dry_run(args: argparse.Namespace, config: Config) -> int:
-    from bridge.bootstrap import build_adapter
     from bridge.core.models import PlaceOrderRequest
     from bridge.http.app import check_currency, parse_json, validate
 
@@ -95,7 +91,6 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     print(_worst_case_note(config), file=sys.stderr)
     if not args.ping:
         return EXIT_OK
-    from bridge.bootstrap import build_adapter
     from bridge.core.deadline import Deadline
 
     adapter = build_adapter(config)
@@ -128,14 +123,8 @@ def _worst_case_note(config: Config) -> str:
 
 
 def _auth_hint(config: Config, status: Optional[int], message: str = "") -> str:
-    if config.platform == "bigcommerce":
-        if status == 401:
-            return "bigcommerce.access_token is not valid for this store (create an API account token)"
-        return "the API account lacks the Orders scope (store_v2_orders): edit its OAuth scopes"
-    from adapters.bitbybit.errors import auth_hint
-
-    # bitbybit names the cause in its error code (INVALID_API_KEY, INSUFFICIENT_SCOPE, IP_NOT_ALLOWED, ...).
-    return auth_hint(status, message)
+    """What to change when the platform refuses the configured credentials, in the platform's own terms."""
+    return config.platforms[config.platform].auth_hint(status, message)
 
 
 def cmd_healthcheck(args: argparse.Namespace, config: Config) -> int:
@@ -174,15 +163,12 @@ def cmd_simulate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_local_set_status(args: argparse.Namespace, config: Config) -> int:
-    from adapters.local.adapter import LocalAdapter
-    from bridge.core.presentation import Presentation
-
     path = config.local.db_path
     if not path.startswith("file:") and path != ":memory:" and not os.path.exists(path):
         # Opening it would make an empty database here, and hide that the orders are somewhere else.
         return _fail(f"order {args.order_id} not found: no local order database at {path} (local.db_path)",
                      EXIT_FAILED)
-    adapter = LocalAdapter(path, Presentation.from_config(config.store))
+    adapter = build_adapter(config, platform="local")
     try:
         order = adapter.set_status(args.order_id, args.status, args.payment, args.fulfillment, args.tracking_url)
     except OrderNotFound as exc:
@@ -233,7 +219,7 @@ def parser() -> argparse.ArgumentParser:
 
     dry = command("dry-run", cmd_dry_run, "print the request(s) a placeOrder payload would send; sends nothing")
     dry.add_argument("payload", help="a placeOrder body as Bik sends it (see examples/)")
-    dry.add_argument("--platform", choices=["bigcommerce", "bitbybit", "local"])
+    dry.add_argument("--platform", choices=list(PLATFORMS))
 
     check = command("check-config", cmd_check_config, "validate the config and print it with secrets masked")
     check.add_argument("--ping", action="store_true", help="also make one read-only call to the platform")

@@ -2,30 +2,43 @@
 
 Which attempt may be repeated, and what a write's outcome means, are the pure rules of
 `bridge.upstream.outcomes`; this module applies them. A create that may have been applied is never re-sent
-here: it surfaces as `UpstreamAmbiguous` and the service looks the draft up before any new create.
+here: it surfaces as `UpstreamAmbiguous` and the service looks the draft up before any new create. Every other
+failure is translated here, once, into the error tree of `bridge.core.errors`.
 """
 from __future__ import annotations
 
 import logging
-import random
 import time
 from typing import Callable, Optional
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_result
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
+from tenacity.wait import WaitBaseT
 
 from bridge.config import UpstreamConfig
 from bridge.core.deadline import Deadline
-from bridge.core.errors import UpstreamAmbiguous, UpstreamAuthError, UpstreamError, UpstreamUnavailable
+from bridge.core.errors import (
+    RateLimited,
+    UpstreamAmbiguous,
+    UpstreamAuthError,
+    UpstreamFailed,
+    UpstreamMisconfigured,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from bridge.ops import context
 from bridge.upstream.outbound import OutboundRequest
 from bridge.upstream.outcomes import (
+    EXPLAINED,
     IDEMPOTENT_METHODS,
+    MISCONFIGURED,
     Outcome,
     WriteVerdict,
-    backoff_seconds,
+    backoff,
     classify_write,
     should_retry,
+    stop_before_deadline,
+    stop_before_wait_over,
     was_sent,
 )
 from bridge.upstream.quota import RateGate, RateLimitHeaders
@@ -45,7 +58,7 @@ class Upstream:
         rate_headers: RateLimitHeaders,
         message_of: Callable[[requests.Response], str],
         sleep: Callable[[float], None] = time.sleep,
-        rng: Callable[[], float] = random.random,
+        jitter: Optional[WaitBaseT] = None,
         observer: Optional[Callable[..., None]] = None,
         gate: Optional[RateGate] = None,
     ):
@@ -55,7 +68,7 @@ class Upstream:
         self.gate = gate or RateGate(rate_headers)
         self._message_of = message_of
         self._sleep = sleep
-        self._rng = rng
+        self._backoff = backoff(jitter)
         self._observer = observer
 
     def deadline(self) -> Deadline:
@@ -67,7 +80,7 @@ class Upstream:
         self.gate.warm_up()
 
     def send(self, request: OutboundRequest, deadline: Deadline) -> requests.Response:
-        """Send with retries; return any response below 500 except 401/403/429, else raise."""
+        """Send with retries; return a 2xx or a refusal only the platform's body explains (EXPLAINED), else raise."""
         idempotent = request.method.upper() in IDEMPOTENT_METHODS
         attempt_no = 0
 
@@ -80,22 +93,16 @@ class Upstream:
             return self._attempt(request, deadline, attempt_no)
 
         def wait(state: RetryCallState) -> float:
-            outcome: Outcome = state.outcome.result()
-            if outcome.status == 429:
-                return self.gate.blocked_for() or backoff_seconds(state.attempt_number, self._rng)
-            return backoff_seconds(state.attempt_number, self._rng)
-
-        def stop(state: RetryCallState) -> bool:
-            if state.attempt_number >= self.settings.max_attempts:
-                return True
-            upcoming = state.upcoming_sleep or 0.0
-            if upcoming > self.settings.rate_limit_wait_cap_seconds:
-                return True
-            # Leave room for the next attempt to do real work inside the budget.
-            return upcoming + 0.05 >= deadline.remaining()
+            # A 429 that said when the quota resets waits for exactly that; one that said nothing backs off.
+            if state.outcome.result().status == 429:
+                return self.gate.blocked_for() or self._backoff(state)
+            return self._backoff(state)
 
         retrying = Retrying(
-            stop=stop,
+            # The budget leaves room for the next attempt to do real work; a quota resetting after the cap is
+            # not waited for (the 429 is answered 503 with Retry-After).
+            stop=(stop_after_attempt(self.settings.max_attempts) | stop_before_deadline(deadline)
+                  | stop_before_wait_over(self.settings.rate_limit_wait_cap_seconds)),
             wait=wait,
             retry=retry_if_result(lambda o: should_retry(o, idempotent=idempotent)),
             sleep=self._sleep,
@@ -113,8 +120,8 @@ class Upstream:
                 return
             if wait > min(self.settings.rate_limit_wait_cap_seconds, deadline.remaining()):
                 blocked = max(wait, self.gate.blocked_for())
-                raise UpstreamUnavailable(f"{self.platform} rate limit reached; quota resets in {blocked:.1f}s",
-                                          retry_after=max(1, blocked))
+                raise RateLimited(f"{self.platform} rate limit reached; quota resets in {blocked:.1f}s",
+                                  retry_after=max(1, blocked))
             self._sleep(wait)
 
     def _attempt(self, request: OutboundRequest, deadline: Deadline, attempt_no: int) -> Outcome:
@@ -162,43 +169,45 @@ class Upstream:
                            attempt=attempt_no)
 
     def _settle(self, request: OutboundRequest, outcome: Outcome, idempotent: bool) -> requests.Response:
+        """The last attempt's response for the adapter to read, or the error of the tree it means."""
         what = f"{self.platform} {request.operation}"
+        ambiguous = not idempotent and classify_write(outcome) is WriteVerdict.AMBIGUOUS
         if outcome.response is None:
             error = outcome.error
             timed_out = isinstance(error, (requests.exceptions.Timeout, TimeoutError))
-            status = 504 if timed_out else 503
             message = f"{what}: {'timed out' if timed_out else 'unreachable'} ({type(error).__name__})"
-            if outcome.sent and not idempotent:
-                raise UpstreamAmbiguous(message, status=status) from error
-            raise UpstreamUnavailable(message, status=status) from error
+            if ambiguous:
+                raise UpstreamAmbiguous(message) from error
+            raise (UpstreamTimeout if timed_out else UpstreamUnreachable)(message) from error
         response = outcome.response
         code = response.status_code
-        if not idempotent and classify_write(outcome) is WriteVerdict.AMBIGUOUS:
+        if ambiguous:
             # Whatever the code says, the platform may have applied the write: the service looks it up.
-            status = {503: 503, 504: 504}.get(code, 502)
             moved = (f" (moved to {response.headers.get('Location')}: check {self.platform}.api_base_url)"
                      if 300 <= code < 400 else "")
             raise UpstreamAmbiguous(f"{what}: the platform answered {code} without confirming{moved}",
-                                    upstream_status=code, status=status)
+                                    upstream_status=code)
         if code == 429:
-            retry_after = max(1.0, self.gate.blocked_for())
-            raise UpstreamUnavailable(f"{what}: rate limited by the platform", retry_after=retry_after,
-                                      upstream_status=429)
+            raise RateLimited(f"{what}: rate limited by the platform", retry_after=max(1.0, self.gate.blocked_for()),
+                              upstream_status=429)
         if 300 <= code < 400:
             # Not followed (see `_send`), so nothing was applied: the platform's address has changed.
             moved_to = response.headers.get("Location")
-            raise UpstreamError(f"{what}: the platform answered {code} and moved to {moved_to}; "
-                                f"set {self.platform}.api_base_url to the address it moved to",
-                                retry_after=None, upstream_status=code)
+            raise UpstreamMisconfigured(f"{what}: the platform answered {code} and moved to {moved_to}; "
+                                        f"set {self.platform}.api_base_url to the address it moved to",
+                                        upstream_status=code)
         if code in (401, 403):
             raise UpstreamAuthError(f"{what}: the platform refused the bridge's credentials ({code}: "
                                     f"{self._message_of(response)})", upstream_status=code)
+        if code in MISCONFIGURED:
+            raise UpstreamMisconfigured(f"{what}: the platform refused how the bridge sent the request ({code}: "
+                                        f"{self._message_of(response)}); check {self.platform}.api_base_url",
+                                        upstream_status=code)
         if code >= 500:
-            status = {503: 503, 504: 504}.get(code, 502)
-            raise UpstreamUnavailable(f"{what}: platform error {code}", upstream_status=code, status=status)
+            # A read's 503 and 504 say what they are; any other 5xx is a failure of the platform's own.
+            error_class = {503: UpstreamUnreachable, 504: UpstreamTimeout}.get(code, UpstreamFailed)
+            raise error_class(f"{what}: platform error {code}", upstream_status=code)
+        if not 200 <= code < 300 and code not in EXPLAINED:
+            raise UpstreamFailed(f"{what}: the platform answered {code}: {self._message_of(response)}",
+                                 upstream_status=code)
         return response
-
-
-def classify_unexpected(exc: Exception) -> UpstreamError:
-    """An error the platform's answer could not be parsed from."""
-    return UpstreamUnavailable(f"unexpected answer from the platform ({type(exc).__name__})", status=502)

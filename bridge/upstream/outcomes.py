@@ -8,17 +8,25 @@ nothing left the machine or the platform refused it in its own words; everything
 from __future__ import annotations
 
 import enum
-import random
 import ssl
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import requests
 import urllib3.exceptions
+from tenacity import RetryCallState
+from tenacity.stop import stop_base
+from tenacity.wait import WaitBaseT, wait_base, wait_exponential, wait_random_exponential
+
+from bridge.core.deadline import Deadline
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # A platform that answers one of these refused the request in its own words: nothing was applied.
 REFUSALS = frozenset({400, 401, 403, 404, 405, 409, 413, 415, 422, 429})
+# Refusals only the platform's body explains (out of stock, unknown order, a wrong store): its adapter reads them.
+EXPLAINED = frozenset({400, 404, 409, 422})
+# Refusals of how the bridge sends (method, size, media type), never of what: its configuration is at fault.
+MISCONFIGURED = frozenset({405, 413, 415})
 
 
 
@@ -67,10 +75,38 @@ def should_retry(outcome: Outcome, *, idempotent: bool) -> bool:
     return status == 429 or 500 <= status <= 599
 
 
-def backoff_seconds(attempt: int, rng: Callable[[], float] = random.random) -> float:
-    """Exponential backoff with full jitter: 0.2 s, 0.4 s, 0.8 s ... capped at 2 s."""
-    ceiling = min(2.0, 0.2 * (2 ** (attempt - 1)))
-    return ceiling * (0.5 + rng() / 2)
+def backoff(jitter: Optional[WaitBaseT] = None) -> wait_base:
+    """Exponential backoff with equal jitter: before retry n, half of min(2 s, 0.2 s * 2**(n-1)) plus `jitter`.
+
+    `jitter` is by default a random part of up to that half again; tests pass a fixed tenacity wait instead.
+    """
+    half = wait_exponential(multiplier=0.1, max=1.0)
+    return half + (jitter if jitter is not None else wait_random_exponential(multiplier=0.1, max=1.0))
+
+
+class stop_before_deadline(stop_base):  # noqa: N801 - named as tenacity names its stops
+    """Stop when, after the next wait, less than `room` seconds of the request's budget would be left.
+
+    tenacity's `stop_before_delay` counts from the retry's own start on its own clock; the `Deadline` started with
+    the Bik request (lookups and waits for the quota spend it too) and runs on the clock the bridge was given.
+    """
+
+    def __init__(self, deadline: Deadline, room: float = 0.05):
+        self.deadline = deadline
+        self.room = room
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return retry_state.upcoming_sleep + self.room >= self.deadline.remaining()
+
+
+class stop_before_wait_over(stop_base):  # noqa: N801 - named as tenacity names its stops
+    """Stop rather than wait more than `cap` seconds for the next attempt (a quota that resets later)."""
+
+    def __init__(self, cap: float):
+        self.cap = cap
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return retry_state.upcoming_sleep > self.cap
 
 
 def _causes(exc: BaseException) -> list[object]:

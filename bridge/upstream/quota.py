@@ -1,6 +1,7 @@
 """The platform's request quota, kept by the bridge so that it never sends more than the platform announced.
 
-The rules, the same in one process (`LocalQuota`) and shared through Redis (`adapters.stores.redis_quota`):
+The rules, written once as pure functions over a `Ledger` (`take_slot`, `learned`, `blocked_for`) and applied in
+one process (`LocalQuota`) or atomically to a ledger shared through Redis (`adapters.stores.redis_quota`):
 
 1. Every request, retries included, first takes a slot. With a quota of Q requests per window of W seconds, at
    most Q requests are sent in any W + `spread(W)` seconds: a sliding log of send times. Whatever instant the
@@ -18,8 +19,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Callable, Optional, Protocol
+from dataclasses import dataclass, replace
+from typing import Callable, Optional, Protocol, Sequence
 
 import requests
 
@@ -27,9 +28,11 @@ import requests
 # then asks again this often, since the first answer (and so the real quota) can come at any moment.
 FIRST_CONTACT = (4, 1.0)
 FIRST_CONTACT_POLL_SECONDS = 0.05
-# Added to every announced reset: headers round it down (BigCommerce sends whole milliseconds), which on a fast
+# Added to every announced reset: headers round it down (to whole milliseconds, or seconds), which on a fast
 # link is more than the answer's travel time, so without it the bridge could think a window over a little early.
 RESET_MARGIN_SECONDS = 0.01
+# The limit of a platform whose answers announce no quota.
+UNMETERED = (0, 0.0)
 
 
 def spread(window: float) -> float:
@@ -90,50 +93,92 @@ class QuotaState(Protocol):
         """Connect to where the state is kept, if anywhere; never raises."""
 
 
+@dataclass(frozen=True)
+class Ledger:
+    """What the bridge knows of the quota at one moment: the announced limit, the send log, a spent quota's reset."""
+
+    limit: Optional[tuple[int, float]] = None  # requests per window of seconds; None: not announced; UNMETERED
+    sent: Sequence[float] = ()  # when requests took their slots, oldest first: at least the newest `quota` of them
+    blocked_until: float = 0.0  # a spent quota resets then
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What `take_slot` decided for a request at one moment."""
+
+    wait: float = 0.0  # seconds to wait before asking again; 0.0: send now
+    logged: bool = False  # the send goes into the log (the quota is metered)
+    span: float = 0.0  # how long a logged send counts: sends at or before `now - span` have aged out of the log
+
+
+def take_slot(ledger: Ledger, now: float) -> Slot:
+    """Rules 1, 2 and 4: whether a request may be sent at `now`, or how long until it should ask again."""
+    if now < ledger.blocked_until:
+        return Slot(wait=ledger.blocked_until - now)
+    quota, window = ledger.limit or FIRST_CONTACT
+    if quota == 0:
+        return Slot()
+    span = window + spread(window)
+    live = [sent for sent in ledger.sent if sent > now - span]
+    if len(live) >= quota:
+        # The slot frees when enough of the oldest sends have aged out (more than one if the quota fell).
+        wait = max(1e-6, live[len(live) - quota] + span - now)
+        return Slot(wait=wait if ledger.limit else min(wait, FIRST_CONTACT_POLL_SECONDS))
+    return Slot(logged=True, span=span)
+
+
+def learned(ledger: Ledger, news: QuotaNews, now: float) -> Ledger:
+    """Rules 2, 3 and 4: the ledger once an answer that said `news` arrived at `now`."""
+    limit = ledger.limit
+    if news.announced:
+        limit = (news.quota, news.window)
+    elif limit is None and not news.limited:
+        limit = UNMETERED
+    blocked_until = ledger.blocked_until
+    if news.spent_for is not None:
+        blocked_until = max(blocked_until, now + news.spent_for + RESET_MARGIN_SECONDS)
+    return replace(ledger, limit=limit, blocked_until=blocked_until)
+
+
+def blocked_for(ledger: Ledger, now: float) -> float:
+    """Seconds until a spent quota resets; 0 when it is not spent."""
+    return max(0.0, ledger.blocked_until - now)
+
+
 class LocalQuota:
-    """`QuotaState` for one process."""
+    """`QuotaState` for one process: the ledger in memory, the rules applied under a lock."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
         self._lock = threading.Lock()
-        self._limit: Optional[tuple[int, float]] = None  # None: not announced yet; (0, 0): unmetered
+        self._limit: Optional[tuple[int, float]] = None
         self._sent: deque[float] = deque()
         self._blocked_until = 0.0
 
     def reserve(self) -> float:
         with self._lock:
             now = self._clock()
-            if now < self._blocked_until:
-                return self._blocked_until - now
-            quota, window = self._limit or FIRST_CONTACT
-            if quota == 0:
-                return 0.0
-            span = window + spread(window)
-            while self._sent and self._sent[0] <= now - span:
-                self._sent.popleft()
-            if len(self._sent) >= quota:
-                # The slot frees when enough of the oldest sends have aged out (more than one if the quota fell).
-                wait = self._sent[len(self._sent) - quota] + span - now
-                return wait if self._limit else min(wait, FIRST_CONTACT_POLL_SECONDS)
-            self._sent.append(now)
-            return 0.0
+            slot = take_slot(self._ledger(), now)
+            if slot.logged:
+                while self._sent and self._sent[0] <= now - slot.span:
+                    self._sent.popleft()
+                self._sent.append(now)
+            return slot.wait
 
     def learn(self, news: QuotaNews) -> None:
         with self._lock:
-            if news.announced:
-                self._limit = (news.quota, news.window)
-            elif self._limit is None and not news.limited:
-                self._limit = (0, 0.0)
-            if news.spent_for is not None:
-                self._blocked_until = max(self._blocked_until,
-                                          self._clock() + news.spent_for + RESET_MARGIN_SECONDS)
+            ledger = learned(self._ledger(), news, self._clock())
+            self._limit, self._blocked_until = ledger.limit, ledger.blocked_until
 
     def blocked_for(self) -> float:
         with self._lock:
-            return max(0.0, self._blocked_until - self._clock())
+            return blocked_for(self._ledger(), self._clock())
 
     def warm_up(self) -> None:
         return None
+
+    def _ledger(self) -> Ledger:
+        return Ledger(self._limit, self._sent, self._blocked_until)
 
 
 class RateGate:

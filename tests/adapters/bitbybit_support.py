@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from typing import Any, Optional
 
+from adapters.bitbybit import PLATFORM
 from adapters.bitbybit.adapter import BitbybitAdapter, BitbybitRateLimit
 from adapters.bitbybit.errors import error_message
+from adapters.bitbybit.settings import BitbybitConfig
 from adapters.bitbybit.variant_map import VariantMap
 from bridge.bootstrap import build_session
-from bridge.config import BitbybitConfig, UpstreamConfig
+from bridge.config import UpstreamConfig
 from bridge.core.presentation import Presentation
 from bridge.upstream.client import Upstream
 from bridge.upstream.quota import RateGate
+from tests.support.jitter import HALF_JITTER
 
 API_BASE = "https://api.bitbybit.test/customer/open/v1"
 ORDERS_URL = f"{API_BASE}/orders"
@@ -32,10 +36,12 @@ def make_adapter(sleep, settings: Optional[BitbybitConfig] = None, presentation:
     """The adapter with a sleep that returns at once (moving the quota gate's clock) and jitter fixed."""
     upstream_config = upstream or UpstreamConfig()
     client = Upstream(build_session(upstream_config.pool_size), upstream_config, platform="bitbybit",
-                      rate_headers=BitbybitRateLimit(), message_of=error_message, sleep=sleep, rng=lambda: 0.5,
+                      rate_headers=BitbybitRateLimit(), message_of=error_message, sleep=sleep, jitter=HALF_JITTER,
                       gate=RateGate(BitbybitRateLimit(), clock=sleep.clock))
-    return BitbybitAdapter(settings or bbb_settings(), presentation or Presentation(currency="INR"), client,
-                           variant_map)
+    # The platform's name format, as the composition root gives it: bitbybit names orders by their number.
+    presentation = dataclasses.replace(presentation or Presentation(currency="INR"),
+                                       default_name_format=PLATFORM.default_name_format)
+    return BitbybitAdapter(settings or bbb_settings(), presentation, client, variant_map)
 
 
 def bbb_order(**overrides: Any) -> dict:

@@ -11,13 +11,15 @@ import pytest
 import responses
 
 from adapters.bigcommerce.adapter import BigCommerceAdapter, BigCommerceRateLimit, error_message
+from adapters.bigcommerce.settings import BigCommerceConfig
 from bridge.bootstrap import build_session
-from bridge.config import BigCommerceConfig, UpstreamConfig
+from bridge.config import UpstreamConfig
 from bridge.core.deadline import Deadline
 from bridge.core.models import PlaceOrderRequest
 from bridge.core.presentation import Presentation
 from bridge.upstream.client import Upstream
 from bridge.upstream.quota import RateGate
+from tests.support.jitter import HALF_JITTER
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "place-order.json"
 API_BASE = "https://api.bigcommerce.test"
@@ -102,7 +104,7 @@ def make_adapter(sleeps) -> Callable[..., BigCommerceAdapter]:
         upstream_config = upstream or UpstreamConfig()
         client = Upstream(build_session(upstream_config.pool_size), upstream_config, platform="bigcommerce",
                           rate_headers=BigCommerceRateLimit(), message_of=error_message, sleep=sleeps,
-                          rng=lambda: 0.5, gate=RateGate(BigCommerceRateLimit(), clock=sleeps.clock))
+                          jitter=HALF_JITTER, gate=RateGate(BigCommerceRateLimit(), clock=sleeps.clock))
         pool = ThreadPoolExecutor(max_workers=max(4, upstream_config.pool_size), thread_name_prefix="bigcommerce")
         pools.append(pool)
         return BigCommerceAdapter(settings or bc_settings(), presentation or Presentation(currency="INR"),

@@ -14,8 +14,9 @@ from bridge.core.errors import (
     OrderRejected,
     UpstreamAmbiguous,
     UpstreamAuthError,
-    UpstreamError,
-    UpstreamUnavailable,
+    UpstreamFailed,
+    UpstreamMisconfigured,
+    UpstreamUnreachable,
 )
 from bridge.core.models import BikOrder
 from bridge.core.ports import Lookup, LookupResult
@@ -159,7 +160,7 @@ def test_refused_credentials_on_create(adapter, place_request, deadline, rsps):
 def test_a_404_on_create_names_the_store_settings(adapter, place_request, deadline, rsps):
     """A wrong store hash is a configuration problem, surely not an order."""
     rsps.add(responses.POST, ORDERS_URL, status=404, json=[{"status": 404, "message": "Not found"}])
-    with pytest.raises(UpstreamError) as raised:
+    with pytest.raises(UpstreamMisconfigured) as raised:
         adapter.place(place_request, deadline)
     assert "store_hash" in raised.value.message
     assert raised.value.maybe_applied is False
@@ -181,7 +182,7 @@ def test_an_unreadable_create_answer_is_ambiguous(adapter, place_request, deadli
     rsps.add(responses.POST, ORDERS_URL, status=200, **answer)
     with pytest.raises(UpstreamAmbiguous) as raised:
         adapter.place(place_request, deadline)
-    assert raised.value.status == 502
+    assert raised.value.status == 504  # what Bik sees for every unconfirmed create
     assert raised.value.maybe_applied is True
     assert len(rsps.calls) == 1
 
@@ -248,13 +249,15 @@ def test_get_reads_shipments_of_an_order_that_may_have_shipped(adapter, deadline
     assert again.deliveryInfo.trackingURL == "https://track.example/T1"
 
 
-def test_recent_ids_forget_the_oldest_beyond_their_limit():
-    from adapters.bigcommerce.adapter import RecentIds
+def test_shipped_order_ids_forget_the_least_recently_read_beyond_their_limit():
+    from adapters.bigcommerce.adapter import ShippedOrderIds
 
-    ids = RecentIds(limit=2)
+    ids = ShippedOrderIds(limit=2)
     for order_id in (1, 2, 3):
         ids.add(order_id)
     assert [ids.seen(i) for i in (1, 2, 3)] == [False, True, True]
+    ids.add(4)  # 2 was read before 3: it goes first
+    assert [ids.seen(i) for i in (2, 3, 4)] == [False, True, True]
 
 
 def test_get_of_an_unknown_id_is_not_found(adapter, deadline, rsps):
@@ -308,7 +311,7 @@ def test_get_when_the_store_keeps_failing_is_unavailable(make_adapter, deadline,
     adapter = make_adapter(upstream=UpstreamConfig(max_attempts=2))
     for suffix in ("", "/products", "/shipments", "/shipping_addresses"):
         rsps.add(responses.GET, f"{ORDERS_URL}/118{suffix}", status=503)
-    with pytest.raises(UpstreamUnavailable) as raised:
+    with pytest.raises(UpstreamUnreachable) as raised:
         adapter.get("118", deadline)
     assert raised.value.status == 503
 
@@ -341,7 +344,7 @@ def test_get_with_refused_credentials(adapter, deadline, rsps):
     ],
 )
 def test_garbage_from_the_store_is_a_502_never_a_bare_exception(adapter, deadline, rsps, reads):
-    """Whatever BigCommerce answers, getOrder fails as an UpstreamUnavailable 502."""
+    """Whatever BigCommerce answers, getOrder fails as an UpstreamFailed 502."""
     base = f"{ORDERS_URL}/118"
     defaults = {"order": bc_order(), "products": [bc_product()], "shipments": [],
                 "addresses": [bc_shipping_address()]}
@@ -353,7 +356,7 @@ def test_garbage_from_the_store_is_a_502_never_a_bare_exception(adapter, deadlin
             rsps.add(responses.GET, path, body=value, content_type="application/json")
         else:
             rsps.add(responses.GET, path, json=value)
-    with pytest.raises(UpstreamUnavailable) as raised:
+    with pytest.raises(UpstreamFailed) as raised:
         adapter.get("118", deadline)
     assert raised.value.status == 502
 
@@ -420,7 +423,7 @@ def test_find_by_draft_picks_the_first_order_when_several_match(adapter, place_r
 def test_a_404_on_the_list_endpoint_names_the_store_hash(adapter, place_request, deadline, rsps):
     """The list of orders never 404s on a real store: the hash or base URL is wrong."""
     rsps.add(responses.GET, ORDERS_URL, status=404, json=[{"status": 404, "message": "Not found"}])
-    with pytest.raises(UpstreamError) as raised:
+    with pytest.raises(UpstreamMisconfigured) as raised:
         adapter.find_by_draft(DRAFT, place_request, deadline, SINCE)
     assert "store_hash" in raised.value.message
     assert raised.value.upstream_status == 404
@@ -439,7 +442,7 @@ def test_a_404_on_the_list_endpoint_names_the_store_hash(adapter, place_request,
 )
 def test_garbage_on_the_list_endpoint_is_a_502(adapter, place_request, deadline, rsps, answer):
     rsps.add(responses.GET, ORDERS_URL, status=200, **answer)
-    with pytest.raises(UpstreamUnavailable) as raised:
+    with pytest.raises(UpstreamFailed) as raised:
         adapter.find_by_draft(DRAFT, place_request, deadline, SINCE)
     assert raised.value.status == 502
 
@@ -447,7 +450,7 @@ def test_garbage_on_the_list_endpoint_is_a_502(adapter, place_request, deadline,
 def test_a_failing_list_endpoint_is_unavailable(make_adapter, place_request, deadline, rsps):
     adapter = make_adapter(upstream=UpstreamConfig(max_attempts=2))
     rsps.add(responses.GET, ORDERS_URL, status=502)
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(UpstreamFailed):
         adapter.find_by_draft(DRAFT, place_request, deadline, SINCE)
     assert len(rsps.calls) == 2
 
@@ -464,7 +467,7 @@ def test_check_credentials_probes_the_draft_lookup_once(adapter, deadline, rsps)
 
 def test_check_credentials_fails_when_the_store_ignores_the_draft_filter(adapter, deadline, rsps):
     rsps.add(responses.GET, ORDERS_URL, json=[bc_order()])
-    with pytest.raises(UpstreamError, match="external_order_id"):
+    with pytest.raises(UpstreamFailed, match="external_order_id"):
         adapter.check_credentials(deadline)
 
 

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from bridge.config import parse_config
+from bridge.bootstrap import parse_config
 from bridge.core.errors import ConfigError
 from bridge.core.presentation import Presentation
 

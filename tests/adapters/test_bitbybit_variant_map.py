@@ -6,13 +6,10 @@ import json
 import pytest
 import responses
 
-from adapters.bitbybit.adapter import build_bitbybit_adapter
 from adapters.bitbybit.variant_map import load_variant_map, parse_csv, parse_yaml
-from bridge.bootstrap import build_session
-from bridge.config import parse_config
+from bridge.bootstrap import build_adapter, parse_config
 from bridge.core.deadline import Deadline
 from bridge.core.errors import ConfigError, OrderRejected
-from bridge.core.presentation import Presentation
 from tests.adapters.bitbybit_support import API_BASE, KEY, ORDERS_URL, bbb_order, envelope
 
 
@@ -92,7 +89,7 @@ def test_files_are_read_by_extension(tmp_path):
 def adapter_with_map(path):
     config = parse_config({"platform": "bitbybit", "upstream": {"max_attempts": 1},
                            "bitbybit": {"api_key": KEY, "api_base_url": API_BASE, "variant_map": str(path)}}, {})
-    return build_bitbybit_adapter(config, Presentation(), build_session(2))
+    return build_adapter(config)
 
 
 def test_the_adapter_sends_mapped_ids(tmp_path, place_request, rsps):

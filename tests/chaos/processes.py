@@ -9,22 +9,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import redis
 
 from tests.integration.bridge_process import BridgeProcess, free_port
+from tests.support.waiting import wait_until
 
 START_SECONDS = 30.0
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = START_SECONDS) -> None:
-    """Poll `condition` until it holds, or fail naming `what`."""
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def alive(pid: int) -> bool:
@@ -74,7 +66,7 @@ class ChaosRedis:
                  *persistence], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         client = self.client()
         try:
-            wait_until(lambda: self._answers(client), "redis-server to answer")
+            wait_until(lambda: self._answers(client), "redis-server to answer", timeout=START_SECONDS)
         finally:
             client.close()
         return self
@@ -117,7 +109,7 @@ class Instance(BridgeProcess):
         shutil.rmtree(self.metrics_dir, ignore_errors=True)
         self.metrics_dir.mkdir()
         super().start(timeout)
-        wait_until(lambda: len(self.worker_pids()) >= self.workers, f"{self.name}'s workers", timeout)
+        wait_until(lambda: len(self.worker_pids()) >= self.workers, f"{self.name}'s workers", timeout=timeout)
         return self
 
     def kill_worker(self, pick: float) -> Optional[int]:
@@ -127,9 +119,9 @@ class Instance(BridgeProcess):
             return None
         victim = workers[int(pick * len(workers))]
         os.kill(victim, signal.SIGKILL)
-        wait_until(lambda: not alive(victim), f"worker {victim} to die")
+        wait_until(lambda: not alive(victim), f"worker {victim} to die", timeout=START_SECONDS)
         wait_until(lambda: victim not in self.worker_pids() and len(self.worker_pids()) >= self.workers,
-                   f"{self.name} to replace worker {victim}")
+                   f"{self.name} to replace worker {victim}", timeout=START_SECONDS)
         return victim
 
     def crash(self) -> None:
@@ -137,7 +129,8 @@ class Instance(BridgeProcess):
         pids = [self.proc.pid, *self.worker_pids()]
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
-        wait_until(lambda: not any(alive(pid) for pid in pids), f"{self.name}'s processes to exit")
+        wait_until(lambda: not any(alive(pid) for pid in pids), f"{self.name}'s processes to exit",
+                   timeout=START_SECONDS)
 
 
 def _default_workers() -> int:

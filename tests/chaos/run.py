@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bridge.config import parse_config
+from bridge.bootstrap import parse_config
 from tests.chaos import report
 from tests.chaos.clients import ANSWER_TIMEOUT, Answers, BikClient, Draft, make_drafts
 from tests.chaos.journal import Journal
@@ -145,6 +145,7 @@ class Run:
     def _settle(self, drafts: list[Draft]) -> None:
         """Send every draft again until it gets its order, within the profile's bound."""
         bound = threading.Event()
+        # The profile's time budget for settling, not a synchronisation: the clients stop once it is spent.
         timer = threading.Timer(self.profile.settle_seconds, bound.set)
         timer.start()
         settling = []

@@ -7,22 +7,12 @@ import pytest
 import requests
 
 from tests.fakes import server as faults
-from tests.fakes.bitbybit import FakeBitbybit
-from tests.fakes.test_fake_bitbybit import KEY, create
-
-
-@pytest.fixture(scope="module")
-def store():
-    with FakeBitbybit(api_key=KEY) as fake:
-        yield fake
+from tests.fakes.test_fake_bitbybit import create
 
 
 @pytest.fixture
-def fake(store):
-    store.reset()
-    store.server.gate = None
-    yield store
-    store.server.gate = None
+def fake(fake_bitbybit):
+    return fake_bitbybit
 
 
 def test_apply_then_delay_creates_before_the_client_times_out(fake):

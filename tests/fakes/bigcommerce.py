@@ -229,6 +229,7 @@ class FakeBigCommerce(FakePlatform):
         self.total_adjustment = Decimal(total_adjustment)
         self.spec_path = Path(spec_path) if spec_path else DEFAULT_SPEC_PATH
         self.faults = FaultScript()
+        self.clock: Callable[[], float] = time.monotonic  # the quota windows' clock; a test may drive its own
         # One condition guards all store state; wait_until() sleeps on it.
         self._state = threading.Condition(threading.RLock())
         self._reset_state()
@@ -286,8 +287,9 @@ class FakeBigCommerce(FakePlatform):
             self._state.notify_all()
 
     def reset(self) -> None:
-        """Forget orders, stock, customers, faults, quota, adjustment and the request log."""
+        """Forget orders, stock, customers, faults, quota and its clock, adjustment and the request log."""
         self._reset_state()
+        self.clock = time.monotonic
         self.total_adjustment = ZERO
         self.faults.clear()
         self.server.clear_log()
@@ -425,7 +427,7 @@ class FakeBigCommerce(FakePlatform):
 
     def _take_quota(self) -> tuple[bool, dict]:
         """Count one request against the window; returns whether it may proceed and the rate-limit headers."""
-        now = time.monotonic()
+        now = self.clock()
         with self._state:
             window = self._window_ms / 1000
             if self._window_start is None or now >= self._window_start + window:

@@ -10,7 +10,7 @@ operation does instead of succeeding normally:
     apply_then_status(code)    apply, then answer `code`
     apply_then_delay(s)        apply, then sleep before answering normally (created, then the answer timed out)
     status_then_apply_later(code, s)  answer `code` at once, apply `s` seconds later (a create landing late)
-    hold(event, apply_first)   block until `event` is set (at most 30 s), applying before or after
+    hold(apply_first)          signal its arrival, block until released (at most 30 s), applying before or after
     drop_connection(apply_first)  close the socket without any HTTP response
 
 Unlike werkzeug's own handler, the server keeps HTTP/1.1 connections alive and counts them, so tests and
@@ -25,7 +25,7 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -66,11 +66,12 @@ class Fault:
     body: Any = None
     headers: Optional[dict] = None
     seconds: float = 0.0
-    event: Optional[threading.Event] = None
     apply_first: bool = False
 
     def run(self, apply: Callable[[], Response], error_response: ErrorResponse) -> Response:
         """Handle one request under this fault; `apply` performs the operation and returns its normal response."""
+        # The sleeps and the timer below are the fault itself (a store slower than the client's timeout, a create
+        # landing late); tests synchronise on what the fake then records (FakePlatform.wait_until), never on them.
         if self.kind == "status":
             return error_response(self.code, self.body, self.headers)
         if self.kind == "delay_then_apply":
@@ -91,10 +92,6 @@ class Fault:
             later.daemon = True
             later.start()
             return error_response(self.code, self.body, self.headers)
-        if self.kind == "hold":
-            response = apply() if self.apply_first else None
-            self.event.wait(HOLD_LIMIT_SECONDS)
-            return response if self.apply_first else apply()
         if self.kind == "drop_connection":
             if self.apply_first:
                 apply()
@@ -133,9 +130,29 @@ def status_then_apply_later(code: int, seconds: float, body: Any = None, headers
     return Fault("status_then_apply_later", code=code, body=body, headers=headers, seconds=seconds)
 
 
-def hold(event: threading.Event, apply_first: bool = False) -> Fault:
-    """Block until `event` is set (at most 30 s), applying the operation before or after blocking."""
-    return Fault("hold", event=event, apply_first=apply_first)
+@dataclass
+class HeldCall:
+    """A fault that signals when its call arrives, then holds the call until released.
+
+    With `apply_first` the operation is applied before holding (the platform created the order, the answer
+    is late); without, it is applied only once released (the create lands after the client gave up).
+    """
+
+    apply_first: bool = False
+    arrived: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, apply: Callable[[], Response], error_response: ErrorResponse) -> Response:
+        """Apply (if first), say the call arrived, wait for the release (at most 30 s), then answer."""
+        response = apply() if self.apply_first else None
+        self.arrived.set()
+        self.release.wait(HOLD_LIMIT_SECONDS)
+        return response if self.apply_first else apply()
+
+
+def hold(apply_first: bool = False) -> HeldCall:
+    """Signal the call's arrival, then block until released (at most 30 s), applying before or after blocking."""
+    return HeldCall(apply_first=apply_first)
 
 
 def drop_connection(apply_first: bool = False) -> Fault:
@@ -192,14 +209,17 @@ class RequestRecord(NamedTuple):
 class FakeServer:
     """Serves a WSGI app on 127.0.0.1 from a background thread; counts connections and logs requests."""
 
-    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, latency_ms: float = 0) -> None:
+    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, latency_ms: float = 0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.app = app
         self.host = host
         self.port = port
         self.latency_ms = latency_ms
+        self.sleep = sleep  # how the latency is spent; a test may record it instead
         # Asked with each request's environ before its body is read; True drops the connection unread.
         self.gate: Optional[Callable[[dict], bool]] = None
-        self._lock = threading.Lock()
+        # Guards the log and counters; notified with each logged request, for wait_until().
+        self._lock = threading.Condition(threading.RLock())
         self._log: list[RequestRecord] = []
         self._status_counts: collections.Counter = collections.Counter()
         self._connections_accepted = 0
@@ -275,6 +295,11 @@ class FakeServer:
         with self._lock:
             return self._connections_accepted
 
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        """Block until `predicate()` holds, checked again as each request is logged; False if `timeout` passes first."""
+        with self._lock:
+            return self._lock.wait_for(predicate, timeout)
+
     def clear_log(self) -> None:
         """Forget logged requests and counters (connections included)."""
         with self._lock:
@@ -286,7 +311,7 @@ class FakeServer:
 
     def _wsgi(self, environ, start_response):
         if self.latency_ms:
-            time.sleep(self.latency_ms / 1000)
+            self.sleep(self.latency_ms / 1000)
         status_line: list[str] = []
 
         def recording_start_response(status, headers, exc_info=None):
@@ -305,6 +330,7 @@ class FakeServer:
         with self._lock:
             self._log.append(record)
             self._status_counts[status] += 1
+            self._lock.notify_all()
 
     def _connected(self, sock: socket.socket) -> None:
         with self._lock:

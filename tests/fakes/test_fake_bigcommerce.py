@@ -1,10 +1,10 @@
 """The fake BigCommerce store and its server behave as the tests built on them assume."""
 from __future__ import annotations
 
+import http.client
 import subprocess
 import sys
 import threading
-import time
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ from flask import Flask, jsonify
 from tests.fakes import server as faults
 from tests.fakes.bigcommerce import FakeBigCommerce
 from tests.fakes.server import FakeServer, FaultScript
+from tests.unit.fakes import FakeClock
 
 HEADERS = {"X-Auth-Token": "bc-test-token", "Accept": "application/json"}
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -46,16 +47,9 @@ def valid_body() -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def store():
-    with FakeBigCommerce() as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(store):
-    store.reset()
-    return store
+def fake(fake_bigcommerce):
+    return fake_bigcommerce
 
 
 def post(fake: FakeBigCommerce, body, **kwargs) -> requests.Response:
@@ -67,16 +61,6 @@ def get(fake: FakeBigCommerce, path: str, **kwargs) -> requests.Response:
     kwargs.setdefault("timeout", 5)
     kwargs.setdefault("headers", HEADERS)
     return requests.get(f"{fake.store_url}{path}", **kwargs)
-
-
-def eventually(predicate, timeout: float = 5.0) -> bool:
-    """Poll for a condition no event announces (a fault being taken off the queue)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 # creating and reading orders
@@ -316,19 +300,18 @@ def test_apply_then_status_creates_and_answers_500(fake):
 
 @pytest.mark.parametrize("apply_first", [True, False])
 def test_hold_blocks_until_released(fake, apply_first):
-    release = threading.Event()
-    fake.faults.script("create", faults.hold(release, apply_first=apply_first))
+    held = faults.hold(apply_first=apply_first)
+    fake.faults.script("create", held)
     responses = []
     client = threading.Thread(target=lambda: responses.append(post(fake, valid_body())))
     client.start()
     try:
-        assert eventually(lambda: fake.faults.pending("create") == 0)
-        if apply_first:
-            assert fake.wait_until(lambda: fake.create_count == 1)
+        assert held.arrived.wait(5)
+        assert fake.faults.pending("create") == 0
         assert responses == []
         assert fake.create_count == (1 if apply_first else 0)
     finally:
-        release.set()
+        held.release.set()
         client.join(5)
     assert responses[0].status_code == 201 and fake.create_count == 1
 
@@ -375,12 +358,15 @@ def test_quota_is_enforced_with_headers(fake):
 
 
 def test_quota_refreshes_after_the_window(fake):
+    clock = FakeClock(1000.0)
+    fake.clock = clock
     fake.set_quota(1, window_ms=150)
 
     assert get(fake, "/orders").status_code == 204
     limited = get(fake, "/orders")
     assert limited.status_code == 429
-    time.sleep(int(limited.headers["X-Rate-Limit-Time-Reset-Ms"]) / 1000 + 0.02)
+    assert 0 < int(limited.headers["X-Rate-Limit-Time-Reset-Ms"]) <= 150
+    clock.advance(0.150)  # the whole window
     assert get(fake, "/orders").status_code == 204
     assert (fake.over_quota_attempts, fake.max_requests_in_any_window) == (1, 1)
 
@@ -407,19 +393,26 @@ def test_server_counts_connections_logs_requests_and_adds_latency():
         assert server.connections_accepted == 3
         assert server.requests[3] == ("GET", "/op", "x=1", 200)
         assert server.status_counts == {200: 4, 418: 1}
+        pauses: list[float] = []
+        server.sleep = pauses.append
         server.latency_ms = 100
-        started = time.monotonic()
         requests.get(f"{server.url}/op", timeout=5)
-        assert time.monotonic() - started >= 0.1
+        assert pauses == [0.1]  # the latency, spent before the request was answered
 
 
 def test_server_stops_fast_with_an_idle_keep_alive_connection():
+    """stop() closes an idle kept-alive connection itself instead of waiting for its client to."""
     with requests.Session() as session:
         server = _echo_server(FaultScript()).start()
         session.get(f"{server.url}/op", timeout=5)
-        started = time.monotonic()
+        idle = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        idle.request("GET", "/op")
+        answer = idle.getresponse()
+        answer.read()
+        assert answer.status == 200 and not answer.will_close  # kept alive, now idle
         server.stop()
-        assert time.monotonic() - started < 1
+        assert idle.sock.recv(1) == b""  # the server closed its end without the client asking
+        idle.close()
         with pytest.raises(requests.ConnectionError):
             session.get(f"{server.url}/op", timeout=5)
 

@@ -30,16 +30,9 @@ def valid_body(**changes) -> dict:
     return body
 
 
-@pytest.fixture(scope="module")
-def store():
-    with FakeBitbybit(api_key=KEY) as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(store):
-    store.reset()
-    return store
+def fake(fake_bitbybit):
+    return fake_bitbybit
 
 
 def call(fake: FakeBitbybit, method: str, path: str, key: str | None = KEY, **kwargs) -> requests.Response:

@@ -10,6 +10,7 @@ from typing import Callable
 import pytest
 import redis
 
+from adapters.stores.redis_quota import quota_keys
 from tests.fakes.bigcommerce import FakeBigCommerce
 from tests.integration.bridge_process import BridgeProcess
 from tests.integration.conftest import place_body, redis_url  # noqa: F401  (fixtures, re-exported)
@@ -17,19 +18,10 @@ from tests.integration.conftest import place_body, redis_url  # noqa: F401  (fix
 from .support import fault_config
 
 
-@pytest.fixture(scope="module")
-def module_fake():
-    with FakeBigCommerce() as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(module_fake: FakeBigCommerce):
+def fake(fake_bigcommerce: FakeBigCommerce) -> FakeBigCommerce:
     """The module's fake store, emptied for each test."""
-    module_fake.reset()
-    module_fake.latency_ms = 0
-    yield module_fake
-    module_fake.faults.clear()
+    return fake_bigcommerce
 
 
 def stop_all(bridges: list[BridgeProcess]) -> None:
@@ -61,9 +53,9 @@ def start_bridges(tmp_path_factory) -> Callable[..., BridgeProcess]:
     stop_all(started)
 
 @pytest.fixture(scope="module")
-def shared_config(module_fake, redis_url) -> dict:  # noqa: F811
+def shared_config(bigcommerce_server, redis_url) -> dict:  # noqa: F811
     """The config the module's default bridge(s) run: short budgets, a namespace of their own."""
-    return fault_config(module_fake, redis_url, idempotency={"namespace": f"faults:{uuid.uuid4().hex}"})
+    return fault_config(bigcommerce_server, redis_url, idempotency={"namespace": f"faults:{uuid.uuid4().hex}"})
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +69,7 @@ def redis_client(redis_url) -> redis.Redis:  # noqa: F811
 def forget_quota(redis_client, config):
     """Each test starts with no shared knowledge of the quota: neither what the answers said nor the send log."""
     namespace = config["idempotency"]["namespace"]
-    keys = [f"{namespace}|ratelimit", f"{namespace}|ratelimit|sent"]
+    keys = quota_keys(f"{namespace}|ratelimit")
     redis_client.delete(*keys)
     yield
     redis_client.delete(*keys)

@@ -16,6 +16,7 @@ import requests
 
 from bridge.core.models import PlaceOrderRequest
 from tests.fakes.bitbybit import FakeBitbybit
+from tests.fakes.server import HeldCall
 from tests.integration.bridge_process import BridgeProcess
 from tests.integration.conftest import bigcommerce_config, bitbybit_config
 
@@ -87,25 +88,6 @@ def posts_to_orders(fake) -> int:
     return sum(1 for r in fake.requests if r.method == "POST" and r.path.endswith("/orders"))
 
 
-@dataclass
-class HeldCall:
-    """A fault for FaultScript: signals when the call arrives, then holds it until released.
-
-    With `apply_first` the operation is applied before holding (the platform created the order, the answer
-    is late); without, it is applied only once released (the create lands after the bridge gave up).
-    """
-
-    apply_first: bool = False
-    arrived: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    def run(self, apply, error_response):
-        response = apply() if self.apply_first else None
-        self.arrived.set()
-        self.release.wait(30)
-        return response if self.apply_first else apply()
-
-
 def kill_mid_create(bridge: BridgeProcess, fake, body: dict):
     """Send placeOrder, let the store create the order, SIGKILL every worker before the answer is read."""
     held = HeldCall(apply_first=True)
@@ -130,6 +112,24 @@ def kill_mid_create(bridge: BridgeProcess, fake, body: dict):
         held.release.set()
     assert "error" in outcome, "the killed worker's client should lose its connection"
     return next(iter(fake.orders))
+
+
+def take_over_mid_create(pair: list[BridgeProcess], fake, body: dict, client: redis.Redis, config: dict, *,
+                         apply_first: bool) -> tuple[requests.Response, requests.Response]:
+    """Hold the first bridge's create, end its lease, send the draft to the second; returns both answers."""
+    held = HeldCall(apply_first=apply_first)
+    fake.faults.script("create", held)
+    first: dict = {}
+    owner = threading.Thread(target=lambda: first.update(response=pair[0].post("placeOrder", body)))
+    owner.start()
+    try:
+        assert held.arrived.wait(10)
+        expire_lease(client, config, body["draftOrderId"])
+        second = pair[1].post("placeOrder", body)
+    finally:
+        held.release.set()
+        owner.join(15)
+    return first["response"], second
 
 
 # -------------------------------------------------------------------------------------------- records
@@ -163,15 +163,6 @@ def seed_record(client: redis.Redis, config: dict, body: dict, *, state: str, st
         "updated_at_us": str(now - int(lease_ago * 1_000_000)),
     })
     client.expire(record_key(config, body["draftOrderId"]), 3600)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll `condition` until it holds; fail the test after `timeout`."""
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def lease_has_ended(client: redis.Redis, config: dict, draft: str) -> Callable[[], bool]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -13,14 +12,13 @@ from tests.fakes.bitbybit import FakeBitbybit
 
 from .support import (
     TOTAL_TIMEOUT_SECONDS,
-    HeldCall,
-    expire_lease,
     fault_config,
     kill_mid_create,
     order_id,
     place_like_bik,
     posts_to_orders,
     record_key,
+    take_over_mid_create,
 )
 
 pytestmark = pytest.mark.integration
@@ -28,23 +26,14 @@ pytestmark = pytest.mark.integration
 DUPLICATES = 50
 
 
-@pytest.fixture(scope="module")
-def bitbybit_fake():
-    with FakeBitbybit() as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(bitbybit_fake):
-    bitbybit_fake.reset()
-    bitbybit_fake.server.latency_ms = 0
-    yield bitbybit_fake
-    bitbybit_fake.faults.clear()
+def fake(fake_bitbybit):
+    return fake_bitbybit
 
 
 @pytest.fixture(scope="module")
-def config(bitbybit_fake, redis_url):
-    return fault_config(bitbybit_fake, redis_url, idempotency={"namespace": f"faults-bb:{uuid.uuid4().hex}"})
+def config(bitbybit_server, redis_url):
+    return fault_config(bitbybit_server, redis_url, idempotency={"namespace": f"faults-bb:{uuid.uuid4().hex}"})
 
 
 @pytest.fixture(scope="module")
@@ -71,22 +60,11 @@ def test_fifty_identical_orders_over_two_instances_make_one_order(pair, fake, pl
 
 def test_a_lease_running_out_mid_create_never_makes_a_second_order(pair, fake, place_body, redis_client, config,
                                                                   forget_quota):
-    held = HeldCall(apply_first=False)
-    fake.faults.script("create", held)
-    first: dict = {}
-    owner = threading.Thread(target=lambda: first.update(response=pair[0].post("placeOrder", place_body)))
-    owner.start()
-    try:
-        assert held.arrived.wait(10)
-        expire_lease(redis_client, config, place_body["draftOrderId"])
-        second = pair[1].post("placeOrder", place_body)
-    finally:
-        held.release.set()
-        owner.join(15)
+    first, second = take_over_mid_create(pair, fake, place_body, redis_client, config, apply_first=False)
 
     assert second.status_code == 409
     settled = place_like_bik(pair[1], place_body)
-    assert order_id(settled.final) == order_id(first["response"]) == the_order(fake)
+    assert order_id(settled.final) == order_id(first) == the_order(fake)
     assert fake.create_count == 1
 
 

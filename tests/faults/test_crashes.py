@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.support.waiting import wait_until
+
 from .support import (
     LEASE_SECONDS,
     creates_sent,
@@ -20,7 +22,6 @@ from .support import (
     record_key,
     run_reconcile,
     seed_record,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -32,10 +33,10 @@ def bridge(start_bridges, shared_config):
 
 
 @pytest.fixture(scope="module")
-def sqlite_bridge(start_bridges, module_fake, redis_url, tmp_path_factory):
+def sqlite_bridge(start_bridges, bigcommerce_server, redis_url, tmp_path_factory):
     """One host, several workers, the SQLite store: the same guarantees without Redis."""
     path = tmp_path_factory.mktemp("sqlite") / "idempotency.db"
-    config = fault_config(module_fake, redis_url, server={"workers": 3},
+    config = fault_config(bigcommerce_server, redis_url, server={"workers": 3},
                           idempotency={"backend": "sqlite", "sqlite_path": str(path)})
     return start_bridges(config, "sqlite")
 
@@ -56,8 +57,8 @@ def test_a_worker_killed_after_the_create_is_settled_by_the_reconciler(bridge, f
                                                                         shared_config):
     draft = place_body["draftOrderId"]
     placed = kill_mid_create(bridge, fake, place_body)
-    wait_for(lease_has_ended(redis_client, shared_config, draft), timeout=LEASE_SECONDS + 5,
-             what="the dead owner's lease to end")
+    wait_until(lease_has_ended(redis_client, shared_config, draft), "the dead owner's lease to end",
+               timeout=LEASE_SECONDS + 5)
 
     reconciled = run_reconcile(bridge)
 
@@ -88,7 +89,7 @@ def test_reconcile_settles_leftovers_while_bik_retries_the_same_drafts(bridge, f
     fake.latency_ms = 60  # a slow store keeps the sweep going while Bik's retries arrive
     with ThreadPoolExecutor(max_workers=len(drafts) + 1) as pool:
         sweep = pool.submit(run_reconcile, bridge, 10)
-        wait_for(lambda: len(fake.requests) > 0 or sweep.done(), what="the sweep to reach the store")
+        wait_until(lambda: len(fake.requests) > 0 or sweep.done(), "the sweep to reach the store")
         retries = list(pool.map(lambda body: place_like_bik(bridge, body), drafts))
         reconciled = sweep.result()
 

@@ -1,19 +1,18 @@
 """Duplicates racing each other: many at once over two instances, and a second owner after a lease ran out."""
 from __future__ import annotations
 
-import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from .support import (
-    HeldCall,
-    expire_lease,
     fault_config,
     order_id,
     place_like_bik,
     posts_to_orders,
     record_key,
+    take_over_mid_create,
 )
 
 pytestmark = pytest.mark.integration
@@ -47,6 +46,18 @@ def test_fifty_identical_orders_over_two_instances_make_one_order(pair, fake, pl
     assert_one_order_for_all(responses, fake)
 
 
+def test_fifty_identical_orders_over_two_instances_on_a_redis_cluster_make_one_order(start_bridges, fake, place_body,
+                                                                                     redis_cluster):
+    """A managed Redis is often a cluster: the claim, the record and the shared quota work across its slots."""
+    config = fault_config(fake, redis_cluster.url, idempotency={"namespace": f"cluster:{uuid.uuid4().hex}"})
+    on_cluster = start_bridges(config, "cluster-left"), start_bridges(config, "cluster-right")
+    fake.latency_ms = 50
+    with ThreadPoolExecutor(max_workers=DUPLICATES) as pool:
+        responses = list(pool.map(lambda i: on_cluster[i % 2].post("placeOrder", place_body), range(DUPLICATES)))
+
+    assert_one_order_for_all(responses, fake)
+
+
 def test_fifty_identical_orders_on_sqlite_across_workers_make_one_order(start_bridges, fake, place_body,
                                                                          redis_url, tmp_path):
     config = fault_config(fake, redis_url, server={"workers": 3},
@@ -62,21 +73,10 @@ def test_fifty_identical_orders_on_sqlite_across_workers_make_one_order(start_br
 @pytest.mark.parametrize("landed_before_takeover", [True, False], ids=["created-then-held", "held-then-created"])
 def test_a_lease_running_out_mid_create_never_makes_a_second_order(pair, fake, place_body, redis_client,
                                                                   shared_config, landed_before_takeover):
-    held = HeldCall(apply_first=landed_before_takeover)
-    fake.faults.script("create", held)
-    first: dict = {}
-    owner = threading.Thread(target=lambda: first.update(response=pair[0].post("placeOrder", place_body)))
-    owner.start()
-    try:
-        assert held.arrived.wait(10)
-        expire_lease(redis_client, shared_config, place_body["draftOrderId"])
+    first, second = take_over_mid_create(pair, fake, place_body, redis_client, shared_config,
+                                         apply_first=landed_before_takeover)
 
-        second = pair[1].post("placeOrder", place_body)
-    finally:
-        held.release.set()
-        owner.join(15)
-
-    placed = order_id(first["response"])
+    placed = order_id(first)
     if landed_before_takeover:
         # The new owner looked the draft up before anything else and found the first create.
         assert order_id(second) == placed

@@ -19,8 +19,8 @@ PATIENCE = TOTAL_TIMEOUT_SECONDS + 2
 
 
 @pytest.fixture(scope="module")
-def config(module_fake, redis_url):
-    return fault_config(module_fake, redis_url, idempotency={"namespace": f"quota:{uuid.uuid4().hex}"})
+def config(bigcommerce_server, redis_url):
+    return fault_config(bigcommerce_server, redis_url, idempotency={"namespace": f"quota:{uuid.uuid4().hex}"})
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ import pytest
 import redis
 
 from tests.integration.bridge_process import free_port
+from tests.support.waiting import wait_until
 
-from .support import HeldCall, fault_config, order_id, wait_for
+from .support import HeldCall, fault_config, order_id
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,7 @@ class PrivateRedis:
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir), *self.args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        wait_for(lambda: self._answers(client), what="redis-server to answer")
+        wait_until(lambda: self._answers(client), "redis-server to answer")
         client.close()
         return self
 

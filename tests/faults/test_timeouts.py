@@ -5,7 +5,7 @@ import pytest
 
 from tests.fakes.server import apply_then_status, delay_without_apply, status, status_then_apply_later
 
-from .support import TIMEOUT_SECONDS, HeldCall, order_id, place_like_bik, posts_to_orders, wait_for
+from .support import TIMEOUT_SECONDS, HeldCall, order_id, place_like_bik, posts_to_orders
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def test_created_then_timed_out_is_found_in_the_same_request(bridge, fake, place
         held.release.set()
 
     assert order_id(response) == str(next(iter(fake.orders)))
-    wait_for(lambda: posts_to_orders(fake) >= 1, what="the held create to be answered")
+    assert fake.server.wait_until(lambda: posts_to_orders(fake) >= 1), "the held create was never answered"
     assert fake.create_count == 1 and posts_to_orders(fake) == 1
     assert bridge.post("placeOrder", place_body).content == response.content
 
@@ -44,7 +44,7 @@ def test_created_after_the_bridge_gave_up_is_returned_by_the_retry(bridge, fake,
         held.release.set()
     assert first.status_code == 504 and int(first.headers["Retry-After"]) >= 1
     assert fake.wait_until(lambda: fake.create_count == 1)
-    wait_for(lambda: posts_to_orders(fake) == 1, what="the held create to be answered")
+    assert fake.server.wait_until(lambda: posts_to_orders(fake) == 1), "the held create was never answered"
 
     retried = place_like_bik(bridge, place_body)
 

@@ -6,8 +6,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from bridge.bootstrap import build_service
-from bridge.config import parse_config
+from bridge.bootstrap import build_service, parse_config
 from bridge.http.app import create_app
 
 TOKEN = "bik-fuzz-token"

@@ -6,11 +6,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 import yaml
+
+from tests.support.waiting import WaitTimedOut, wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,18 +48,20 @@ class BridgeProcess:
             cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"bridge exited with {self.proc.returncode}:\n{self.logs()}")
-            try:
-                if requests.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
-                    return self
-            except (requests.ConnectionError, requests.Timeout):
-                pass  # not listening yet, or listening while its workers still boot
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"bridge did not become healthy:\n{self.logs()}")
+        try:
+            wait_until(self._healthy, "the bridge to answer /healthz", timeout=timeout, every=0.05)
+        except WaitTimedOut:
+            self.stop()
+            raise RuntimeError(f"bridge did not become healthy:\n{self.logs()}") from None
+        return self
+
+    def _healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"bridge exited with {self.proc.returncode}:\n{self.logs()}")
+        try:
+            return requests.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200
+        except (requests.ConnectionError, requests.Timeout):
+            return False  # not listening yet, or listening while its workers still boot
 
     def worker_pids(self) -> list[int]:
         """The gunicorn workers of this instance."""
@@ -82,15 +85,13 @@ class BridgeProcess:
     def logged(self, *answers: requests.Response, timeout: float = 10) -> str:
         """The log once the request line of every answer is in it (written just after the answer leaves)."""
         wanted = [f'"request_id": "{answer.headers["X-Request-Id"]}"' for answer in answers]
-        end = time.monotonic() + timeout
-        while True:
+
+        def text_with_every_line() -> str:
             text = self.logs()
             lines = [line for line in text.splitlines() if '"msg": "request"' in line]
-            if all(any(w in line for line in lines) for w in wanted):
-                return text
-            if time.monotonic() > end:
-                raise AssertionError(f"no request line for some of {wanted} within {timeout} s")
-            time.sleep(0.02)
+            return text if all(any(w in line for line in lines) for w in wanted) else ""
+
+        return wait_until(text_with_every_line, f"a request line for each of {wanted}", timeout=timeout)
 
     def post(self, endpoint: str, body, *, headers: dict | None = None, timeout: float = 30) -> requests.Response:
         token = self.config.get("auth", {}).get("token")

@@ -23,22 +23,15 @@ pytestmark = pytest.mark.integration
 UPSTREAM = {"timeout_seconds": 1, "total_timeout_seconds": 2.5, "connect_timeout_seconds": 1}
 
 
-@pytest.fixture(scope="module")
-def shared_fake():
-    with FakeBitbybit() as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(shared_fake) -> FakeBitbybit:
-    shared_fake.reset()
-    return shared_fake
+def fake(fake_bitbybit) -> FakeBitbybit:
+    return fake_bitbybit
 
 
 @pytest.fixture(scope="module")
-def bridge(shared_fake, redis_url, tmp_path_factory):
+def bridge(bitbybit_server, redis_url, tmp_path_factory):
     # A short lease grace: a draft whose create timed out is retried soon after its budget ends.
-    config = bitbybit_config(shared_fake, redis_url, upstream=UPSTREAM,
+    config = bitbybit_config(bitbybit_server, redis_url, upstream=UPSTREAM,
                              idempotency={"lease_grace_seconds": 0.5, "wait_seconds": 2})
     process = BridgeProcess(config, tmp_path_factory.mktemp("bitbybit"), name="bitbybit")
     with process:
@@ -56,6 +49,7 @@ def place_until_settled(bridge: BridgeProcess, body: dict, limit: float = 15.0):
         response = bridge.post("placeOrder", body)
         if response.status_code != 409 or time.monotonic() > deadline:
             return response
+        # Bik's pause before its next try, as the bridge asked (shortened): the retry is the flow under test.
         time.sleep(min(0.5, float(response.headers.get("Retry-After", "1"))))
 
 

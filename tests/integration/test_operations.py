@@ -11,8 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,8 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from bridge.ops.cli import EXIT_FAILED, EXIT_OK, main
 from tests.fakes.bigcommerce import FakeBigCommerce, error_body
 from tests.fakes.server import FakeServer, status
-from tests.integration.bridge_process import PROJECT_ROOT, BridgeProcess, free_port
+from tests.integration.bridge_process import BridgeProcess, free_port
 from tests.integration.conftest import TOKEN, bigcommerce_config
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -58,11 +57,8 @@ def bridge(fake, redis_url, tmp_path_factory):
 
 
 @pytest.fixture
-def body():
-    payload = json.loads((PROJECT_ROOT / "examples" / "place-order.json").read_text())
-    draft = f"nb_{uuid.uuid4().hex[:12]}"
-    payload["draftOrderId"] = payload["order"]["id"] = draft
-    return payload
+def body(place_body):
+    return place_body
 
 
 def log_lines(bridge: BridgeProcess, *answers: requests.Response) -> list[dict]:
@@ -198,10 +194,8 @@ def test_counts_of_a_dead_worker_stay_in_the_totals(bridge):
     victim = bridge.worker_pids()[0]
 
     os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    while victim in bridge.worker_pids() or len(bridge.worker_pids()) < 2:
-        assert time.monotonic() < deadline, "gunicorn did not replace the worker"
-        time.sleep(0.05)
+    wait_until(lambda: victim not in bridge.worker_pids() and len(bridge.worker_pids()) >= 2,
+               "gunicorn to replace the worker", timeout=15)
 
     for _ in range(3):
         assert metric(scrape(bridge), "bik_bridge_requests_total", endpoint="getOrder", status="404") == total

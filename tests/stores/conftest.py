@@ -106,9 +106,25 @@ def sqlite_backend(tmp_path):
         store.close()
 
 
-@pytest.fixture(params=["redis", "sqlite"])
+@pytest.fixture
+def redis_cluster_backend(redis_cluster):
+    """Redis stores on a cluster; the cluster goes away with the session, so nothing is cleaned per test."""
+    def make(namespace: str) -> RedisIdempotencyStore:
+        return RedisIdempotencyStore.from_url(redis_cluster.url, namespace=namespace, ttl_seconds=TTL_SECONDS)
+
+    def expiry(store: RedisIdempotencyStore, key: str) -> float | None:
+        ttl = store.client.pttl(store.redis_key(key))
+        return ttl / 1000 if ttl >= 0 else None
+
+    made = Backend("redis-cluster", make, expiry)
+    yield made
+    for store in made.made:
+        store.close()
+
+
+@pytest.fixture(params=["redis", "redis_cluster", "sqlite"])
 def backend(request):
-    """Both backends in turn."""
+    """Every backend in turn: one Redis, a Redis Cluster, SQLite."""
     return request.getfixturevalue(f"{request.param}_backend")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 import uuid
 from urllib.parse import urlsplit
 
@@ -15,6 +14,7 @@ from adapters.stores import RedisIdempotencyStore
 from adapters.stores.redis_url import redis_client
 from bridge.core.errors import StoreUnavailable
 from bridge.core.ports import ClaimOutcome
+from tests.support.waiting import wait_until
 
 from .conftest import TTL_SECONDS, redis_url
 
@@ -43,16 +43,15 @@ def sentinel(tmp_path_factory):
                     f"sentinel down-after-milliseconds {service} 600000\n")
     proc = subprocess.Popen([binary, str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = redis.Redis(port=port, socket_timeout=1)
+
+    def knows_the_primary() -> bool:
+        try:
+            return bool(client.sentinel_get_master_addr_by_name(service))
+        except redis.RedisError:
+            return False  # not listening yet
+
     try:
-        for _ in range(100):
-            try:
-                if client.sentinel_get_master_addr_by_name(service):
-                    break
-            except redis.RedisError:
-                pass
-            time.sleep(0.05)
-        else:
-            pytest.fail("the Sentinel did not start")
+        wait_until(knows_the_primary, "the Sentinel to start", timeout=5, every=0.05)
         yield port, service
     finally:
         client.close()

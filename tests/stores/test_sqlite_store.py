@@ -6,6 +6,7 @@ import queue
 import sqlite3
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -129,20 +130,41 @@ def test_unopenable_file_raises_store_unavailable(tmp_path):
         assert isinstance(raised.value.__cause__, sqlite3.Error)
 
 
-def test_locked_database_is_waited_for(sqlite_backend, path):
-    store = sqlite_backend.store()
+class _TracedStore(SqliteIdempotencyStore):
+    """The SQLite store, saying when a connection of its own starts a write transaction."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.writing = threading.Event()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = super()._connect()
+        conn.set_trace_callback(lambda statement: statement == "BEGIN IMMEDIATE" and self.writing.set())
+        return conn
+
+
+def test_locked_database_is_waited_for(path):
+    happened: list[str] = []
+    store = _TracedStore(path, namespace=f"bik-bridge-test:{uuid.uuid4().hex}", ttl_seconds=TTL_SECONDS,
+                         clock=lambda: happened.append("decided") or time.time())
     store.ping()
     blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     blocker.execute("BEGIN IMMEDIATE")
-    releaser = threading.Timer(0.2, blocker.execute, args=("COMMIT",))
-    releaser.start()
+    claims: list = []
+    claimer = threading.Thread(target=lambda: claims.append(store.claim("d-1", "fp", 60)))
+    claimer.start()
     try:
-        started = time.monotonic()
-        assert store.claim("d-1", "fp", 60).outcome is ClaimOutcome.NEW
-        assert time.monotonic() - started >= 0.1
+        # The claim asks for the write lock while another connection holds it ...
+        assert store.writing.wait(10), "the claim never asked for the write lock"
+        happened.append("released")
+        blocker.execute("COMMIT")
+        claimer.join(10)
+        # ... and is decided once the lock is free, instead of failing as "database is locked".
+        assert [claim.outcome for claim in claims] == [ClaimOutcome.NEW]
+        assert happened[:2] == ["released", "decided"]
     finally:
-        releaser.join()
         blocker.close()
+        store.close()
 
 
 def _age(path: str, *keys: str) -> None:

@@ -7,9 +7,21 @@ import json
 
 import pytest
 
-from bridge.bootstrap import build_service
-from bridge.config import parse_config
-from bridge.core.errors import UpstreamAmbiguous
+from bridge.bootstrap import build_service, parse_config
+from bridge.core.errors import (
+    InFlight,
+    LookupInconclusive,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+    StoreUnavailable,
+    UpstreamAmbiguous,
+    UpstreamAuthError,
+    UpstreamFailed,
+    UpstreamMisconfigured,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from bridge.core.models import PlaceOrderRequest
 from bridge.core.service import OrderService
 from bridge.http.app import create_app
@@ -545,6 +557,40 @@ def test_upstream_and_unexpected_errors_are_json(config, place_order_body):
     adapter.fail_next(RuntimeError("secret internals"))
     body = assert_json_error(post(client, "/placeOrder", {**place_order_body, "draftOrderId": "nb_2"}), 500)
     assert body == {"error": "internal error"}
+    service.store.close()
+
+
+class FailingReads(FakeAdapter):
+    """A platform whose every read raises the same error."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def get(self, order_id, deadline):
+        raise self.error
+
+
+@pytest.mark.parametrize(("error", "status", "retry_after"), [
+    (UpstreamUnreachable("connection refused"), 503, "5"),
+    (RateLimited("quota spent", retry_after=41.6), 503, "42"),
+    (UpstreamTimeout("read timed out"), 504, "5"),
+    (UpstreamFailed("platform error 500"), 502, "5"),
+    (UpstreamAmbiguous("not confirmed", retry_after=0.2), 504, "1"),
+    (LookupInconclusive("proved nothing"), 503, "30"),
+    (StoreUnavailable(), 503, "5"),
+    (InFlight("being placed", retry_after=3), 409, "3"),
+    (UpstreamAuthError("401 from the store"), 502, None),
+    (UpstreamMisconfigured("moved to another address"), 502, None),
+    (OrderRejected("out of stock"), 422, None),
+    (OrderNotFound("order 1 not found"), 404, None),
+])
+def test_every_error_is_rendered_from_its_class(config, error, status, retry_after):
+    """The status is the class's; Retry-After is sent exactly when the class says a retry may succeed."""
+    client, service = make_client(config, build_service(config, adapter=FailingReads(error)))
+    response = post(client, "/getOrder", {"orderId": "1"})
+    assert assert_json_error(response, status) == {"error": error.message}
+    assert response.headers.get("Retry-After") == retry_after
     service.store.close()
 
 

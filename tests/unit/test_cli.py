@@ -6,8 +6,8 @@ import json
 import pytest
 import yaml
 
-from bridge.config import CONFIG_ENV, load_config
-from bridge.http.app import create_app
+from bridge.bootstrap import build_app, load_config
+from bridge.config import CONFIG_ENV
 from bridge.ops.cli import main
 
 SECRET = "tok-from-env-7f3a9c"
@@ -148,7 +148,7 @@ def test_local_set_status_shows_in_get_order(tmp_path, place_order_body, capsys)
 local: {{db_path: "{tmp_path / 'local.db'}"}}
 idempotency: {{sqlite_path: "{tmp_path / 'idempotency.db'}"}}
 """)
-    app = create_app(load_config(path, environ={}))
+    app = build_app(load_config(path, environ={}))
     client = app.test_client()
     assert client.post("/placeOrder", json=place_order_body).get_json()["order"]["id"] == "L-1001"
     assert main(["local", "set-status", "L-1001", "--config", path, "--status", "DELIVERED", "--payment", "paid",
@@ -230,7 +230,7 @@ def test_relative_paths_follow_the_config_file_not_the_working_folder(tmp_path, 
     folder.mkdir()
     config_file = folder / "bridge.yaml"
     config_file.write_text("local: {db_path: orders.db}\nidempotency: {sqlite_path: idempotency.db}\n")
-    app = create_app(load_config(str(config_file), environ={}))
+    app = build_app(load_config(str(config_file), environ={}))
     assert app.test_client().post("/placeOrder", json=place_order_body).status_code == 200
     app.extensions["bik_bridge"].store.close()
     assert (folder / "orders.db").exists() and (folder / "idempotency.db").exists()
@@ -248,7 +248,7 @@ def test_set_status_names_the_database_it_searched(tmp_path, place_order_body, c
     assert main(["local", "set-status", "L-1001", "--config", path, "--status", "DELIVERED"]) == 1
     assert f"no local order database at {tmp_path / 'orders.db'} (local.db_path)" in capsys.readouterr().err
     assert not (tmp_path / "orders.db").exists()
-    app = create_app(load_config(path, environ={}))
+    app = build_app(load_config(path, environ={}))
     app.test_client().post("/placeOrder", json=place_order_body)
     app.extensions["bik_bridge"].store.close()
     assert main(["local", "set-status", "L-4242", "--config", path, "--status", "DELIVERED"]) == 1

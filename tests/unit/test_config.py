@@ -5,15 +5,8 @@ import json
 
 import pytest
 
-from bridge.config import (
-    CONFIG_ENV,
-    PLACE_ORDER_TARGET_SECONDS,
-    Config,
-    expand_env,
-    load_config,
-    parse_config,
-    revise,
-)
+from bridge.bootstrap import config_class, load_config, parse_config
+from bridge.config import CONFIG_ENV, PLACE_ORDER_TARGET_SECONDS, expand_env, revise
 from bridge.core.errors import ConfigError
 
 BIGCOMMERCE = {"store_hash": "abc123", "access_token": "bc-token-value"}
@@ -39,7 +32,7 @@ def test_empty_yaml_file_gives_defaults(tmp_path):
     """An empty file means the defaults."""
     path = tmp_path / "empty.yaml"
     path.write_text("")
-    assert load_config(str(path), environ={}) == Config()
+    assert load_config(str(path), environ={}) == config_class()()
 
 
 def test_variables_are_expanded():

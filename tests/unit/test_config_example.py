@@ -15,7 +15,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from bridge.config import PLACE_ORDER_TARGET_SECONDS, Config, load_config, parse_config
+from bridge.bootstrap import config_class, load_config, parse_config, platforms
+from bridge.config import PLACE_ORDER_TARGET_SECONDS, Config
 from bridge.core.errors import ConfigError
 
 # `# key: value` or `# key:` (a plain or quoted key, then a space or the line's end); prose never starts that way.
@@ -107,9 +108,24 @@ def _missing_in_value(annotation: typing.Any, value: typing.Any, path: str) -> l
     return missing
 
 
+def missing_in_config(shown: typing.Any) -> list[str]:
+    """The keys of the core's sections, and of each registered platform's section under its name, `shown` lacks."""
+    missing = missing_keys(Config, shown)
+    sections = shown if isinstance(shown, dict) else {}
+    for name, platform in platforms().items():
+        missing += missing_keys(platform.settings, sections[name], name + ".") if name in sections else [name]
+    return missing
+
+
+def test_the_walk_covers_the_config_the_registry_makes():
+    """The core's sections and the registered platforms' sections are all the keys the loaded Config has."""
+    walked = set(Config.model_fields) | set(platforms())
+    assert walked == set(config_class().model_fields)
+
+
 def test_the_example_shows_every_key_the_config_accepts(example):
-    """Every key of Config and of its sections appears in the example, active or commented out."""
-    missing = missing_keys(Config, parse_uncommented(example.read_text()))
+    """Every key of Config, of its sections and of each registered platform's section appears in the example."""
+    missing = missing_in_config(parse_uncommented(example.read_text()))
     assert not missing, f"config.example.yaml lacks {', '.join(missing)}"
 
 
@@ -151,7 +167,7 @@ def test_a_key_the_example_lacks_is_named():
         "#   getOrder: {scheme: basic}\n"
         "bigcommerce:\n"
         "  # status_map: {ORDERED: [0]}\n"))
-    missing = missing_keys(Config, shown)
+    missing = missing_in_config(shown)
     assert "server.port" in missing and "platform" in missing
     assert "auth_overrides.placeOrder" in missing and "auth_overrides.getOrder" not in missing
     assert "auth_overrides.*.token" in missing and "auth_overrides.*.scheme" not in missing

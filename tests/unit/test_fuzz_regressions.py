@@ -7,9 +7,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from bridge.config import parse_config
+from bridge.bootstrap import build_app, parse_config
 from bridge.core.models import BikOrderItem, BikOrderItemIn
-from bridge.http.app import create_app
 
 TOKEN = "bik-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -23,7 +22,7 @@ def client(tmp_path):
         "local": {"db_path": str(tmp_path / "local.db")},
         "server": {"max_body_bytes": 4096},
     }, {})
-    app = create_app(config)
+    app = build_app(config)
     yield app.test_client()
     app.extensions["bik_bridge"].store.close()
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.bootstrap import build_service
+from bridge.bootstrap import build_app, build_service
 from bridge.core.models import PlaceOrderRequest
 from bridge.core.service import OrderService, ServiceSettings
 from bridge.http.app import create_app
@@ -61,8 +61,8 @@ def test_requests_replays_and_latency_are_counted(client, place_order_body):
     assert value(text, "bik_bridge_place_order_decisions_total", decision="created") == 1
 
 
-def test_the_app_builds_its_metrics_and_wires_the_service(app_config, place_order_body):
-    client = create_app(app_config).test_client()
+def test_the_root_builds_the_apps_metrics_and_wires_the_service(app_config, place_order_body):
+    client = build_app(app_config).test_client()
     post(client, "/placeOrder", place_order_body)
     post(client, "/placeOrder", place_order_body)
 
@@ -72,7 +72,7 @@ def test_the_app_builds_its_metrics_and_wires_the_service(app_config, place_orde
 
 def test_metrics_token_is_required_when_configured(tmp_path):
     config = make_config(tmp_path, metrics={"token": METRICS_TOKEN})
-    client = create_app(config).test_client()
+    client = build_app(config).test_client()
 
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).get_json()["error"]
@@ -82,11 +82,11 @@ def test_metrics_token_is_required_when_configured(tmp_path):
 def test_metrics_can_be_turned_off(tmp_path):
     config = make_config(tmp_path, metrics={"enabled": False})
 
-    assert create_app(config).test_client().get("/metrics").status_code == 404
+    assert build_app(config).test_client().get("/metrics").status_code == 404
 
 
 def test_metrics_live_under_the_base_path_too(tmp_path):
-    client = create_app(make_config(tmp_path, server={"base_path": "/bik"})).test_client()
+    client = build_app(make_config(tmp_path, server={"base_path": "/bik"})).test_client()
 
     assert client.get("/bik/metrics").status_code == 200
     assert client.get("/metrics").status_code == 200

@@ -7,8 +7,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_spec
 
-from bridge.config import parse_config
-from bridge.http.app import create_app
+from bridge.bootstrap import build_app, parse_config
 from bridge.http.openapi import build_openapi
 
 TOKEN = "bik-test-token"
@@ -88,7 +87,7 @@ def test_errors_document_retry_after_where_bik_should_wait(tmp_path):
 @pytest.fixture
 def app_and_document(tmp_path):
     config = config_of(tmp_path, **AUTHS["bearer"])
-    app = create_app(config)
+    app = build_app(config)
     yield app.test_client(), build_openapi(config)
     app.extensions["bik_bridge"].store.close()
 

@@ -15,11 +15,13 @@ from bridge.upstream.quota import (
     FIRST_CONTACT,
     FIRST_CONTACT_POLL_SECONDS,
     RESET_MARGIN_SECONDS,
+    Ledger,
     LocalQuota,
     QuotaNews,
     RateGate,
     news_of,
     spread,
+    take_slot,
 )
 
 from .fakes import FakeClock
@@ -124,6 +126,16 @@ def test_an_earlier_reset_does_not_shorten_a_longer_one(quota, clock):
     quota.learn(QuotaNews(spent_for=5.0, limited=True))
     quota.learn(QuotaNews(spent_for=1.0, limited=True))  # a late answer: still spent for at least the 5 s
     assert quota.blocked_for() == pytest.approx(5.0 + RESET_MARGIN_SECONDS)
+
+
+@pytest.mark.parametrize("limit", [(3, 10.0), None])
+@pytest.mark.parametrize("now", [1005.0, 1012.0, 1014.9, 1016.0, 1030.0])
+def test_the_rule_decides_from_the_newest_quota_sends_alone(limit, now):
+    """What the shared ledger reads of its log: the newest `quota` sends decide as the whole log would."""
+    log = [1000.0 + i for i in range(10)]
+    quota = limit[0] if limit else FIRST_CONTACT[0]
+    whole = Ledger(limit, log)
+    assert take_slot(Ledger(limit, log[-quota:]), now) == take_slot(whole, now)
 
 
 @pytest.mark.parametrize("status, headers, expected", [

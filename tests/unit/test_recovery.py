@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.stores.sqlite_store import SqliteIdempotencyStore
-from bridge.core.errors import UpstreamAmbiguous, UpstreamUnavailable
+from bridge.core.errors import UpstreamAmbiguous, UpstreamUnreachable
 from bridge.core.models import PlaceOrderRequest
 from bridge.core.ports import ClaimOutcome, RecordState
 from bridge.core.service import OrderService, ServiceSettings
@@ -25,7 +25,7 @@ class FlakyLookups(FakeAdapter):
         if self.failing_lookups:
             self.failing_lookups -= 1
             self.lookups += 1
-            raise UpstreamUnavailable("lookup: connection refused")
+            raise UpstreamUnreachable("lookup: connection refused")
         return super().find_by_draft(draft_order_id, request, deadline, since)
 
 
@@ -77,7 +77,7 @@ def test_a_lost_record_is_made_good_by_the_lookup_without_a_second_create(servic
 def test_a_failed_lookup_sends_nothing_and_frees_the_draft(service, adapter, store, request_):
     adapter.failing_lookups = 1
 
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(UpstreamUnreachable):
         service.place_order(request_)
 
     assert adapter.creates == 0

@@ -12,23 +12,33 @@ import pytest
 import requests
 import responses
 import urllib3.exceptions
+from tenacity import RetryCallState, Retrying
 
 from adapters.bigcommerce.adapter import BigCommerceRateLimit, error_message
 from bridge.bootstrap import build_session
 from bridge.config import UpstreamConfig
 from bridge.core.deadline import Deadline
-from bridge.core.errors import UpstreamAmbiguous, UpstreamAuthError, UpstreamUnavailable
+from bridge.core.errors import (
+    RateLimited,
+    UpstreamAmbiguous,
+    UpstreamAuthError,
+    UpstreamFailed,
+    UpstreamMisconfigured,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from bridge.upstream.client import Upstream
 from bridge.upstream.outbound import OutboundRequest
 from bridge.upstream.outcomes import (
     Outcome,
     WriteVerdict,
-    backoff_seconds,
+    backoff,
     classify_write,
     should_retry,
     was_sent,
 )
 from bridge.upstream.quota import RateGate
+from tests.support.jitter import jitter_at
 
 from .fakes import FakeClock
 
@@ -66,12 +76,23 @@ def refused() -> requests.exceptions.ConnectionError:
     return requests.exceptions.ConnectionError(urllib3.exceptions.MaxRetryError(None, URL, reason=reason))
 
 
+def before_retry(attempt: int) -> RetryCallState:
+    """tenacity's state after attempt number `attempt` failed."""
+    state = RetryCallState(Retrying(), fn=None, args=(), kwargs={})
+    state.attempt_number = attempt
+    return state
+
+
+def backoff_seconds(attempt: int, jitter) -> float:
+    return backoff(jitter)(before_retry(attempt))
+
+
 def make_upstream(sleep: Sleeps, **settings) -> Upstream:
     """An Upstream as bootstrap builds it for BigCommerce, with a sleep that returns at once."""
     # The quota gate waits on its own clock; the sleep moves it, so a wait it asked for is a wait it sees done.
     sleep.clock = sleep.clock or FakeClock(1000.0)
     return Upstream(build_session(4), UpstreamConfig(**settings), platform="bigcommerce",
-                    rate_headers=BigCommerceRateLimit(), message_of=error_message, sleep=sleep, rng=lambda: 0.5,
+                    rate_headers=BigCommerceRateLimit(), message_of=error_message, sleep=sleep, jitter=jitter_at(0.5),
                     gate=RateGate(BigCommerceRateLimit(), clock=sleep.clock))
 
 
@@ -280,7 +301,7 @@ def test_was_sent_is_true_for_a_real_read_timeout():
     assert was_sent(raised.value) is True
 
 
-# ------------------------------------------------------------------------------------- backoff_seconds
+# --------------------------------------------------------------------------------------------- backoff
 
 
 @pytest.mark.parametrize(
@@ -288,17 +309,21 @@ def test_was_sent_is_true_for_a_real_read_timeout():
     [(1, 0.1, 0.2), (2, 0.2, 0.4), (3, 0.4, 0.8), (4, 0.8, 1.6), (5, 1.0, 2.0), (9, 1.0, 2.0)],
 )
 def test_backoff_is_exponential_with_jitter_and_capped(attempt, low, high):
-    """The rng spans half the ceiling to the full ceiling; the ceiling doubles up to 2 s."""
-    assert backoff_seconds(attempt, rng=lambda: 0.0) == pytest.approx(low)
-    assert backoff_seconds(attempt, rng=lambda: 1.0) == pytest.approx(high)
-    assert backoff_seconds(attempt, rng=lambda: 0.5) == pytest.approx((low + high) / 2)
+    """The jitter spans half the ceiling to the full ceiling; the ceiling doubles up to 2 s."""
+    assert backoff_seconds(attempt, jitter_at(0.0)) == pytest.approx(low)
+    assert backoff_seconds(attempt, jitter_at(1.0)) == pytest.approx(high)
+    assert backoff_seconds(attempt, jitter_at(0.5)) == pytest.approx((low + high) / 2)
+    # The default jitter is random (tenacity's, on the `random` module): every wait falls within the same bounds.
+    waits = [backoff(None)(before_retry(attempt)) for _ in range(200)]
+    assert all(low <= wait <= high for wait in waits)
+    assert len(set(waits)) > 1
 
 
 def test_backoff_is_deterministic_for_an_injected_rng():
     """The same rng sequence gives the same waits."""
-    values = iter([0.3, 0.9, 0.1] * 2)
-    first = [backoff_seconds(n, rng=lambda: next(values)) for n in (1, 2, 3)]
-    second = [backoff_seconds(n, rng=lambda: next(values)) for n in (1, 2, 3)]
+    jitter = jitter_at(0.3, 0.9, 0.1)
+    first = [backoff_seconds(n, jitter) for n in (1, 2, 3)]
+    second = [backoff_seconds(n, jitter) for n in (1, 2, 3)]
     assert first == second == pytest.approx([0.13, 0.38, 0.44])
 
 
@@ -334,7 +359,7 @@ def test_get_is_retried_after_a_503(rsps, sleeps):
     result = upstream.send(get(), upstream.deadline())
     assert result.status_code == 200 and result.json() == {"id": 118}
     assert len(rsps.calls) == 2
-    assert sleeps.calls == [pytest.approx(backoff_seconds(1, rng=lambda: 0.5))]
+    assert sleeps.calls == [pytest.approx(backoff_seconds(1, jitter_at(0.5)))]
 
 
 @pytest.mark.parametrize("status", [500, 501, 502, 503, 504, 505, 520, 522, 524, 599, 302, 408])
@@ -380,7 +405,7 @@ def test_post_is_resent_after_a_429_without_headers_with_backoff(rsps, sleeps):
     upstream = make_upstream(sleeps)
     assert upstream.send(post(), upstream.deadline()).status_code == 201
     assert len(rsps.calls) == 2
-    assert sleeps.calls == [pytest.approx(backoff_seconds(1, rng=lambda: 0.5))]
+    assert sleeps.calls == [pytest.approx(backoff_seconds(1, jitter_at(0.5)))]
 
 
 def test_post_is_resent_after_a_refused_connection(rsps, sleeps):
@@ -394,11 +419,11 @@ def test_post_is_resent_after_a_refused_connection(rsps, sleeps):
     assert len(sleeps.calls) == 1
 
 
-def test_refused_connections_until_the_end_are_unavailable_not_ambiguous(rsps, sleeps):
+def test_refused_connections_until_the_end_are_unreachable_not_ambiguous(rsps, sleeps):
     """A create that was never sent is reported as surely not applied."""
     rsps.add(responses.POST, URL, body=refused())
     upstream = make_upstream(sleeps, max_attempts=3)
-    with pytest.raises(UpstreamUnavailable) as raised:
+    with pytest.raises(UpstreamUnreachable) as raised:
         upstream.send(post(), upstream.deadline())
     assert not isinstance(raised.value, UpstreamAmbiguous)
     assert raised.value.maybe_applied is False
@@ -430,9 +455,50 @@ def test_deterministic_refusals_are_returned_without_retry(rsps, sleeps, status)
     assert len(rsps.calls) == 1
 
 
+@pytest.mark.parametrize("method", ["POST", "GET"])
+@pytest.mark.parametrize("status", [405, 413, 415])
+def test_refusals_of_how_the_bridge_sends_are_its_configuration(rsps, sleeps, method, status):
+    """405/413/415 refuse the bridge's way of calling, never the order: a 502 without Retry-After, sent once."""
+    rsps.add(method, URL if method == "POST" else URL + "/118", status=status,
+             json=[{"status": status, "message": "not here"}])
+    upstream = make_upstream(sleeps)
+    with pytest.raises(UpstreamMisconfigured) as raised:
+        upstream.send(post() if method == "POST" else get(), upstream.deadline())
+    assert (raised.value.status, raised.value.retryable, raised.value.maybe_applied) == (502, False, False)
+    assert raised.value.upstream_status == status and "not here" in raised.value.message
+    assert len(rsps.calls) == 1
+
+
+def test_a_redirected_read_is_not_followed_and_names_the_new_address(rsps, sleeps):
+    rsps.add(responses.GET, URL + "/118", status=301, headers={"Location": "https://elsewhere.test/v2/orders/118"})
+    upstream = make_upstream(sleeps)
+    with pytest.raises(UpstreamMisconfigured) as raised:
+        upstream.send(get(), upstream.deadline())
+    assert "https://elsewhere.test" in raised.value.message and "api_base_url" in raised.value.message
+    assert raised.value.retryable is False
+    assert len(rsps.calls) == 1
+
+
+@pytest.mark.parametrize(("status", "error", "bik_sees"), [
+    (503, UpstreamUnreachable, 503), (504, UpstreamTimeout, 504), (500, UpstreamFailed, 502),
+    (502, UpstreamFailed, 502), (520, UpstreamFailed, 502), (410, UpstreamFailed, 502), (406, UpstreamFailed, 502),
+])
+def test_a_read_that_keeps_failing_raises_one_class_per_meaning(rsps, sleeps, status, error, bik_sees):
+    """A read's 503 is the platform unavailable, its 504 a timeout, any other 5xx or unexplained 4xx a failure."""
+    rsps.add(responses.GET, URL + "/118", status=status)
+    upstream = make_upstream(sleeps, max_attempts=2)
+    with pytest.raises(error) as raised:
+        upstream.send(get(), upstream.deadline())
+    assert type(raised.value) is error
+    assert raised.value.status == bik_sees and raised.value.upstream_status == status
+    assert raised.value.retryable is True and raised.value.maybe_applied is False
+
+
 @pytest.mark.parametrize("max_attempts", [1, 2, 3, 4, 6])
-@pytest.mark.parametrize("request_kind", ["get_503", "post_429", "post_refused", "get_timeout"])
-def test_attempts_never_exceed_max_attempts(rsps, sleeps, max_attempts, request_kind):
+@pytest.mark.parametrize(("request_kind", "error"), [("get_503", UpstreamUnreachable), ("post_429", RateLimited),
+                                                     ("post_refused", UpstreamUnreachable),
+                                                     ("get_timeout", UpstreamTimeout)])
+def test_attempts_never_exceed_max_attempts(rsps, sleeps, max_attempts, request_kind, error):
     """Whatever keeps failing, the platform sees at most `max_attempts` requests."""
     if request_kind == "get_503":
         rsps.add(responses.GET, URL + "/118", status=503)
@@ -443,7 +509,7 @@ def test_attempts_never_exceed_max_attempts(rsps, sleeps, max_attempts, request_
     else:
         rsps.add(responses.POST, URL, body=refused())
     upstream = make_upstream(sleeps, max_attempts=max_attempts)
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(error):
         upstream.send(get() if request_kind.startswith("get") else post(), upstream.deadline())
     assert len(rsps.calls) == max_attempts
     assert len(sleeps.calls) == max_attempts - 1
@@ -453,7 +519,7 @@ def test_a_429_resetting_beyond_the_cap_gives_up_at_once(rsps, sleeps):
     """A quota that resets later than the cap is not waited for: 503 with Retry-After."""
     rsps.add(responses.POST, URL, status=429, headers={RESET_HEADER: "30000"})
     upstream = make_upstream(sleeps, rate_limit_wait_cap_seconds=15)
-    with pytest.raises(UpstreamUnavailable) as raised:
+    with pytest.raises(RateLimited) as raised:
         upstream.send(post(), upstream.deadline())
     assert raised.value.status == 503
     assert raised.value.upstream_status == 429
@@ -466,9 +532,9 @@ def test_a_spent_quota_holds_the_next_request_back_without_sending(rsps, sleeps)
     """After a long 429 the next call is refused locally, so the bridge never exceeds the quota."""
     rsps.add(responses.GET, URL + "/118", status=429, headers={RESET_HEADER: "60000"})
     upstream = make_upstream(sleeps, rate_limit_wait_cap_seconds=10)
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(RateLimited):
         upstream.send(get(), upstream.deadline())
-    with pytest.raises(UpstreamUnavailable) as raised:
+    with pytest.raises(RateLimited) as raised:
         upstream.send(get(), upstream.deadline())
     assert raised.value.retry_after == pytest.approx(60, abs=0.5)
     assert len(rsps.calls) == 1
@@ -480,10 +546,10 @@ def test_the_deadline_bounds_retries():
     sleep = Sleeps(clock)
     upstream = Upstream(build_session(1), UpstreamConfig(max_attempts=10), platform="bigcommerce",
                         rate_headers=BigCommerceRateLimit(), message_of=error_message, sleep=sleep,
-                        rng=lambda: 1.0)
+                        jitter=jitter_at(1.0))
     with responses.RequestsMock() as rsps:
         rsps.add(responses.GET, URL + "/118", status=503)
-        with pytest.raises(UpstreamUnavailable):
+        with pytest.raises(UpstreamUnreachable):
             upstream.send(get(), Deadline(1.0, clock=clock))
         calls = len(rsps.calls)
     # Waits of 0.2 s and 0.4 s fit in 1 s; the third (0.8 s) would not.
@@ -501,7 +567,7 @@ def test_a_spent_budget_sends_nothing():
         rsps.add(responses.POST, URL, json={"id": 1}, status=201)
         deadline = Deadline(5.0, clock=clock)
         clock.advance(6.0)
-        with pytest.raises(UpstreamUnavailable) as raised:
+        with pytest.raises(UpstreamTimeout) as raised:
             upstream.send(post(), deadline)
         assert len(rsps.calls) == 0
     assert raised.value.maybe_applied is False

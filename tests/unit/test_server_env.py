@@ -68,7 +68,7 @@ def test_an_empty_variable_counts_as_unset(given):
 
 def test_a_worker_freezes_what_it_built_so_full_collections_skip_it(tmp_path):
     """The app a worker builds is moved out of the cyclic collector's sight once built."""
-    from bridge.config import parse_config
+    from bridge.bootstrap import parse_config
     from bridge.http.server import BridgeServer
 
     config = parse_config({"local": {"db_path": str(tmp_path / "orders.db")}, "metrics": {"enabled": False},

@@ -6,14 +6,19 @@ import json
 import pytest
 
 from bridge.core.errors import (
+    BridgeError,
+    CurrencyMismatch,
     InFlight,
     OrderNotFound,
     OrderRejected,
     PayloadMismatch,
+    RateLimited,
     StoreUnavailable,
     UpstreamAmbiguous,
     UpstreamAuthError,
-    UpstreamUnavailable,
+    UpstreamMisconfigured,
+    UpstreamTimeout,
+    UpstreamUnreachable,
 )
 from bridge.core.models import PlaceOrderRequest
 from bridge.core.ports import ClaimOutcome, RecordState
@@ -78,7 +83,10 @@ def test_rejected_order_releases_the_claim(service, adapter, store, request_):
     assert adapter.creates == 1
 
 
-@pytest.mark.parametrize("error", [UpstreamUnavailable("connection refused"), UpstreamAuthError("401 from store")])
+@pytest.mark.parametrize("error", [
+    UpstreamUnreachable("connection refused"), UpstreamAuthError("401 from store"), UpstreamTimeout("connect timed out"),
+    RateLimited("quota spent"), UpstreamMisconfigured("405 from store"), CurrencyMismatch("not the store's currency"),
+])
 def test_upstream_error_before_sending_releases_the_claim(service, adapter, store, request_, error):
     """An upstream failure that surely created nothing releases the claim."""
     adapter.fail_next(error)
@@ -272,6 +280,15 @@ def test_warm_up_prepares_the_adapter_and_survives_a_store_that_is_not_up_yet(ad
 
     assert adapter.warmed_up
     assert "idempotency store not reachable at start-up" in caplog.text
+
+
+@pytest.mark.parametrize("error", [UpstreamAmbiguous("read timed out after sending"), BridgeError("unforeseen")])
+def test_a_create_that_may_have_landed_is_settled_by_its_error_alone(service, adapter, store, request_, error):
+    """Whatever its class, an error that says `maybe_applied` is looked up, never released: one order."""
+    adapter.create_then_fail(error)
+    result = service.place_order(request_)
+    assert (result.outcome, adapter.creates) == ("recovered", 1)
+    assert store.get(DRAFT).state is RecordState.DONE
 
 
 def test_unexpected_adapter_failure_keeps_the_record_unknown(service, adapter, store, request_):

@@ -74,8 +74,7 @@ def test_without_a_platform_host_requests_reads_the_environment_itself():
 
 
 def test_the_platform_pool_holds_a_connection_for_every_thread_and_parallel_reader():
-    from bridge.bootstrap import build_adapter
-    from bridge.config import parse_config
+    from bridge.bootstrap import build_adapter, parse_config
 
     config = parse_config({"platform": "bigcommerce", "server": {"worker_connections": 32}, "upstream": {"pool_size": 16},
                            "bigcommerce": {"store_hash": "abc", "access_token": "t", "api_base_url": STORE}},

@@ -1,0 +1,1 @@
+"""Helpers every test level shares."""
