@@ -66,14 +66,9 @@ class Wrk:
             until: Optional[Callable[[], bool]] = None) -> LoadResult:
         """Run for `seconds`, or until `until()` holds (checked four times a second), whichever comes first."""
         threads = min(2, connections)
-        if work.direct:
-            script = HERE / "direct.lua"
-            args = [str(work.data_file), "get" if work.mode == "read" else "create", work.token]
-        else:
-            script = HERE / "load.lua"
-            args = [str(work.data_file), work.mode, work.prefix, str(work.pool), work.token]
+        args = [str(work.data_file), work.mode, work.prefix, str(work.pool), work.token]
         command = [self.binary, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
-                   "-s", str(script), work.url, "--", *args]
+                   "-s", str(HERE / "load.lua"), work.url, "--", *args]
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             if until is not None:

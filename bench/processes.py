@@ -141,12 +141,14 @@ def bridge_config(platform: Platform, redis_url: str, namespace: str, **sections
 
 
 class Bridge:
-    """A bridge under gunicorn: `bik-bridge serve --config FILE`, or the naive baseline's entry point."""
+    """A server under gunicorn from a config file: `bik-bridge serve --config FILE`, or the bare stack's."""
 
-    def __init__(self, config: dict, workdir: Path, name: str, module: str = "bridge.ops.cli"):
+    def __init__(self, config: dict, workdir: Path, name: str, module: str = "bridge.ops.cli",
+                 env: Optional[dict] = None):
         self.config = config
         self.name = name
         self.module = module
+        self.env = env or {}
         self.config_path = workdir / f"{name}.yaml"
         self.log_path = workdir / f"{name}.log"
         self.proc: Optional[subprocess.Popen] = None
@@ -164,7 +166,7 @@ class Bridge:
         log = open(self.log_path, "ab")
         command = [sys.executable, "-m", self.module, "serve", "--config", str(self.config_path)]
         # The server's own environment variables would override the generated file.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BIK_BRIDGE_")}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("BIK_BRIDGE_")}, **self.env}
         self.proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         log.close()
@@ -202,37 +204,6 @@ class Bridge:
     def stop(self) -> None:
         if self.proc:
             _stop(self.proc)
-
-
-class Reference(Bridge):
-    """The bare reference apps (bench/reference.py) under gunicorn: the bridge's worker count, their own threads."""
-
-    # What the reference apps have always been measured with (2 × 16 gthread), so their figures stay comparable.
-    def __init__(self, workdir: Path, *, workers: int, env: dict, threads: int = 16):
-        super().__init__({"server": {"port": free_port(), "workers": workers}}, workdir, "reference")
-        self.workers_wanted, self.threads_wanted, self.env = workers, threads, env
-
-    def start(self, timeout: float = 60) -> "Reference":
-        log = open(self.log_path, "ab")
-        command = [sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", str(self.workers_wanted),
-                   "--threads", str(self.threads_wanted), "-b", f"127.0.0.1:{self.port}", "--keep-alive", "75",
-                   "bench.reference:create_app()"]
-        self.proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **self.env}, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"reference exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
-            try:
-                http_json("GET", f"{self.url}/healthz", timeout=1)
-                if len(self.workers()) >= self.workers_wanted:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"reference did not start:\n{self.log_path.read_text()}")
 
 
 def parse_workers(config: dict) -> int:

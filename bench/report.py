@@ -12,7 +12,11 @@ CHECKS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq}
 
 @dataclass
 class Figure:
-    """One measured figure; `target` None means it is shown for context, not judged."""
+    """One measured figure of the bridge, judged by itself or against the bare stack's same figure.
+
+    `compare` says how: None judges `value` against `target`; "ratio" judges value ÷ bare and "difference"
+    value − bare. `target` None means the figure is shown for context, not judged.
+    """
 
     key: str
     label: str
@@ -20,27 +24,32 @@ class Figure:
     unit: str = ""
     target: Optional[float] = None
     check: str = "<="
-    baseline: Optional[float] = None
+    bare: Optional[float] = None
+    compare: Optional[str] = None
     note: str = ""
-    better: str = "lower"  # which way the baseline ratio reads as a gain
+
+    @property
+    def measured(self) -> Optional[float]:
+        """What the target is checked against."""
+        if self.compare is None:
+            return self.value
+        if self.value is None or self.bare is None:
+            return None
+        if self.compare == "ratio":
+            return self.value / self.bare if self.bare else None
+        return self.value - self.bare
 
     @property
     def passed(self) -> Optional[bool]:
-        if self.target is None:
-            return None
-        if self.value is None:
+        if self.target is None or (self.compare is not None and self.bare is None):
+            return None  # context, or a comparison whose bare side was not measured in this run
+        measured = self.measured
+        if measured is None:
             return False
-        return CHECKS[self.check](round(self.value, 6), self.target)
-
-    @property
-    def gain(self) -> Optional[float]:
-        """How many times better than the baseline."""
-        if self.baseline is None or self.value is None or not self.baseline or not self.value:
-            return None
-        return self.baseline / self.value if self.better == "lower" else self.value / self.baseline
+        return CHECKS[self.check](round(measured, 6), self.target)
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "passed": self.passed, "gain": self.gain}
+        return {**asdict(self), "measured": self.measured, "passed": self.passed}
 
 
 def number(value: Optional[float], unit: str = "") -> str:
@@ -57,7 +66,21 @@ def target_text(figure: Figure) -> str:
     if figure.target is None:
         return "(context)"
     sign = {"<=": "≤", ">=": "≥", "==": "="}[figure.check]
+    if figure.compare == "ratio":
+        return f"{sign} {number(figure.target)}× bare"
+    if figure.compare == "difference":
+        return f"{sign} bare + {number(figure.target, figure.unit)}"
     return f"{sign} {number(figure.target, figure.unit)}"
+
+
+def versus_text(figure: Figure) -> str:
+    """The bridge against the bare stack, as its target reads it."""
+    measured = figure.measured
+    if figure.compare is None or measured is None:
+        return ""
+    if figure.compare == "ratio":
+        return f"{measured:.2f}×"
+    return f"{measured:+.2f} {figure.unit}".strip()
 
 
 def verdict(figure: Figure) -> str:
@@ -81,13 +104,12 @@ class Report:
     def rows(self) -> list[list[str]]:
         rows = []
         for f in self.figures:
-            gain = f"{f.gain:.1f}×" if f.gain is not None else ""
-            rows.append([f.label, target_text(f), number(f.value, f.unit), number(f.baseline, f.unit)
-                         if f.baseline is not None else "", gain, verdict(f), f.note])
+            rows.append([f.label, target_text(f), number(f.value, f.unit),
+                         number(f.bare, f.unit) if f.bare is not None else "", versus_text(f), verdict(f), f.note])
         return rows
 
     def text(self) -> str:
-        header = ["figure", "target", "bridge", "baseline", "gain", "", "note"]
+        header = ["figure", "target", "bridge", "bare", "bridge vs bare", "", "note"]
         rows = [header, *self.rows()]
         widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
         lines = []
@@ -106,7 +128,7 @@ class Report:
             f"{m.get('commit')}. Other processes kept {m.get('background_cores', 0):.2f} cores busy on average "
             "while it ran (0 on a quiet machine).",
             "",
-            "| figure | target | bridge | baseline | gain | | note |",
+            "| figure | target | bridge | bare | bridge vs bare | | note |",
             "|---|---|---|---|---|---|---|",
         ]
         for row in self.rows():

@@ -18,7 +18,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class Plan:
-    """How long and how much each measurement runs."""
+    """How long and how much each measurement runs; the bare stack runs the same as the bridge."""
 
     one_client_seconds: float
     replay_seconds: float
@@ -29,13 +29,12 @@ class Plan:
     cache_ids: int
     quota_requests: int
     quota_window_ms: int
-    baseline_fresh_requests: int
 
 
 FULL = Plan(one_client_seconds=15, replay_seconds=15, replay_pool=200, fresh_requests=10_000, get_seconds=10,
-            shipped_orders=40, cache_ids=20, quota_requests=60, quota_window_ms=10_000, baseline_fresh_requests=3_000)
+            shipped_orders=40, cache_ids=20, quota_requests=60, quota_window_ms=10_000)
 QUICK = Plan(one_client_seconds=5, replay_seconds=5, replay_pool=100, fresh_requests=1_500, get_seconds=4,
-             shipped_orders=10, cache_ids=10, quota_requests=30, quota_window_ms=4_000, baseline_fresh_requests=600)
+             shipped_orders=10, cache_ids=10, quota_requests=30, quota_window_ms=4_000)
 
 
 @dataclass
@@ -60,6 +59,14 @@ class Seen:
 
     def operations(self) -> str:
         return ", ".join(f"{k} {v}" for k, v in sorted(self.stats["by_operation"].items())) or "none"
+
+    def per_request(self, operation: str) -> str:
+        """Upstream requests per Bik request by store operation, Bik requests counted as in `upstream_per`."""
+        once = self.stats["by_operation"].get(operation, 0)
+        if not once:
+            return "none"
+        return ", ".join(f"{k} {v / once:.2f}".rstrip("0").rstrip(".")
+                         for k, v in sorted(self.stats["by_operation"].items()))
 
 
 def percentile(values: list[float], p: float) -> Optional[float]:
@@ -124,13 +131,10 @@ class Scenarios:
             cpu = (bridge.cpu_seconds() - cpu_before) * 1000 / load.requests
         return Seen(load, stats, cpu)
 
-    # straight at the store: the round trip the bridge adds to
-
-    def direct_create(self, seconds: float) -> Seen:
-        url = f"{self.platform.api}/stores/{self.platform.store_hash}/v2/orders"
-        return self.measure(None, Workload(url, "create", self.files.create, self.platform.token), 1, seconds)
+    # the bare stack: the same upstream calls without the bridge
 
     def direct_read(self, ids: Path, seconds: float) -> Seen:
+        """One bare upstream GET of an order, straight at the store: what getOrder's one request costs."""
         url = f"{self.platform.api}/stores/{self.platform.store_hash}/v2/orders"
         return self.measure(None, Workload(url, "read", ids, self.platform.token), 1, seconds)
 
@@ -173,6 +177,22 @@ class Scenarios:
             return self.get_orders(bridge, ids, connections=16, seconds=seconds)
         finally:
             self.platform.set_quota(1_000_000, 30_000)
+
+    def bare_place(self, bare: Bridge, prefix: str, *, connections: int, seconds: float = 0,
+                   requests_: int = 0) -> Seen:
+        """The bare lookup-then-create (bench/reference.py), each request a new draft."""
+        work = Workload(f"{bare.url}/place", "fresh", self.files.place, "", prefix)
+        return self.measure(bare, work, connections, seconds or 600, creates=requests_)
+
+    def bare_prefill(self, bare: Bridge, prefix: str) -> None:
+        """Store every key the bare replay will read: it stores a key the first time it misses it."""
+        work = Workload(f"{bare.url}/replay", "replay", self.files.place, "", prefix, self.plan.replay_pool)
+        self.generator.run(work, connections=8, seconds=2)
+
+    def bare_replay(self, bare: Bridge, prefix: str, *, connections: int, seconds: float) -> Seen:
+        """The bare Redis lookup (bench/reference.py) of the same pool of drafts the bridge replays."""
+        work = Workload(f"{bare.url}/replay", "replay", self.files.place, "", prefix, self.plan.replay_pool)
+        return self.measure(bare, work, connections, seconds)
 
     def order_ids(self) -> list[int]:
         ids = self.platform.stats()["order_ids"]

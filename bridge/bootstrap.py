@@ -15,6 +15,8 @@ if TYPE_CHECKING:  # the clients are imported by the functions that build them, 
     import requests
     from flask import Flask
 
+    from bridge.core.freshness import FreshAnswers
+    from bridge.core.placer import Placer
     from bridge.core.ports import IdempotencyStore, PlatformAdapter
     from bridge.core.service import OrderService, ServiceSettings
     from bridge.ops.metrics import Metrics
@@ -29,6 +31,7 @@ PLATFORMS: Mapping[str, str] = {
     "local": "adapters.local",
 }
 DEFAULT_PLATFORM = "local"  # what runs without a config file: the whole flow with no store account
+PLACER = "bik_bridge_placer"  # the app's extension holding the overflow placer, when `placement: overflow`
 
 
 # The config ---------------------------------------------------------------------------------------------------------
@@ -101,8 +104,8 @@ def _readers(config: Config) -> int:
 
 
 def build_upstream(config: Config, name: str, platform: Platform, settings: Any,
-                   observer: Optional[Callable] = None) -> "Upstream":
-    """The platform's one pooled session behind `Upstream.send`, with its quota gate."""
+                   observer: Optional[Callable] = None, on_gate: Optional[Callable] = None) -> "Upstream":
+    """The platform's one pooled session behind `Upstream.send`, with its quota gate (handed to `on_gate`)."""
     from bridge.upstream.client import Upstream
 
     http = platform.http
@@ -112,13 +115,15 @@ def build_upstream(config: Config, name: str, platform: Platform, settings: Any,
         # request over it opens a connection and drops it afterwards. urllib3 opens them only when they are needed.
         connections = max(connections, config.server.worker_connections + _readers(config))
     headers = http.rate_limit(settings)
+    gate = build_rate_gate(config, headers)
+    if on_gate is not None:
+        on_gate(gate)  # the metrics read the quota's use from its send log
     return Upstream(build_session(connections, http.base_url(settings)), config.upstream, platform=name,
-                    rate_headers=headers, message_of=http.error_message, observer=observer,
-                    gate=build_rate_gate(config, headers))
+                    rate_headers=headers, message_of=http.error_message, observer=observer, gate=gate)
 
 
 def build_adapter(config: Config, platform: Optional[str] = None,
-                  observer: Optional[Callable] = None) -> "PlatformAdapter":
+                  observer: Optional[Callable] = None, on_gate: Optional[Callable] = None) -> "PlatformAdapter":
     """The adapter of the platform the config names (or of `platform`), with all it needs built."""
     from bridge.core.errors import ConfigError
     from bridge.core.presentation import Presentation
@@ -130,7 +135,7 @@ def build_adapter(config: Config, platform: Optional[str] = None,
         raise ConfigError(f"platform is {name} but the {name} section is missing")
     upstream = pool = None
     if descriptor.http is not None:
-        upstream = build_upstream(config, name, descriptor, settings, observer)
+        upstream = build_upstream(config, name, descriptor, settings, observer, on_gate)
         if descriptor.http.parallel_reads:
             from bridge.ops.context import ContextThreadPool
 
@@ -165,17 +170,41 @@ def service_settings(config: Config) -> "ServiceSettings":
         on_mismatch=config.idempotency.on_mismatch,
         get_order_cache_seconds=config.store.get_order_cache_seconds,
         lookup_before_create=config.idempotency.lookup_before_create,
+        placement=config.placement,
+        max_queued=config.overflow.max_queued,
+        max_queue_age_seconds=config.overflow.max_age_seconds,
     )
+
+
+def build_freshness(config: Config) -> Optional["FreshAnswers"]:
+    """Where getOrder answers are kept when `store.get_order_cache_seconds` is on: Redis when the records are."""
+    seconds = config.store.get_order_cache_seconds
+    if seconds <= 0:
+        return None
+    if config.idempotency.backend != "redis":
+        from bridge.core.freshness import FreshnessCache
+
+        return FreshnessCache(seconds)
+    from adapters.stores.redis_freshness import RedisFreshness
+
+    # Shared by every worker and instance of the store: a status read one of them answered costs the others nothing.
+    return RedisFreshness.from_url(config.idempotency.redis_url.get_secret_value(), config.idempotency_namespace(),
+                                   seconds)
 
 
 def build_service(config: Config, *, adapter: Optional["PlatformAdapter"] = None,
                   store: Optional["IdempotencyStore"] = None, observer: Optional[Callable] = None,
-                  on_decision: Optional[Callable[[str], None]] = None) -> "OrderService":
+                  on_decision: Optional[Callable[[str], None]] = None,
+                  on_gate: Optional[Callable] = None) -> "OrderService":
     """Wire the service for one config; tests pass fakes for `adapter` and `store`."""
+    from bridge.core.presentation import Presentation
     from bridge.core.service import OrderService
 
-    return OrderService(adapter or build_adapter(config, observer=observer), store or build_store(config),
-                        service_settings(config), on_decision=on_decision)
+    # The answer to a queued draft is named as the platform's adapter names the orders it places.
+    presentation = Presentation.from_config(config.store, config.platforms[config.platform].default_name_format)
+    return OrderService(adapter or build_adapter(config, observer=observer, on_gate=on_gate),
+                        store or build_store(config), service_settings(config), on_decision=on_decision,
+                        fresh=build_freshness(config), presentation=presentation)
 
 
 def build_metrics(config: Config) -> "Metrics":
@@ -191,9 +220,46 @@ def build_app(config: Config, *, adapter: Optional["PlatformAdapter"] = None,
     from bridge.http.app import create_app
 
     metrics = build_metrics(config) if config.metrics.enabled else None
+    gates: list["RateGate"] = []
+
+    def on_gate(gate: "RateGate") -> None:
+        gates.append(gate)  # the placer asks it for room
+        if metrics:
+            metrics.watch_quota(gate.usage)
+
     service = build_service(config, adapter=adapter, store=store, observer=metrics.upstream if metrics else None,
-                            on_decision=metrics.decision if metrics else None)
-    return create_app(config, service=service, metrics=metrics)
+                            on_decision=metrics.decision if metrics else None, on_gate=on_gate)
+    app = create_app(config, service=service, metrics=metrics)
+    if config.placement == "overflow":
+        if metrics:
+            metrics.watch_queue(service.store.queue_stats)
+        # Started by the server in each worker once it is ready (bridge/http/server.py).
+        app.extensions[PLACER] = build_placer(config, service, gates[0] if gates else None,
+                                              on_decision=metrics.decision if metrics else None)
+    return app
+
+
+def build_placer(config: Config, service: "OrderService", gate: Optional["RateGate"] = None, *,
+                 on_decision: Optional[Callable[[str], None]] = None) -> "Placer":
+    """The overflow placer over the service's adapter and store, taking room from the quota gate when there is one."""
+    from bridge.core.placer import Placer, PlacerSettings
+
+    settings = PlacerSettings(lease_seconds=config.lease_seconds(),
+                              upstream_budget_seconds=config.upstream.total_timeout_seconds,
+                              lookup_before_create=config.idempotency.lookup_before_create)
+    return Placer(service.adapter, service.store, settings, room=quota_room(gate) if gate else None,
+                  on_decision=on_decision)
+
+
+def quota_room(gate: "RateGate") -> Callable[[], Optional[tuple[int, int]]]:
+    """The placer's view of the gate: slots free now and the quota, (0, 1) while a spent quota resets."""
+    def room() -> Optional[tuple[int, int]]:
+        if gate.blocked_for() > 0:
+            return 0, 1
+        used = gate.usage()
+        return None if used is None else (max(0, used.quota - used.sent), used.quota)
+
+    return room
 
 
 def durability_warnings(config: Config, store: "IdempotencyStore") -> list[str]:

@@ -240,6 +240,15 @@ class UpstreamConfig(Section):
     pool_size: int = Field(16, ge=1, le=256)
 
 
+class OverflowConfig(Section):
+    """`placement: overflow`: how much the bridge accepts before it answers 503 again."""
+
+    # Queued drafts not yet placed; at this many, a new one the quota cannot take gets 503 with Retry-After.
+    max_queued: int = Field(1000, ge=1, le=1_000_000)
+    # Once the oldest unplaced draft has waited this long, new ones get 503: the queue is not draining.
+    max_age_seconds: float = Field(600, gt=0, le=7 * 24 * 3600)
+
+
 class LoggingConfig(Section):
     format: Literal["auto", "json", "console"] = "auto"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -261,6 +270,10 @@ class Config(Section):
     store: StoreConfig = StoreConfig()
     idempotency: IdempotencyConfig = IdempotencyConfig()
     upstream: UpstreamConfig = UpstreamConfig()
+    # direct: placeOrder answers once the store has the order. overflow: an order the store's quota cannot take now
+    # is kept and answered at once with the bridge's own id, then placed within the quota (docs/reliability.md).
+    placement: Literal["direct", "overflow"] = "direct"
+    overflow: OverflowConfig = OverflowConfig()
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
 

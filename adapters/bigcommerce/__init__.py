@@ -8,7 +8,8 @@ PLATFORM = Platform(
     settings=BigCommerceConfig,
     adapter=lazy(_ADAPTER, "adapter_from"),
     store_scope=store_scope,
-    # An order's lines, addresses and shipments are read in parallel: one round trip of wall time.
+    # A known shipped order's shipments are read alongside the order, and an order answered without its
+    # consignments reads its lines and addresses at once: one round trip of wall time each.
     http=Http(base_url=lambda settings: settings.api_base_url, rate_limit=lazy(_ADAPTER, "rate_limit_headers"),
               error_message=lazy(_ADAPTER, "error_message"), parallel_reads=True),
     placeholders={"store_hash": "STOREHASH", "access_token": "ACCESS_TOKEN"},

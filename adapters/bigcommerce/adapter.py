@@ -1,6 +1,7 @@
 """The BigCommerce v2 Orders adapter: sends what the builder makes, maps what comes back."""
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from concurrent.futures import Executor
@@ -10,7 +11,7 @@ import requests
 from cachetools import LRUCache
 
 from adapters.bigcommerce.builder import BigCommerceRequests
-from adapters.bigcommerce.mapping import BigCommerceMapping
+from adapters.bigcommerce.mapping import BigCommerceMapping, consigned
 from adapters.bigcommerce.settings import BigCommerceConfig
 from bridge.core.deadline import Deadline
 from bridge.core.errors import (
@@ -24,9 +25,14 @@ from bridge.core.models import BikOrder, PlaceOrderRequest
 from bridge.core.platform import AdapterParts
 from bridge.core.ports import Lookup
 from bridge.core.presentation import Presentation
+from bridge.ops.context import note_fallback
 from bridge.upstream.client import Upstream
 from bridge.upstream.outbound import OutboundRequest
 
+log = logging.getLogger("bik_bridge.bigcommerce")
+
+# Why a status read took the slower path, as `bik_bridge_read_fallbacks_total` counts it.
+FALLBACK_REASON = "consignments_not_inlined"
 # BigCommerce's refusals of the order itself; its 404 means a wrong store. `Upstream.send` raised every other one.
 REJECTIONS = frozenset({400, 409, 422})
 # What reading an order of an unexpected shape raises (a string where an object was expected, ...).
@@ -122,6 +128,7 @@ class BigCommerceAdapter:
         self.upstream = upstream
         self.pool = pool
         self.shipped = ShippedOrderIds()
+        self._fallback_logged = False  # the older answer is logged once per process; the metric counts each
 
     def build_create(self, request: PlaceOrderRequest) -> list[OutboundRequest]:
         return [self.requests.create(request)]
@@ -153,21 +160,43 @@ class BigCommerceAdapter:
             raise UpstreamFailed(f"BigCommerce answered an order the bridge cannot read ({exc})") from exc
 
     def _fetch(self, numeric: int, deadline: Deadline) -> tuple[Any, Any, Any, Any]:
-        """The order, its lines, shipments and addresses, read at once; shipments only once items shipped."""
-        with_shipments = self.shipped.seen(numeric)
-        calls = [self.requests.products(numeric), self.requests.shipping_addresses(numeric)]
-        if with_shipments:
-            calls.append(self.requests.shipments(numeric))
-        # The reads are independent: one round trip of wall time. The order itself is read in this thread.
-        futures = [self.pool.submit(self._read, call, deadline) for call in calls]
+        """The order with its lines and addresses in one request; its shipments only once items shipped.
+
+        An order known to have shipped reads its shipments alongside the order: two requests, one round trip.
+        """
+        shipments_read = None
+        if self.shipped.seen(numeric):
+            shipments_read = self.pool.submit(self._read, self.requests.shipments(numeric), deadline)
         order = self._read(self.requests.get_order(numeric), deadline)
-        products, addresses, *rest = [f.result() for f in futures]
-        shipments = rest[0] if rest else None
-        if not with_shipments and has_shipped(order, products):
+        if not isinstance(order, dict) or not self.mapping.is_ours(order):
+            return order, None, None, None  # not found, unreadable or not Bik's: get() answers that as it is
+        try:
+            inlined = consigned(order)
+        except UNREADABLE:
+            inlined = None
+        if inlined is not None:
+            products, addresses = inlined.lines, inlined.addresses
+        else:
+            products, addresses = self._sub_resources(numeric, deadline)
+        if shipments_read is not None:
+            return order, products, shipments_read.result(), addresses
+        shipments = None
+        if has_shipped(order, products):
             # The first read of an order that has shipped: one more round trip, then remembered.
             shipments = self._read(self.requests.shipments(numeric), deadline)
             self.shipped.add(numeric)
         return order, products, shipments, addresses
+
+    def _sub_resources(self, numeric: int, deadline: Deadline) -> tuple[Any, Any]:
+        """Lines and addresses of an order answered without its consignments object: two more reads, at once."""
+        note_fallback(FALLBACK_REASON)
+        if not self._fallback_logged:
+            self._fallback_logged = True
+            log.warning("BigCommerce answered an order without its consignments object; reading its lines and "
+                        "addresses apart (two more requests per status read)", extra={"orderId": str(numeric)})
+        addresses_read = self.pool.submit(self._read, self.requests.shipping_addresses(numeric), deadline)
+        products = self._read(self.requests.products(numeric), deadline)
+        return products, addresses_read.result()
 
     def find_by_draft(self, draft_order_id: str, request: Optional[PlaceOrderRequest], deadline: Deadline,
                       since: Optional[float]) -> Lookup:
@@ -215,7 +244,7 @@ class BigCommerceAdapter:
         return int(order_id)
 
     def _read(self, call: OutboundRequest, deadline: Deadline) -> Any:
-        """A GET's JSON; None for 404 and for BigCommerce's empty 204."""
+        """A GET's JSON; None for BigCommerce's empty 204 and an order's 404 (the order list's 404 is a wrong store)."""
         response = self.upstream.send(call, deadline)
         if response.status_code == 404 and call.operation == "list_orders":
             raise UpstreamMisconfigured("BigCommerce store not found: check bigcommerce.store_hash and api_base_url",

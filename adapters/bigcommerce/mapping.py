@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any, Optional
@@ -33,6 +34,57 @@ def decimal(value: Any) -> Decimal:
         return max(amount, Decimal(0)).quantize(Decimal("0.0001")).normalize()
     except InvalidOperation:  # too many digits to hold at four decimal places
         raise ValueError(f"not an amount: {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Consigned:
+    """An order's lines and shipping addresses, as its inlined consignments carry them."""
+
+    lines: list[dict]  # whole order products, as GET /orders/{id}/products lists them
+    addresses: list[dict]  # the shipping consignments: the address fields of GET /orders/{id}/shipping_addresses
+
+
+def _dicts(value: Any) -> list[dict]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _whole_lines(consignment: dict) -> Optional[list[dict]]:
+    """A consignment's lines when inlined whole; None when they are `{url, resource}` links (or unreadable)."""
+    lines = consignment.get("line_items", [])
+    if not isinstance(lines, list) or not all(isinstance(line, dict) for line in lines):
+        return None  # a digital consignment may carry one link object instead of a list
+    if any("resource" in line and "quantity" not in line for line in lines):
+        return None  # `include=consignments` alone inlines links to the lines, not the lines
+    return lines
+
+
+def consigned(order: dict) -> Optional[Consigned]:
+    """The lines and addresses of an order read with `include=consignments.line_items&consignment_structure=object`.
+
+    None when the answer has no consignments object (the older array form, a `{url, resource}` link because the
+    include was ignored) or its lines are not inlined: then /products and /shipping_addresses hold them.
+    """
+    consignments = order.get("consignments")
+    if not isinstance(consignments, dict):
+        return None
+    email = consignments.get("email")
+    shipping = _dicts(consignments.get("shipping"))
+    groups = [*shipping, *_dicts(consignments.get("pickups")), *_dicts(consignments.get("downloads")),
+              *_dicts(email.get("gift_certificates") if isinstance(email, dict) else None)]
+    lines: list[dict] = []
+    seen: set = set()
+    for group in groups:
+        whole = _whole_lines(group)
+        if whole is None:
+            return None
+        for line in whole:
+            key = line.get("id")
+            if key is None or key not in seen:  # a line belongs to one consignment; never count it twice
+                seen.add(key)
+                lines.append(line)
+    if not lines and order.get("items_total"):
+        return None  # items without a line among the consignments: they were not inlined after all
+    return Consigned(lines, shipping)
 
 
 class BigCommerceMapping:
@@ -93,7 +145,11 @@ class BigCommerceMapping:
         )
 
     def current(self, order: dict, products: list[dict], shipments: list[dict], addresses: list[dict]) -> BikOrder:
-        """The getOrder answer: the store's current state."""
+        """The getOrder answer: the store's current state.
+
+        `products` and `addresses` come from the order's consignments (`consigned`), or from /products and
+        /shipping_addresses when the order was answered without them.
+        """
         order_id = str(int(order["id"]))
         draft_id = order.get("external_order_id") or ""
         billing = order.get("billing_address") or {}

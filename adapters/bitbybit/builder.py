@@ -43,7 +43,7 @@ def e164(raw: Optional[str], default_country_code: str) -> Optional[str]:
     return f"+{digits}"
 
 
-def money(value: Decimal) -> str:
+def _notes_amount(value: Decimal) -> str:
     """An amount as people read it in the notes: 998, 49.5."""
     return str(money_to_json(value))
 
@@ -146,5 +146,6 @@ class BitbybitRequests:
         currency = f" {order.currency}" if order.currency else ""
         payment = "pending (collect on delivery)" if request.paymentPending else "collected by Bik"
         return (f"Placed through Bik. draftOrderId: {request.draftOrderId}. Payment: {payment}. "
-                f"Bik's figures: subtotal {money(order.subTotal)}, shipping {money(order.shippingCharge)}, "
-                f"discount {money(order.discount)}, total {money(order.total)}{currency}.")
+                f"Bik's figures: subtotal {_notes_amount(order.subTotal)}, "
+                f"shipping {_notes_amount(order.shippingCharge)}, discount {_notes_amount(order.discount)}, "
+                f"total {_notes_amount(order.total)}{currency}.")

@@ -83,8 +83,8 @@ class LocalAdapter:
         placed = request.model_dump_json(include={"draftOrderId", "paymentPending", "order"})
         now = time.time()
         # The draft id is unique in the table, so even a replay with a lost record cannot duplicate.
-        # INSERT ... WHERE NOT EXISTS rather than INSERT OR IGNORE: an ignored insert still uses up an
-        # AUTOINCREMENT number, which would leave a gap in the order ids after every replay.
+        # WHERE NOT EXISTS keeps a replay from reaching the insert: an ignored insert still uses up an
+        # AUTOINCREMENT number, a gap in the order ids. OR IGNORE covers two writers passing that check at once.
         self._run(
             "INSERT OR IGNORE INTO local_orders (draft_id, payment_status, placed, created_at, updated_at) "
             "SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM local_orders WHERE draft_id = ?)",

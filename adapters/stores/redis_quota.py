@@ -31,15 +31,17 @@ from redis.retry import Retry
 
 from adapters.stores.redis_url import redis_client
 from bridge.upstream.quota import (
-    FIRST_CONTACT,
     FIRST_CONTACT_POLL_SECONDS,
     UNMETERED,
     Ledger,
     LocalQuota,
     QuotaNews,
+    Usage,
     blocked_for,
+    counted,
     learned,
     take_slot,
+    usage,
 )
 
 log = logging.getLogger("bik_bridge.ratelimit")
@@ -107,24 +109,43 @@ class RedisQuota:
         blocked = self._call(read)
         return self._fallback.blocked_for() if blocked is None else blocked
 
+    def usage(self) -> Optional[Usage]:
+        """The shared log's sends of the last window against the shared quota: every worker's and instance's."""
+        def read() -> Optional[Usage]:
+            with self._connection() as conn:
+                clock, state = _round_trip(conn, ("TIME",), ("HMGET", self._state_key, *FIELDS))
+                limit = _ledger(state, []).limit
+                if limit is None or limit == UNMETERED:
+                    return None
+                since_us = _us_of(clock) - _us(limit[1])
+                sent = _command(conn, "ZCOUNT", self._log_key, f"({since_us}", "+inf")
+            return usage(limit, int(sent))
+
+        if self._clock() < self._down_until:
+            return self._fallback.usage()
+        try:
+            return read()
+        except RedisError:
+            return self._fallback.usage()  # a scrape never marks Redis down for the requests
+
     # ------------------------------------------------------------------------------------ the transactions
 
     def _reserve(self) -> float:
         member = f"{self._member_prefix}:{next(self._member_count)}"
         for _ in range(MAX_CONFLICTS):
             with self._connection() as conn:
-                # The newest sends the rule may need: as many as the quota the state held at the last call.
-                newest = max(self._known[0], FIRST_CONTACT[0])
+                # The one send the rule looks at sits `counted(limit)` places from the newest, for the limit the
+                # state held at this process's last call; if the state now says another, read that place instead.
+                rank = -counted(_limit_of(self._known))
                 _, clock, state, sent, ttl = _round_trip(
                     conn, ("WATCH", self._state_key, self._log_key), ("TIME",),
-                    ("HMGET", self._state_key, *FIELDS), ("ZRANGE", self._log_key, -newest, -1, "WITHSCORES"),
+                    ("HMGET", self._state_key, *FIELDS), ("ZRANGE", self._log_key, rank, rank, "WITHSCORES"),
                     ("PTTL", self._state_key))
                 ledger = _ledger(state, sent)
                 self._known = _limit_fields(ledger)
-                if ledger.limit and ledger.limit[0] > newest and len(ledger.sent) == newest:
-                    # The quota grew since this process's last call: read as many sends as it now counts.
-                    ledger = _ledger(state, _command(conn, "ZRANGE", self._log_key, -ledger.limit[0], -1,
-                                                     "WITHSCORES"))
+                if -counted(ledger.limit) != rank:
+                    rank = -counted(ledger.limit)
+                    ledger = _ledger(state, _command(conn, "ZRANGE", self._log_key, rank, rank, "WITHSCORES"))
                 now_us = _us_of(clock)
                 slot = take_slot(ledger, now_us / 1_000_000)
                 if not slot.logged:
@@ -222,7 +243,7 @@ def _transaction(conn: Any, writes: list[tuple[Any, ...]]) -> bool:
 
 
 def _ledger(state: list[Any], sent: list[Any]) -> Ledger:
-    """The ledger in seconds from the hash's fields and the log's newest members with their scores."""
+    """The ledger in seconds from the hash's fields and the log's deciding member with its score (or none)."""
     quota, window_us, blocked_until_us = (int(value) if value is not None else None for value in state)
     if quota is None or quota < 0:
         limit = None
@@ -234,7 +255,15 @@ def _ledger(state: list[Any], sent: list[Any]) -> Ledger:
         scores = [float(score) for _, score in sent]
     else:  # RESP2: member, score, member, score ...
         scores = [float(score) for score in sent[1::2]]
-    return Ledger(limit, [score / 1_000_000 for score in scores], (blocked_until_us or 0) / 1_000_000)
+    deciding = scores[0] / 1_000_000 if scores and limit != UNMETERED else None
+    return Ledger(limit, deciding, (blocked_until_us or 0) / 1_000_000)
+
+
+def _limit_of(fields: tuple[int, int]) -> Optional[tuple[int, float]]:
+    """The limit a hash's `quota` and `window_us` stand for (the inverse of `_limit_fields`)."""
+    if fields == UNKNOWN:
+        return None
+    return UNMETERED if fields[0] == 0 else (fields[0], fields[1] / 1_000_000)
 
 
 def _limit_fields(ledger: Ledger) -> tuple[int, int]:

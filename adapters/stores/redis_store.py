@@ -5,6 +5,12 @@ Each record lives at `{namespace}:{key}` as a hash with the fields `state`, `fin
 Times are whole microseconds from the server's `TIME`, so instances on different hosts agree and
 lease comparisons are exact. Only the holder of the record's token may complete, mark or release it,
 and only while the record is in flight: a done or unknown record is never downgraded or deleted.
+
+Queued drafts (overflow placement) are records that carry `request` and `enqueued_at_us` (then `platform_order_id`
+once placed, or `reason` once refused). A sorted set `{<namespace>|queue}` indexes them by queue time, and
+`{<namespace>|queue}|refused` the refused ones; `{<namespace>|queue}|placer` is the placer's lease. Every script
+touches one key, so each runs on one slot of a cluster; the index is written before a record enters the queue and
+cleared after it leaves, so a crash in between leaves a stale entry (dropped when read), never a lost draft.
 """
 from __future__ import annotations
 
@@ -18,12 +24,16 @@ from redis.retry import Retry
 
 from adapters.stores.redis_url import is_cluster, redis_client
 from bridge.core.errors import StoreUnavailable
-from bridge.core.ports import Claim, ClaimOutcome, IdempotencyRecord, RecordState
+from bridge.core.ports import Claim, ClaimOutcome, IdempotencyRecord, QueueStats, RecordState
 
 T = TypeVar("T")
 
 SCAN_BATCH = 500
 HEALTH_CHECK_INTERVAL = 15
+QUEUE_BATCH = 200
+# An index entry whose record is in flight without a request may be a draft about to enter the queue; only once its
+# owner's lease is this far gone is it surely a leftover.
+STALE_ENTRY_SECONDS = 60
 
 # Every script that reads the clock starts with this: `now` in whole microseconds of the server's `TIME`, `us(n)`
 # to write one. Redis 7 replicates script effects by default; older servers need the call before `TIME` + writes.
@@ -45,7 +55,8 @@ if not state then
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   return {'new', redis.call('HGETALL', KEYS[1]), us(now)}
 end
-if state == 'done' then
+-- A queued draft was answered when it was accepted: every retry replays that answer.
+if state == 'done' or redis.call('HEXISTS', KEYS[1], 'request') == 1 then
   return {'done', redis.call('HGETALL', KEYS[1]), us(now)}
 end
 local lease_until = tonumber(redis.call('HGET', KEYS[1], 'lease_until_us'))
@@ -81,11 +92,93 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
-# KEYS[1] record; ARGV token
-RELEASE = _FENCE + """
+# KEYS[1] record; ARGV token. Bik was told a queued draft is ordered: it goes back to the queue, never away.
+RELEASE = SERVER_CLOCK + _FENCE + """
+if redis.call('HEXISTS', KEYS[1], 'request') == 1 then
+  redis.call('HSET', KEYS[1], 'state', 'queued', 'lease_until_us', us(now), 'updated_at_us', us(now))
+  return 1
+end
 redis.call('DEL', KEYS[1])
 return 1
 """
+
+# KEYS[1] record; ARGV token, request, order_id, response, enqueued_at_us, ttl_seconds
+ENQUEUE = SERVER_CLOCK + _FENCE + """
+redis.call('HSET', KEYS[1], 'state', 'queued', 'request', ARGV[2], 'order_id', ARGV[3], 'response', ARGV[4],
+  'enqueued_at_us', ARGV[5], 'lease_until_us', us(now), 'updated_at_us', us(now))
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+return 1
+"""
+
+# KEYS[1] the queue index; ARGV member. Scored by the server's clock, which it answers.
+INDEX = SERVER_CLOCK + """
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+return us(now)
+"""
+
+# KEYS[1] the queue index; ARGV member, score: removed only if nothing indexed it again since it was read.
+UNINDEX = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and string.format('%.0f', tonumber(score)) == ARGV[2] then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+# KEYS[1] record; ARGV token, lease_us, ttl_seconds
+CLAIM_QUEUED = SERVER_CLOCK + """
+if redis.call('HEXISTS', KEYS[1], 'request') == 0 then return {'none'} end
+local state = redis.call('HGET', KEYS[1], 'state')
+local lease_until = tonumber(redis.call('HGET', KEYS[1], 'lease_until_us'))
+local lapsed = state == 'in_flight' and lease_until and lease_until <= now
+if not (state == 'queued' or state == 'unknown' or lapsed) then return {'none'} end
+local previous = redis.call('HGETALL', KEYS[1])
+redis.call('HSETNX', KEYS[1], 'created_at_us', redis.call('HGET', KEYS[1], 'started_at_us'))
+redis.call('HSET', KEYS[1], 'state', 'in_flight', 'token', ARGV[1],
+  'started_at_us', us(now), 'lease_until_us', us(now + tonumber(ARGV[2])), 'updated_at_us', us(now))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+local outcome = 'takeover'
+if state == 'queued' then outcome = 'new' end
+return {outcome, redis.call('HGETALL', KEYS[1]), us(now), previous}
+"""
+
+# KEYS[1] record; ARGV token, state (done or refused), field (platform_order_id or reason), value, ttl_seconds
+SETTLE_QUEUED = SERVER_CLOCK + _FENCE + """
+if redis.call('HEXISTS', KEYS[1], 'request') == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], ARGV[3], ARGV[4], 'updated_at_us', us(now))
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+# KEYS[1] record; ARGV from_state, to_state, reason ('' to clear it), enqueued_at_us ('' to keep it), ttl_seconds
+MOVE_QUEUED = SERVER_CLOCK + """
+if redis.call('HEXISTS', KEYS[1], 'request') == 0 or redis.call('HGET', KEYS[1], 'state') ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'lease_until_us', us(now), 'updated_at_us', us(now))
+if ARGV[3] == '' then redis.call('HDEL', KEYS[1], 'reason') else redis.call('HSET', KEYS[1], 'reason', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'enqueued_at_us', ARGV[4]) end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+# KEYS[1] the placer lease; ARGV holder, lease_ms
+TAKE_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS[1] the placer lease; ARGV holder
+DROP_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
+def queue_keys(namespace: str) -> tuple[str, str, str]:
+    """The Redis keys of a namespace's overflow queue: its index, its refused drafts and its placer lease."""
+    tag = f"{{{namespace}|queue}}"
+    return tag, f"{tag}|refused", f"{tag}|placer"
 
 
 def load_scripts(client: redis.Redis, scripts: list) -> None:
@@ -146,6 +239,15 @@ class RedisIdempotencyStore:
         self._complete = client.register_script(COMPLETE)
         self._mark_unknown = client.register_script(MARK_UNKNOWN)
         self._release = client.register_script(RELEASE)
+        self._queue_key, self._refused_key, self._placer_key = queue_keys(namespace)
+        self._enqueue = client.register_script(ENQUEUE)
+        self._index = client.register_script(INDEX)
+        self._unindex = client.register_script(UNINDEX)
+        self._claim_queued = client.register_script(CLAIM_QUEUED)
+        self._settle_queued = client.register_script(SETTLE_QUEUED)
+        self._move_queued = client.register_script(MOVE_QUEUED)
+        self._take_lease = client.register_script(TAKE_LEASE)
+        self._drop_lease = client.register_script(DROP_LEASE)
 
     @classmethod
     def from_url(
@@ -213,12 +315,151 @@ class RedisIdempotencyStore:
     def unsettled(self, older_than: float) -> list[IdempotencyRecord]:
         return self._call(lambda: self._unsettled(older_than))
 
+    # overflow placement -------------------------------------------------------------------
+
+    def enqueue(self, key: str, token: str, request: bytes, order_id: str, response: bytes) -> bool:
+        def run() -> bool:
+            # Indexed first: a crash before the record changes leaves an entry `queued` drops, never a lost draft.
+            score = self._index(keys=[self._queue_key], args=[key])
+            args = [token, bytes(request), order_id, bytes(response), score, self._ttl]
+            return bool(self._enqueue(keys=[self.redis_key(key)], args=args))
+
+        return self._call(run)
+
+    def queued(self, limit: int) -> list[IdempotencyRecord]:
+        return self._call(lambda: self._scan_queue(limit, awaiting_only=True)[0])
+
+    def queue_stats(self) -> QueueStats:
+        def read() -> QueueStats:
+            head, now = self._scan_queue(1, awaiting_only=False)
+            depth = self._client.zcard(self._queue_key)
+            return QueueStats(depth, head[0].enqueued_at if head else None, now)
+
+        return self._call(read)
+
+    def claim_queued(self, key: str, lease_seconds: float) -> Claim | None:
+        token = secrets.token_hex(16)
+        lease_us = max(0, round(lease_seconds * 1_000_000))
+        reply = self._call(lambda: self._claim_queued(keys=[self.redis_key(key)], args=[token, lease_us, self._ttl]))
+        outcome = reply[0].decode()
+        if outcome == "none":
+            return None
+        return Claim(ClaimOutcome(outcome), self._record(key, reply[1]), token, previous=self._record(key, reply[3]),
+                     now=_seconds(reply[2]))
+
+    def complete_queued(self, key: str, token: str, platform_order_id: str) -> bool:
+        def run() -> bool:
+            args = [token, "done", "platform_order_id", platform_order_id, self._ttl]
+            if not self._settle_queued(keys=[self.redis_key(key)], args=args):
+                return False
+            self._client.zrem(self._queue_key, key)
+            return True
+
+        return self._call(run)
+
+    def refuse(self, key: str, token: str, reason: str) -> bool:
+        def run() -> bool:
+            args = [token, "refused", "reason", reason, self._ttl]
+            if not self._settle_queued(keys=[self.redis_key(key)], args=args):
+                return False
+            self._list_refused(key)
+            return True
+
+        return self._call(run)
+
+    def refused(self, limit: int) -> list[IdempotencyRecord]:
+        def read() -> list[IdempotencyRecord]:
+            keys = [name.decode() for name in self._client.zrange(self._refused_key, 0, max(0, int(limit) - 1))]
+            records = [(key, self._client.hgetall(self.redis_key(key))) for key in keys]
+            return [self._record(key, fields) for key, fields in records
+                    if fields.get(b"state") == b"refused" and b"request" in fields]
+
+        return self._call(read)
+
+    def requeue(self, key: str) -> bool:
+        def run() -> bool:
+            if self._client.hget(self.redis_key(key), "state") != b"refused":
+                return False  # asked before indexing, so a draft already waiting keeps its place
+            score = self._index(keys=[self._queue_key], args=[key])
+            moved = self._move_queued(keys=[self.redis_key(key)], args=["refused", "queued", "", score, self._ttl])
+            if moved:
+                self._client.zrem(self._refused_key, key)
+            return bool(moved)  # an entry indexed in vain is dropped when the queue is next read
+
+        return self._call(run)
+
+    def cancel_queued(self, key: str, reason: str) -> bool:
+        def run() -> bool:
+            if not self._move_queued(keys=[self.redis_key(key)], args=["queued", "refused", reason, "", self._ttl]):
+                return False
+            self._list_refused(key)
+            return True
+
+        return self._call(run)
+
+    def take_placer_lease(self, holder: str, seconds: float) -> bool:
+        ms = max(1, round(seconds * 1000))
+        return bool(self._call(lambda: self._take_lease(keys=[self._placer_key], args=[holder, ms])))
+
+    def drop_placer_lease(self, holder: str) -> None:
+        self._call(lambda: self._drop_lease(keys=[self._placer_key], args=[holder]))
+
+    def _list_refused(self, key: str) -> None:
+        """Move a draft from the queue's index to the refused drafts' (the record already says `refused`)."""
+        score = self._client.zscore(self._queue_key, key)
+        self._client.zadd(self._refused_key, {key: score if score is not None else 0})
+        self._client.zrem(self._queue_key, key)
+
+    def _scan_queue(self, limit: int, *, awaiting_only: bool) -> tuple[list[IdempotencyRecord], float]:
+        """Up to `limit` queued drafts oldest first (those a placer may take, or every unsettled one), and `now`.
+
+        Entries whose record has left the queue (placed, refused, expired) are dropped from the index on the way.
+        """
+        seconds, micros = self._client.time()
+        now = seconds + micros / 1_000_000
+        found: list[IdempotencyRecord] = []
+        start = 0
+        while len(found) < limit:
+            entries = self._client.zrange(self._queue_key, start, start + QUEUE_BATCH - 1, withscores=True)
+            if not entries:
+                break
+            start += len(entries)
+            pipe = self._client.pipeline(transaction=False)
+            for name, _ in entries:
+                pipe.hgetall(self.redis_key(name.decode()))
+            for (name, score), fields in zip(entries, pipe.execute(raise_on_error=False)):
+                key = name.decode()
+                verdict = self._queue_entry(key, fields, now)
+                if verdict is None:
+                    self._unindex(keys=[self._queue_key], args=[key, f"{score:.0f}"])
+                    start -= 1
+                    continue
+                record, takeable = verdict
+                if record is not None and (takeable or not awaiting_only):
+                    found.append(record)
+                    if len(found) >= limit:
+                        break
+        return found, now
+
+    def _queue_entry(self, key: str, fields, now: float) -> tuple[IdempotencyRecord | None, bool] | None:
+        """An index entry's record and whether a placer may take it; None when the entry is a leftover."""
+        if not isinstance(fields, dict) or b"state" not in fields:
+            return None  # placed and expired, or lost
+        record = self._record(key, fields)
+        if not record.queued:
+            # Perhaps a draft entering the queue right now (indexed first): a leftover once its owner is long gone.
+            leftover = record.state is not RecordState.IN_FLIGHT or record.lease_until + STALE_ENTRY_SECONDS < now
+            return None if leftover else (None, False)
+        if record.state in (RecordState.DONE, RecordState.REFUSED):
+            return None
+        return record, not (record.state is RecordState.IN_FLIGHT and record.lease_until > now)
+
     def ping(self) -> None:
         self._call(self._client.ping)
 
     def warm_up(self) -> None:
         self._call(lambda: load_scripts(self._client, [self._claim, self._complete, self._mark_unknown,
-                                                       self._release]))
+                                                       self._release, self._enqueue]))
 
     def durability_risks(self) -> list[str]:
         """How this Redis could lose records, read from `INFO` (empty when it keeps them, or will not say)."""
@@ -262,8 +503,8 @@ class RedisIdempotencyStore:
         stale = []
         # A key of another type under our prefix is not ours to judge; skip it rather than fail the sweep.
         for name, fields in zip(names, pipe.execute(raise_on_error=False)):
-            if not isinstance(fields, dict) or b"state" not in fields:
-                continue
+            if not isinstance(fields, dict) or b"state" not in fields or b"request" in fields:
+                continue  # a queued draft is the placer's to settle
             record = self._record(name.decode("utf-8", "replace")[len(self._prefix):], fields)
             if record.updated_at > now - older_than:
                 continue
@@ -278,6 +519,9 @@ class RedisIdempotencyStore:
         fields = raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2]))
         order_id = fields.get(b"order_id")
         created_at = fields.get(b"created_at_us")
+        enqueued_at = fields.get(b"enqueued_at_us")
+        platform_order_id = fields.get(b"platform_order_id")
+        reason = fields.get(b"reason")
         return IdempotencyRecord(
             key=key,
             state=RecordState(fields[b"state"].decode()),
@@ -289,6 +533,10 @@ class RedisIdempotencyStore:
             response=fields.get(b"response"),
             updated_at=_seconds(fields[b"updated_at_us"]),
             created_at=_seconds(created_at) if created_at is not None else 0.0,
+            request=fields.get(b"request"),
+            enqueued_at=_seconds(enqueued_at) if enqueued_at is not None else 0.0,
+            platform_order_id=platform_order_id.decode() if platform_order_id is not None else None,
+            reason=reason.decode() if reason is not None else None,
         )
 
     def _call(self, fn: Callable[[], T]) -> T:

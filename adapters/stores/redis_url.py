@@ -1,4 +1,4 @@
-"""A Redis client from a URL: everything redis-py's `from_url` reads, plus Redis Sentinel.
+"""A Redis client from a URL: everything redis-py's `from_url` reads, plus Redis Sentinel and Redis Cluster.
 
     redis://[[user]:password@]host[:port][/db]            one server (or a managed primary endpoint)
     rediss://...                                          the same over TLS
@@ -16,7 +16,7 @@ command to the primary of its key's slot; every script of the stores names keys 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -33,9 +33,13 @@ def redis_client(url: str, **options: Any) -> redis.Redis | RedisCluster:
     parts = urlsplit(url)
     if parts.scheme in CLUSTER_SCHEMES:
         return _cluster_client(parts, options)
-    if parts.scheme not in SENTINEL_SCHEMES:
-        return redis.Redis.from_url(url, **options)
-    hosts = [_host_port(item) for item in parts.netloc.rpartition("@")[2].split(",") if item]
+    if parts.scheme in SENTINEL_SCHEMES:
+        return _sentinel_client(parts, options)
+    return redis.Redis.from_url(url, **options)
+
+
+def _sentinel_client(parts: SplitResult, options: dict) -> redis.Redis:
+    hosts = _addresses(parts, SENTINEL_PORT)
     path = [unquote(p) for p in parts.path.split("/") if p]
     if not hosts or not path:
         raise ValueError("a Sentinel URL needs redis+sentinel://host[:port][,host[:port]...]/service[/db]")
@@ -45,30 +49,34 @@ def redis_client(url: str, **options: Any) -> redis.Redis | RedisCluster:
     sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
     if "sentinel_password" in query:
         sentinel_options["password"] = query["sentinel_password"][0]
-    primary = dict(options, db=int(path[1]) if len(path) == 2 else 0)
-    if parts.username:
-        primary["username"] = unquote(parts.username)
-    if parts.password:
-        primary["password"] = unquote(parts.password)
+    primary = dict(options, db=int(path[1]) if len(path) == 2 else 0, **_credentials(parts))
     if SENTINEL_SCHEMES[parts.scheme]:
         primary["connection_class"] = SentinelManagedSSLConnection
     sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_options)
     return sentinel.master_for(path[0], **primary)
 
 
-def _cluster_client(parts, options: dict) -> RedisCluster:
-    nodes = [ClusterNode(*_host_port(item, REDIS_PORT)) for item in parts.netloc.rpartition("@")[2].split(",") if item]
+def _cluster_client(parts: SplitResult, options: dict) -> RedisCluster:
+    nodes = [ClusterNode(host, port) for host, port in _addresses(parts, REDIS_PORT)]
     if not nodes or parts.path.strip("/"):
-        raise ValueError("a Cluster URL is redis+cluster://host[:port][,host[:port]...] (a cluster has database 0 only)")
-    cluster = dict(options)
+        raise ValueError("a Cluster URL is redis+cluster://host[:port][,host[:port]...] "
+                         "(a cluster has database 0 only)")
+    cluster = dict(options, **_credentials(parts))
     cluster.pop("health_check_interval", None)  # per-node connections of a cluster check themselves
-    if parts.username:
-        cluster["username"] = unquote(parts.username)
-    if parts.password:
-        cluster["password"] = unquote(parts.password)
     if CLUSTER_SCHEMES[parts.scheme]:
         cluster["ssl"] = True
     return RedisCluster(startup_nodes=nodes, **cluster)
+
+
+def _credentials(parts: SplitResult) -> dict[str, str]:
+    """The URL's user name and password: the data nodes' (a sentinel's own password is `sentinel_password`)."""
+    given = {"username": parts.username, "password": parts.password}
+    return {name: unquote(value) for name, value in given.items() if value}
+
+
+def _addresses(parts: SplitResult, default_port: int) -> list[tuple[str, int]]:
+    """The comma-separated host[:port] list after the URL's credentials."""
+    return [_host_port(item, default_port) for item in parts.netloc.rpartition("@")[2].split(",") if item]
 
 
 def is_cluster(client: Any) -> bool:
@@ -76,7 +84,7 @@ def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
 
-def _host_port(item: str, default_port: int = SENTINEL_PORT) -> tuple[str, int]:
+def _host_port(item: str, default_port: int) -> tuple[str, int]:
     if item.startswith("["):  # [ipv6]:port
         host, _, rest = item[1:].partition("]")
         port = rest.lstrip(":")

@@ -1,11 +1,13 @@
 """The idempotency store in one SQLite file, shared safely by the worker processes of one host.
 
 Every decision runs in a `BEGIN IMMEDIATE` transaction, so atomicity holds across threads and
-processes alike; WAL lets readers proceed while one writer decides. Each thread opens its own
+processes alike; WAL lets readers proceed while one writer decides. Each OS thread opens its own
 connection on first use. A path of ":memory:" gives every thread a separate empty database, so it
 only suits single-threaded use. Rows past `expires_at` count as absent and are purged on claim.
 Only the holder of the record's token may complete, mark or release it, and only while the record
-is in flight: a done or unknown record is never downgraded or deleted.
+is in flight: a done or unknown record is never downgraded or deleted. Queued drafts (overflow
+placement) are rows that carry their `request`; an index on state and queue time finds them oldest first,
+and one row per namespace in `placer_leases` says which process places them.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from typing import Callable, TypeVar
 
 from adapters.sqlite import os_thread_local
 from bridge.core.errors import StoreUnavailable
-from bridge.core.ports import Claim, ClaimOutcome, IdempotencyRecord, RecordState
+from bridge.core.ports import Claim, ClaimOutcome, IdempotencyRecord, QueueStats, RecordState
 
 T = TypeVar("T")
 
@@ -40,20 +42,37 @@ SCHEMA = (
         updated_at  REAL NOT NULL,
         expires_at  REAL NOT NULL,
         created_at  REAL,
+        request     BLOB,
+        enqueued_at REAL,
+        platform_order_id TEXT,
+        reason      TEXT,
         PRIMARY KEY (namespace, key)
     )""",
     "CREATE INDEX IF NOT EXISTS idempotency_records_expiry ON idempotency_records (namespace, expires_at)",
     "CREATE INDEX IF NOT EXISTS idempotency_records_state ON idempotency_records (namespace, state, updated_at)",
+    """CREATE TABLE IF NOT EXISTS placer_leases (
+        namespace   TEXT NOT NULL PRIMARY KEY,
+        holder      TEXT NOT NULL,
+        lease_until REAL NOT NULL
+    )""",
 )
+# Columns added since the first schema: a file made before them gets them on first use (`_add_columns`).
+ADDED_COLUMNS = (("created_at", "REAL"), ("request", "BLOB"), ("enqueued_at", "REAL"), ("platform_order_id", "TEXT"),
+                 ("reason", "TEXT"))
+QUEUE_INDEX = ("CREATE INDEX IF NOT EXISTS idempotency_records_queue ON idempotency_records"
+               " (namespace, state, enqueued_at)")
 
-COLUMNS = "key, state, fingerprint, token, started_at, lease_until, order_id, response, updated_at, created_at"
+COLUMNS = ("key, state, fingerprint, token, started_at, lease_until, order_id, response, updated_at, created_at,"
+           " request, enqueued_at, platform_order_id, reason")
 
 # The fence shared by the owner's writes: the live record is in flight and still carries our token.
 FENCE = "namespace = ? AND key = ? AND state = 'in_flight' AND token = ? AND expires_at > ?"
+# Queued drafts not placed or refused yet; the placer takes those whose lease, if any, has lapsed.
+UNSETTLED_QUEUED = "request IS NOT NULL AND state IN ('queued', 'unknown', 'in_flight')"
 
 
 def _record(row: sqlite3.Row) -> IdempotencyRecord:
-    response = row["response"]
+    response, request = row["response"], row["request"]
     return IdempotencyRecord(
         key=row["key"],
         state=RecordState(row["state"]),
@@ -65,19 +84,25 @@ def _record(row: sqlite3.Row) -> IdempotencyRecord:
         response=bytes(response) if response is not None else None,
         updated_at=row["updated_at"],
         created_at=row["created_at"] or 0.0,
+        request=bytes(request) if request is not None else None,
+        enqueued_at=row["enqueued_at"] or 0.0,
+        platform_order_id=row["platform_order_id"],
+        reason=row["reason"],
     )
 
 
-def _add_created_at(conn: sqlite3.Connection) -> None:
-    """Give a file made before `created_at` existed that column; its old rows read it as the owner's start."""
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Give a file made by an older version the columns added since; its old rows read them as empty."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(idempotency_records)")}
-    if "created_at" in columns:
-        return
-    try:
-        conn.execute("ALTER TABLE idempotency_records ADD COLUMN created_at REAL")
-    except sqlite3.OperationalError as exc:
-        if "duplicate column" not in str(exc):  # another process added it a moment ago
-            raise
+    for name, kind in ADDED_COLUMNS:
+        if name in columns:
+            continue
+        try:
+            conn.execute(f"ALTER TABLE idempotency_records ADD COLUMN {name} {kind}")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):  # another process added it a moment ago
+                raise
+    conn.execute(QUEUE_INDEX)
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:
@@ -152,7 +177,8 @@ class SqliteIdempotencyStore:
                 )
                 return Claim(ClaimOutcome.NEW, record, token, now=now)
             previous = _record(row)
-            if previous.state is RecordState.DONE:
+            if previous.state is RecordState.DONE or previous.queued:
+                # A queued draft was answered when it was accepted: every retry replays that answer.
                 return Claim(ClaimOutcome.DONE, previous, now=now)
             if previous.state is RecordState.IN_FLIGHT and previous.lease_until > now:
                 return Claim(ClaimOutcome.BUSY, previous, now=now)
@@ -197,9 +223,14 @@ class SqliteIdempotencyStore:
 
     def release(self, key: str, token: str) -> bool:
         def apply(conn: sqlite3.Connection) -> bool:
+            now = self._clock()
+            # Bik was told a queued draft is ordered: it goes back to the queue, never away.
             cursor = conn.execute(
-                f"DELETE FROM idempotency_records WHERE {FENCE}", (self._namespace, key, token, self._clock())
-            )
+                f"UPDATE idempotency_records SET state = 'queued', lease_until = ?, updated_at = ? WHERE {FENCE}"
+                " AND request IS NOT NULL", (now, now, self._namespace, key, token, now))
+            if cursor.rowcount == 1:
+                return True
+            cursor = conn.execute(f"DELETE FROM idempotency_records WHERE {FENCE}", (self._namespace, key, token, now))
             return cursor.rowcount == 1
 
         return self._write(apply)
@@ -220,12 +251,147 @@ class SqliteIdempotencyStore:
             rows = self._conn().execute(
                 f"SELECT {COLUMNS} FROM idempotency_records WHERE namespace = ? AND expires_at > ?"
                 " AND updated_at <= ? AND (state = 'unknown' OR (state = 'in_flight' AND lease_until <= ?))"
-                " ORDER BY updated_at",
+                " AND request IS NULL ORDER BY updated_at",
                 (self._namespace, now, now - older_than, now),
             ).fetchall()
             return [_record(row) for row in rows]
 
         return self._call(read)
+
+    # overflow placement -------------------------------------------------------------------
+
+    def enqueue(self, key: str, token: str, request: bytes, order_id: str, response: bytes) -> bool:
+        def apply(conn: sqlite3.Connection) -> bool:
+            now = self._clock()
+            cursor = conn.execute(
+                "UPDATE idempotency_records SET state = 'queued', request = ?, order_id = ?, response = ?,"
+                f" enqueued_at = ?, lease_until = ?, updated_at = ?, expires_at = ? WHERE {FENCE}",
+                (bytes(request), order_id, bytes(response), now, now, now, now + self._ttl, self._namespace, key,
+                 token, now),
+            )
+            return cursor.rowcount == 1
+
+        return self._write(apply)
+
+    def queued(self, limit: int) -> list[IdempotencyRecord]:
+        def read() -> list[IdempotencyRecord]:
+            now = self._clock()
+            rows = self._conn().execute(
+                f"SELECT {COLUMNS} FROM idempotency_records WHERE namespace = ? AND expires_at > ?"
+                f" AND {UNSETTLED_QUEUED} AND NOT (state = 'in_flight' AND lease_until > ?)"
+                " ORDER BY enqueued_at, key LIMIT ?",
+                (self._namespace, now, now, int(limit)),
+            ).fetchall()
+            return [_record(row) for row in rows]
+
+        return self._call(read)
+
+    def queue_stats(self) -> QueueStats:
+        def read() -> QueueStats:
+            now = self._clock()
+            depth, oldest = self._conn().execute(
+                "SELECT COUNT(*), MIN(enqueued_at) FROM idempotency_records WHERE namespace = ? AND expires_at > ?"
+                f" AND {UNSETTLED_QUEUED}", (self._namespace, now),
+            ).fetchone()
+            return QueueStats(depth, oldest, now)
+
+        return self._call(read)
+
+    def claim_queued(self, key: str, lease_seconds: float) -> Claim | None:
+        def decide(conn: sqlite3.Connection) -> Claim | None:
+            now = self._clock()
+            select = f"SELECT {COLUMNS}, expires_at FROM idempotency_records WHERE namespace = ? AND key = ?"
+            row = conn.execute(select, (self._namespace, key)).fetchone()
+            if row is None or row["expires_at"] <= now:
+                return None
+            previous = _record(row)
+            lapsed = previous.state is RecordState.IN_FLIGHT and previous.lease_until <= now
+            if not previous.queued or not (previous.state in (RecordState.QUEUED, RecordState.UNKNOWN) or lapsed):
+                return None
+            token = secrets.token_hex(16)
+            conn.execute(
+                "UPDATE idempotency_records SET state = 'in_flight', token = ?, started_at = ?, lease_until = ?,"
+                " updated_at = ?, expires_at = ?, created_at = ? WHERE namespace = ? AND key = ?",
+                (token, now, now + max(0.0, lease_seconds), now, now + self._ttl, previous.first_started_at,
+                 self._namespace, key),
+            )
+            record = _record(conn.execute(select, (self._namespace, key)).fetchone())
+            outcome = ClaimOutcome.NEW if previous.state is RecordState.QUEUED else ClaimOutcome.TAKEOVER
+            return Claim(outcome, record, token, previous=previous, now=now)
+
+        return self._write(decide)
+
+    def complete_queued(self, key: str, token: str, platform_order_id: str) -> bool:
+        return self._settle_queued(key, token, "done", platform_order_id=platform_order_id)
+
+    def refuse(self, key: str, token: str, reason: str) -> bool:
+        return self._settle_queued(key, token, "refused", reason=reason)
+
+    def _settle_queued(self, key: str, token: str, state: str, *, platform_order_id: str | None = None,
+                       reason: str | None = None) -> bool:
+        def apply(conn: sqlite3.Connection) -> bool:
+            now = self._clock()
+            cursor = conn.execute(
+                "UPDATE idempotency_records SET state = ?, platform_order_id = ?, reason = ?, updated_at = ?,"
+                f" expires_at = ? WHERE {FENCE} AND request IS NOT NULL",
+                (state, platform_order_id, reason, now, now + self._ttl, self._namespace, key, token, now),
+            )
+            return cursor.rowcount == 1
+
+        return self._write(apply)
+
+    def refused(self, limit: int) -> list[IdempotencyRecord]:
+        def read() -> list[IdempotencyRecord]:
+            rows = self._conn().execute(
+                f"SELECT {COLUMNS} FROM idempotency_records WHERE namespace = ? AND expires_at > ?"
+                " AND request IS NOT NULL AND state = 'refused' ORDER BY enqueued_at, key LIMIT ?",
+                (self._namespace, self._clock(), int(limit)),
+            ).fetchall()
+            return [_record(row) for row in rows]
+
+        return self._call(read)
+
+    def requeue(self, key: str) -> bool:
+        def apply(conn: sqlite3.Connection) -> bool:
+            now = self._clock()
+            cursor = conn.execute(
+                "UPDATE idempotency_records SET state = 'queued', reason = NULL, enqueued_at = ?, lease_until = ?,"
+                " updated_at = ?, expires_at = ? WHERE namespace = ? AND key = ? AND expires_at > ?"
+                " AND request IS NOT NULL AND state = 'refused'",
+                (now, now, now, now + self._ttl, self._namespace, key, now),
+            )
+            return cursor.rowcount == 1
+
+        return self._write(apply)
+
+    def cancel_queued(self, key: str, reason: str) -> bool:
+        def apply(conn: sqlite3.Connection) -> bool:
+            now = self._clock()
+            cursor = conn.execute(
+                "UPDATE idempotency_records SET state = 'refused', reason = ?, updated_at = ?, expires_at = ?"
+                " WHERE namespace = ? AND key = ? AND expires_at > ? AND request IS NOT NULL AND state = 'queued'",
+                (reason, now, now + self._ttl, self._namespace, key, now),
+            )
+            return cursor.rowcount == 1
+
+        return self._write(apply)
+
+    def take_placer_lease(self, holder: str, seconds: float) -> bool:
+        def apply(conn: sqlite3.Connection) -> bool:
+            now = self._clock()
+            row = conn.execute("SELECT holder, lease_until FROM placer_leases WHERE namespace = ?",
+                               (self._namespace,)).fetchone()
+            if row is not None and row["holder"] != holder and row["lease_until"] > now:
+                return False
+            conn.execute("INSERT OR REPLACE INTO placer_leases (namespace, holder, lease_until) VALUES (?, ?, ?)",
+                         (self._namespace, holder, now + seconds))
+            return True
+
+        return self._write(apply)
+
+    def drop_placer_lease(self, holder: str) -> None:
+        self._write(lambda conn: conn.execute("DELETE FROM placer_leases WHERE namespace = ? AND holder = ?",
+                                              (self._namespace, holder)))
 
     def ping(self) -> None:
         self._call(lambda: self._conn().execute("SELECT 1 FROM idempotency_records LIMIT 1").fetchall())
@@ -288,7 +454,7 @@ class SqliteIdempotencyStore:
             conn.execute("PRAGMA synchronous = FULL")
             for statement in SCHEMA:
                 conn.execute(statement)
-            _add_created_at(conn)
+            _add_columns(conn)
         except BaseException:
             conn.close()
             raise

@@ -35,8 +35,9 @@
 `UpstreamAmbiguous` is a 504, not a 502: the platform's answer is not known yet, and time and a lookup (Bik's
 retry) settle it, not a fix; the service answers every unconfirmed create with it, whatever the platform said.
 
-`bridge.upstream.client` translates `requests` exceptions and platform status codes into this tree once;
-adapters add only what a platform's body tells; the app renders every error from these class attributes.
+`bridge.upstream.client` translates `requests` exceptions and platform status codes into this tree, all but the
+refusals only a platform's body explains, which its adapter translates with what that body and the answers'
+shapes tell; the app renders every error from these class attributes.
 """
 from __future__ import annotations
 

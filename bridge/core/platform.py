@@ -46,7 +46,7 @@ class Http:
 
 @dataclass(frozen=True)
 class AdapterParts:
-    """What the composition root built for one platform's adapter; the adapter builds nothing itself."""
+    """What the composition root built for one platform's adapter: no adapter opens a session or pool of its own."""
 
     settings: Any  # the platform's validated config section
     presentation: "Presentation"

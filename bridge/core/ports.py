@@ -72,6 +72,9 @@ class RecordState(str, enum.Enum):
     IN_FLIGHT = "in_flight"  # an owner holds the lease and may be creating the order right now
     UNKNOWN = "unknown"  # a create may have reached the platform: look the draft up before any new create
     DONE = "done"  # the order exists; `response` is replayed byte for byte
+    # Overflow placement (records that carry `request`): in_flight, unknown and done keep their meanings, plus:
+    QUEUED = "queued"  # accepted and answered with the bridge's own id; nothing sent yet, the placer will place it
+    REFUSED = "refused"  # the platform refused the queued order (or the merchant cancelled it): `reason` says why
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,17 @@ class IdempotencyRecord:
     response: bytes | None = None
     updated_at: float = 0.0
     created_at: float = 0.0  # unix seconds the first owner started: no create for this draft is older
+    # Overflow placement only: the validated placeOrder to place later, when it was queued, the platform's order id
+    # once placed (`order_id` stays the bridge's id Bik was given), and why the platform refused it.
+    request: bytes | None = None
+    enqueued_at: float = 0.0
+    platform_order_id: str | None = None
+    reason: str | None = None
+
+    @property
+    def queued(self) -> bool:
+        """Whether this draft was accepted into the overflow queue: its answer is the bridge's, whatever its state."""
+        return self.request is not None
 
     @property
     def first_started_at(self) -> float:
@@ -99,7 +113,7 @@ class ClaimOutcome(str, enum.Enum):
     NEW = "new"  # no record: the caller owns a fresh claim and may create
     TAKEOVER = "takeover"  # stale in-flight or unknown record: the caller owns it, but must look up first
     BUSY = "busy"  # another owner holds a live lease
-    DONE = "done"  # completed: replay `record.response`
+    DONE = "done"  # completed, or accepted into the overflow queue: replay `record.response`
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,20 @@ class Claim:
     token: str | None = None  # set when the caller owns the record (NEW, TAKEOVER)
     previous: IdempotencyRecord | None = None  # for TAKEOVER: the record as it was before
     now: float = 0.0  # the store's clock at the claim: the only clock a record's times are compared with
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """The overflow queue at one moment, by the store's clock."""
+
+    depth: int  # queued drafts not yet placed or refused
+    oldest_enqueued_at: float | None  # when the oldest of them was queued; None when there are none
+    now: float
+
+    @property
+    def oldest_age(self) -> float:
+        """Seconds the oldest unplaced draft has waited; 0 when none waits."""
+        return max(0.0, self.now - self.oldest_enqueued_at) if self.oldest_enqueued_at is not None else 0.0
 
 
 class IdempotencyStore(Protocol):
@@ -124,13 +152,48 @@ class IdempotencyStore(Protocol):
         """Keep the record but drop the lease: a create may have landed and must be looked up."""
 
     def release(self, key: str, token: str) -> bool:
-        """Delete the record: nothing reached the platform, a retry may run afresh."""
+        """Nothing reached the platform: delete the record, or put a queued draft back in the queue."""
 
     def get(self, key: str) -> IdempotencyRecord | None:
         """The record for `key`, or None."""
 
     def unsettled(self, older_than: float) -> list[IdempotencyRecord]:
-        """Records in flight or unknown whose last update is at least `older_than` seconds old by the store's clock."""
+        """Unknown records, and in-flight ones past their lease, untouched for `older_than` s by the store's clock."""
+
+    # overflow placement ---------------------------------------------------------------------
+
+    def enqueue(self, key: str, token: str, request: bytes, order_id: str, response: bytes) -> bool:
+        """Turn the owner's in-flight claim into a queued draft answered with `response`; False without the token."""
+
+    def queued(self, limit: int) -> list[IdempotencyRecord]:
+        """Queued drafts awaiting placement, oldest first: queued, unknown, and in flight past their lease."""
+
+    def queue_stats(self) -> QueueStats:
+        """How many queued drafts are not settled yet, and when the oldest of them was queued."""
+
+    def claim_queued(self, key: str, lease_seconds: float) -> Claim | None:
+        """Own a queued draft to place it: NEW from `queued`, TAKEOVER from unknown or a lapsed lease; else None."""
+
+    def complete_queued(self, key: str, token: str, platform_order_id: str) -> bool:
+        """Mark a queued draft placed as `platform_order_id`, keeping the answer Bik was given; fenced by `token`."""
+
+    def refuse(self, key: str, token: str, reason: str) -> bool:
+        """Mark a queued draft refused by the platform, with its reason; fenced by `token`."""
+
+    def refused(self, limit: int) -> list[IdempotencyRecord]:
+        """Refused (or cancelled) queued drafts, oldest first."""
+
+    def requeue(self, key: str) -> bool:
+        """Put a refused draft back in the queue (the merchant fixed the cause); False unless it was refused."""
+
+    def cancel_queued(self, key: str, reason: str) -> bool:
+        """Refuse a draft still waiting in the queue (state `queued`, nothing sent); False otherwise."""
+
+    def take_placer_lease(self, holder: str, seconds: float) -> bool:
+        """Take, or renew, the one lease that lets `holder` run the placer for this namespace."""
+
+    def drop_placer_lease(self, holder: str) -> None:
+        """Give the placer lease up if `holder` has it."""
 
     def ping(self) -> None:
         """Raise `StoreUnavailable` unless the store answers."""

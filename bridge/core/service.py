@@ -21,11 +21,14 @@ from bridge.core.errors import (
     InFlight,
     LookupInconclusive,
     PayloadMismatch,
+    RateLimited,
     StoreUnavailable,
     UpstreamAmbiguous,
+    UpstreamUnreachable,
 )
-from bridge.core.freshness import FreshnessCache
+from bridge.core.freshness import FreshAnswers, FreshnessCache
 from bridge.core.models import BikOrder, PlaceOrderRequest
+from bridge.core.overflow import draft_of, placed_answer, queued_answer, refused_answer
 from bridge.core.ports import (
     Claim,
     ClaimOutcome,
@@ -34,12 +37,16 @@ from bridge.core.ports import (
     Lookup,
     LookupResult,
     PlatformAdapter,
+    RecordState,
 )
+from bridge.core.presentation import Presentation
 
 log = logging.getLogger("bik_bridge.service")
 ROUTINE_DECISIONS = frozenset({"created", "replayed"})
 # How long Bik is asked to wait after a lookup that proved nothing: the store's search may settle, or reconcile runs.
 INCONCLUSIVE_RETRY_AFTER = 30
+# What a fresh draft may meet that proves the platform did not receive it: under overflow placement it is queued.
+QUEUEABLE = (RateLimited, UpstreamUnreachable)
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,10 @@ class ServiceSettings:
     # Look the draft up even when no record exists: a record can be lost (evicted, a Redis restarted without
     # persistence, a SQLite file on an ephemeral disk), and only the platform still knows the order.
     lookup_before_create: bool = True
+    # overflow: a fresh draft the platform surely did not receive (quota, unreachable) is queued and answered now.
+    placement: str = "direct"
+    max_queued: int = 1000
+    max_queue_age_seconds: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -62,7 +73,7 @@ class PlaceResult:
 
     body: bytes
     order_id: str
-    outcome: str  # created | replayed | recovered
+    outcome: str  # created | replayed | recovered | queued
 
 
 class OrderService:
@@ -77,6 +88,8 @@ class OrderService:
         sleep: Callable[[float], None] = time.sleep,
         deadline: Optional[Callable[[], Deadline]] = None,
         on_decision: Optional[Callable[[str], None]] = None,
+        presentation: Optional[Presentation] = None,
+        fresh: Optional[FreshAnswers] = None,
     ):
         self.adapter = adapter
         self.store = store
@@ -84,9 +97,11 @@ class OrderService:
         self._sleep = sleep
         self._deadline = deadline or (lambda: Deadline(settings.upstream_budget_seconds))
         self._on_decision = on_decision  # metrics
-        # Repeated status checks within a few seconds are answered without the platform (off by default).
+        self._presentation = presentation or Presentation()  # names the answer to a queued draft
+        # Repeated status checks within a few seconds are answered without the platform (off by default); the
+        # composition root may hand in a cache every worker shares, else this process keeps its own.
         seconds = settings.get_order_cache_seconds
-        self._fresh = FreshnessCache(seconds) if seconds > 0 else None
+        self._fresh = fresh if fresh is not None else FreshnessCache(seconds) if seconds > 0 else None
 
     # placeOrder ---------------------------------------------------------------------------
 
@@ -131,12 +146,14 @@ class OrderService:
         raise InFlight(f"order {key} is being placed; retry shortly", retry_after=retry_after)
 
     def _create_new(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline) -> PlaceResult:
-        """A fresh claim: the record may be new only because an older one was lost, so look the draft up first."""
+        """A fresh claim: a record can be new because one was lost, so the draft is looked up (unless that is off)."""
         key, token = request.draftOrderId, claim.token
         if not self.settings.lookup_before_create:
             return self._create(request, claim, deadline)
         try:
             lookup = self.adapter.find_by_draft(key, request, deadline, self._search_from(key, None, claim.now))
+        except QUEUEABLE as exc:
+            return self._queue_or_release(request, token, exc)
         except BaseException:
             # A read sends no order: the claim goes, so Bik's retry runs afresh.
             self._release(key, token)
@@ -147,9 +164,9 @@ class OrderService:
             # This claim knows no more than the lookup did: dropping it keeps the next retry's search as wide.
             self._release(key, token)
             raise self._inconclusive(key, lookup)
-        return self._create(request, claim, deadline)
+        return self._create(request, claim, deadline, fresh=True)
 
-    def _create(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline) -> PlaceResult:
+    def _create(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline, fresh: bool = False) -> PlaceResult:
         key, token = request.draftOrderId, claim.token
         # Written before the create leaves, so the log shows it even if this process dies before the answer.
         log.info("sending the create", extra={"draftOrderId": key})
@@ -158,6 +175,8 @@ class OrderService:
         except BridgeError as exc:
             if exc.maybe_applied:
                 return self._settle_ambiguous(request, claim, deadline)
+            if fresh and isinstance(exc, QUEUEABLE):
+                return self._queue_or_release(request, token, exc)
             # Surely not applied (never sent, or refused before or by the platform): a retry may create.
             self._release(key, token)
             raise
@@ -223,6 +242,36 @@ class OrderService:
         self._decide(key, "absent_after_lookup")
         return self._create(request, claim, deadline)
 
+    def _queue_or_release(self, request: PlaceOrderRequest, token: str, error: BridgeError) -> PlaceResult:
+        """A fresh draft the platform surely did not receive: queued under overflow placement, else released."""
+        if self.settings.placement == "overflow":
+            queued = self._enqueue(request, token)
+            if queued is not None:
+                return queued
+        self._release(request.draftOrderId, token)
+        raise error
+
+    def _enqueue(self, request: PlaceOrderRequest, token: str) -> Optional[PlaceResult]:
+        """Keep the draft for the placer and answer it now, unless the queue is full or too old to promise more."""
+        key = request.draftOrderId
+        try:
+            stats = self.store.queue_stats()
+            if stats.depth >= self.settings.max_queued or stats.oldest_age >= self.settings.max_queue_age_seconds:
+                self._decide(key, "queue_full")
+                log.warning("overflow queue full; answering 503", extra={
+                    "draftOrderId": key, "depth": stats.depth, "oldest_age_seconds": round(stats.oldest_age, 1)})
+                return None
+            order = queued_answer(request, self._presentation)
+            body = order.to_json_bytes()
+            if not self.store.enqueue(key, token, request.model_dump_json().encode(), order.id, body):
+                log.warning("record was taken over before it could be queued", extra={"draftOrderId": key})
+                return None
+        except StoreUnavailable:
+            log.error("could not queue a draft; answering 503", extra={"draftOrderId": key})
+            return None
+        self._decide(key, "queued", order.id)
+        return PlaceResult(body, order.id, "queued")
+
     @staticmethod
     def _search_from(key: str, record: Optional[IdempotencyRecord], now: float) -> Optional[float]:
         """The earliest unix time an order for this draft could have been made, less the clocks' margin.
@@ -286,7 +335,11 @@ class OrderService:
     # getOrder -----------------------------------------------------------------------------
 
     def get_order(self, order_id: str) -> bytes:
-        """The order's current state, read from the platform (never from the idempotency record)."""
+        """The order's current state, read from the platform (a queued draft's, from its record until placed)."""
+        if draft_of(order_id) is not None:
+            queued = self._get_queued(order_id)
+            if queued is not None:
+                return queued
         if self._fresh is not None:
             cached = self._fresh.get(order_id)
             if cached is not None:
@@ -295,6 +348,17 @@ class OrderService:
         if self._fresh is not None:
             self._fresh.put(order_id, body)
         return body
+
+    def _get_queued(self, order_id: str) -> Optional[bytes]:
+        """A queued draft under its bridge id: as answered while waiting, then the platform's order, or CANCELLED."""
+        record = self.store.get(draft_of(order_id))
+        if record is None or not record.queued or record.order_id != order_id:
+            return None
+        if record.state is RecordState.DONE and record.platform_order_id:
+            return placed_answer(self.adapter.get(record.platform_order_id, self._deadline()), order_id)
+        if record.state is RecordState.REFUSED:
+            return refused_answer(record.response, record.reason or "refused by the store")
+        return record.response
 
     # operations ---------------------------------------------------------------------------
 

@@ -124,8 +124,8 @@ def _metrics(security_schemes: dict, with_token: bool) -> dict:
 
 def build_openapi(config: Config) -> dict:
     """The OpenAPI document for one config: paths under server.base_path, the auth each endpoint expects."""
-    # One call for all three models so a model read in one mode and written in the other
-    # (BikOrderItem: money as number or string in, number out) gets two distinct components.
+    # One call for all three models, so their components share one namespace and a model read in one mode and
+    # written in the other would get two distinct names (requests use the *In models, answers BikOrder's own).
     refs, definitions = models_json_schema(
         [(PlaceOrderRequest, "validation"), (GetOrderRequest, "validation"), (BikOrder, "serialization")],
         ref_template=_SCHEMAS,
@@ -152,7 +152,7 @@ def build_openapi(config: Config) -> dict:
 
     for prefix in dict.fromkeys(["", base]):
         paths[f"{prefix}/healthz"] = _probe("Liveness: the process serves HTTP.")
-        paths[f"{prefix}/readyz"] = _probe("Readiness: the idempotency store and the platform answer.", ready=True)
+        paths[f"{prefix}/readyz"] = _probe("Readiness: the idempotency store answers.", ready=True)
         if config.metrics.enabled:
             paths[f"{prefix}/metrics"] = _metrics(security_schemes, bool(config.metrics.token))
     paths["/openapi.json"] = {"get": {"summary": "This document.", "security": [], "responses": {

@@ -90,6 +90,8 @@ class BridgeServer(BaseApplication):
         self.metrics_dir = metrics_dir
         self.owns_metrics_dir = owns_metrics_dir
         self.first_worker = False
+        self.placer = None  # this worker's overflow placer, when `placement: overflow`
+        self.worker = None
         super().__init__()
 
     def load_config(self) -> None:
@@ -102,6 +104,7 @@ class BridgeServer(BaseApplication):
         self.cfg.set("post_fork", self._post_fork)
         self.cfg.set("child_exit", self._child_exit)
         self.cfg.set("on_exit", self._on_exit)
+        self.cfg.set("worker_exit", self._worker_exit)
 
     def _post_fork(self, server, worker) -> None:
         configure_logging(self.config_model.logging.format, self.config_model.logging.level)
@@ -109,6 +112,7 @@ class BridgeServer(BaseApplication):
         # The start-up warnings are the first worker's to give: the master must not import the platform
         # clients, which gevent can only make cooperative when it patches before they are imported.
         self.first_worker = worker.age == 1
+        self.worker = worker
         # gunicorn answers malformed HTTP itself, before the app; in this worker it answers in JSON too.
         gunicorn_util.write_error = write_json_error
 
@@ -116,13 +120,18 @@ class BridgeServer(BaseApplication):
         if self.metrics_dir:
             multiproc.mark_dead(worker.pid, self.metrics_dir)
 
+    def _worker_exit(self, server, worker) -> None:
+        if self.placer is not None:
+            # The draft in hand is finished (its create answered or given up) before the worker goes.
+            self.placer.stop(timeout=self.config_model.lease_seconds() + 5)
+
     def _on_exit(self, server) -> None:
         if self.owns_metrics_dir:
             multiproc.remove(self.metrics_dir)
 
     def load(self):
         # Imported here so connections and sessions are made per worker, never shared across a fork.
-        from bridge.bootstrap import build_app, durability_warnings
+        from bridge.bootstrap import PLACER, build_app, durability_warnings
         from bridge.http.app import EXTENSION
 
         app = build_app(self.config_model)
@@ -138,6 +147,12 @@ class BridgeServer(BaseApplication):
         gc.collect()
         gc.freeze()
         log.info("worker ready", extra={"pid": os.getpid(), "platform": self.config_model.platform})
+        # Every worker runs one; the placer lease in the idempotency store lets one of them place at a time.
+        self.placer = app.extensions.get(PLACER)
+        if self.placer is not None:
+            # A worker told to stop places no further draft: it finishes the one in hand while it drains.
+            worker = self.worker
+            self.placer.start(alive=(lambda: worker.alive) if worker is not None else None)
         return app
 
 

@@ -1,4 +1,4 @@
-"""The `bik-bridge` command: serve, dry-run, check-config, local set-status."""
+"""The `bik-bridge` command: serve, dry-run, check-config, reconcile, healthcheck, simulate, local set-status."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +17,8 @@ from bridge.core.errors import (
     OrderNotFound,
     RequestError,
     UpstreamAuthError,
-    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
 )
 from bridge.ops.logs import configure_logging
 
@@ -99,8 +100,9 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     except UpstreamAuthError as exc:
         return _fail(f"ping failed: {exc.message}\n  fix: {_auth_hint(config, exc.upstream_status, exc.message)}",
                      EXIT_FAILED)
-    except UpstreamError as exc:
+    except (UpstreamUnreachable, UpstreamTimeout) as exc:
         if exc.upstream_status is None:
+            # Nothing came back at all (a held-back quota is RateLimited, not this): check the network between.
             base = getattr(getattr(config, config.platform, None), "api_base_url", "the platform")
             return _fail(f"ping failed: {exc.message}\n  fix: this host cannot reach {base}: check "
                          f"{config.platform}.api_base_url, DNS, and that outbound HTTPS is allowed (proxy, firewall)",
@@ -201,6 +203,55 @@ def cmd_reconcile(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK if all(a != "lookup_failed" for _, a, _ in settled) else EXIT_FAILED
 
 
+# How `queue list` names a queued draft's state: `in_flight` is the placer placing it right now.
+QUEUE_STATES = {"queued": "queued", "in_flight": "placing", "unknown": "unknown", "refused": "refused"}
+QUEUE_LIST_LIMIT = 10_000
+
+
+def cmd_queue(args: argparse.Namespace, config: Config) -> int:
+    from bridge.bootstrap import build_store
+    from bridge.core.overflow import CANCELLED_BY_MERCHANT
+
+    store = build_store(config)
+    try:
+        if args.queue_command == "list":
+            return _queue_list(store, args.json)
+        if args.queue_command == "retry":
+            if not store.requeue(args.draft_order_id):
+                return _fail(f"{args.draft_order_id} is not a refused queued draft; nothing changed", EXIT_FAILED)
+            print(f"{args.draft_order_id}\tqueued")
+            return EXIT_OK
+        if not store.cancel_queued(args.draft_order_id, CANCELLED_BY_MERCHANT):
+            # Only a draft nothing was sent for may be cancelled: one being placed may already be an order.
+            return _fail(f"{args.draft_order_id} is not waiting in the queue (only state queued can be cancelled); "
+                         "nothing changed", EXIT_FAILED)
+        print(f"{args.draft_order_id}\trefused\t{CANCELLED_BY_MERCHANT}")
+        return EXIT_OK
+    except BridgeError as exc:
+        return _fail(f"queue {args.queue_command} failed: {exc.message}", EXIT_FAILED)
+    finally:
+        store.close()
+
+
+def _queue_list(store, as_json: bool) -> int:
+    """Every queued draft not yet placed, oldest first, then the refused ones."""
+    stats = store.queue_stats()
+    waiting = store.queued(QUEUE_LIST_LIMIT)
+    # `queued` leaves out a draft the placer holds right now (a live lease); the count in the last line has it.
+    rows = waiting + store.refused(QUEUE_LIST_LIMIT)
+    entries = [{"draftOrderId": r.key, "orderId": r.order_id, "state": QUEUE_STATES.get(r.state.value, r.state.value),
+                "queuedSeconds": round(max(0.0, stats.now - r.enqueued_at), 1), "reason": r.reason} for r in rows]
+    if as_json:
+        print(json.dumps(entries, ensure_ascii=False))
+        return EXIT_OK
+    for entry in entries:
+        line = f"{entry['draftOrderId']}\t{entry['state']}\t{entry['orderId']}\t{entry['queuedSeconds']:.0f}s"
+        print(line + (f"\t{entry['reason']}" if entry["reason"] else ""))
+    refused = sum(1 for entry in entries if entry["state"] == "refused")
+    print(f"queue: {stats.depth} waiting, {refused} refused, oldest {stats.oldest_age:.0f}s")
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="bik-bridge", description="Bik placeOrder/getOrder for your store.")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -228,6 +279,18 @@ def parser() -> argparse.ArgumentParser:
                         "settle placeOrder records left in flight or unknown; safe to run from cron at any time")
     reconcile.add_argument("--older-than", type=float, default=60.0, metavar="SECONDS",
                            help="only records untouched for this long (default 60)")
+
+    queue = command("queue", cmd_queue, "list, retry and cancel the drafts placement: overflow queued")
+    queue_commands = queue.add_subparsers(dest="queue_command", required=True, metavar="COMMAND")
+    queue_list = queue_commands.add_parser("list", help="queued drafts not yet placed, oldest first, then refused ones")
+    queue_list.add_argument("--json", action="store_true", help="one JSON array instead of lines")
+    queue_retry = queue_commands.add_parser("retry", help="put a refused draft back in the queue")
+    queue_retry.add_argument("draft_order_id")
+    queue_cancel = queue_commands.add_parser("cancel", help="refuse a draft still waiting; getOrder answers CANCELLED")
+    queue_cancel.add_argument("draft_order_id")
+    for sub in (queue_list, queue_retry, queue_cancel):
+        # Also after the subcommand; SUPPRESS keeps one given before it.
+        sub.add_argument("--config", default=argparse.SUPPRESS, help="YAML config file")
 
     health = command("healthcheck", cmd_healthcheck, "exit 0 when the server on this host answers /healthz")
     health.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS")

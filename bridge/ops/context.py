@@ -13,6 +13,7 @@ class RequestContext:
 
     request_id: str
     upstream: list[dict] = field(default_factory=list)
+    fallbacks: list[str] = field(default_factory=list)  # why a read took a slower path than usual, if it did
 
 
 _current: contextvars.ContextVar[Optional[RequestContext]] = contextvars.ContextVar("bik_bridge_request",
@@ -41,6 +42,13 @@ def note_upstream(call: dict) -> None:
     context = _current.get()
     if context is not None:
         context.upstream.append(call)  # list.append is atomic: parallel reads of one request may add at once
+
+
+def note_fallback(reason: str) -> None:
+    """Remember that serving the request took a slower path than usual (more upstream reads), and why."""
+    context = _current.get()
+    if context is not None:
+        context.fallbacks.append(reason)
 
 
 class ContextThreadPool(ThreadPoolExecutor):

@@ -10,7 +10,7 @@ from typing import Any
 
 from bridge.ops import context
 
-# Fields that identify a customer; their values never reach a log line.
+# Fields that identify a customer; a log line carries only a masked hint of their values.
 PERSONAL = frozenset({
     "phone", "phonenumber", "email", "firstname", "lastname", "first_name", "last_name", "address", "address1",
     "address2", "street_1", "street_2", "name", "customer", "zip", "city",
@@ -23,7 +23,7 @@ _PHONE = re.compile(r"\+\d[\d -]{6,}\d")
 
 
 def mask_value(value: Any) -> str:
-    """Keep a hint of the shape, never the content: '+91******10', 'b***@example.com'."""
+    """A hint of the shape with most of the content masked: '+91******10', 'b***@example.com'."""
     text = str(value)
     if "@" in text:
         local, _, domain = text.partition("@")
@@ -44,7 +44,7 @@ def mask_text(text: str) -> str:
 
 
 def scrub(data: Any) -> Any:
-    """A copy of `data` with personal fields masked and secrets removed."""
+    """A copy of `data` with personal fields and free text masked, and secrets replaced by asterisks."""
     if isinstance(data, dict):
         clean = {}
         for key, value in data.items():

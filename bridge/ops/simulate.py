@@ -112,7 +112,7 @@ def endpoint_urls(url: str, get_order_url: Optional[str] = None) -> tuple[str, s
 
 
 def new_draft_id() -> str:
-    """A draft id no earlier run used, shaped like Bik's `nb_<ts>_<rand>`."""
+    """A draft id no earlier run used: `sim_<unix seconds>_<random>`, Bik's `nb_` shape under its own prefix."""
     return f"sim_{int(time.time())}_{secrets.token_hex(4)}"
 
 

@@ -1,9 +1,10 @@
-"""Sending requests to a platform: one pooled session, bounded retries, errors translated once.
+"""Sending requests to a platform: one pooled session, bounded retries, failures translated into the error tree.
 
 Which attempt may be repeated, and what a write's outcome means, are the pure rules of
-`bridge.upstream.outcomes`; this module applies them. A create that may have been applied is never re-sent
+`bridge.upstream.attempts`; this module applies them. A create that may have been applied is never re-sent
 here: it surfaces as `UpstreamAmbiguous` and the service looks the draft up before any new create. Every other
-failure is translated here, once, into the error tree of `bridge.core.errors`.
+failure becomes an error of `bridge.core.errors` here, except the refusals only the platform's body explains
+(`EXPLAINED`): `send` returns those, and the adapter translates them.
 """
 from __future__ import annotations
 
@@ -27,12 +28,11 @@ from bridge.core.errors import (
     UpstreamUnreachable,
 )
 from bridge.ops import context
-from bridge.upstream.outbound import OutboundRequest
-from bridge.upstream.outcomes import (
+from bridge.upstream.attempts import (
     EXPLAINED,
     IDEMPOTENT_METHODS,
     MISCONFIGURED,
-    Outcome,
+    Attempt,
     WriteVerdict,
     backoff,
     classify_write,
@@ -41,13 +41,14 @@ from bridge.upstream.outcomes import (
     stop_before_wait_over,
     was_sent,
 )
+from bridge.upstream.outbound import OutboundRequest
 from bridge.upstream.quota import RateGate, RateLimitHeaders
 
 log = logging.getLogger("bik_bridge.upstream")
 
 
 class Upstream:
-    """Sends `OutboundRequest`s with bounded retries; the only place that touches `requests`."""
+    """Sends `OutboundRequest`s through the quota gate with bounded retries: how every adapter reaches its platform."""
 
     def __init__(
         self,
@@ -84,7 +85,7 @@ class Upstream:
         idempotent = request.method.upper() in IDEMPOTENT_METHODS
         attempt_no = 0
 
-        def attempt() -> Outcome:
+        def attempt() -> Attempt:
             nonlocal attempt_no
             # Every attempt, retries included, takes its slot of the quota first; it raises, sending nothing,
             # when the quota will not come back within the budget.
@@ -124,19 +125,19 @@ class Upstream:
                                   retry_after=max(1, blocked))
             self._sleep(wait)
 
-    def _attempt(self, request: OutboundRequest, deadline: Deadline, attempt_no: int) -> Outcome:
+    def _attempt(self, request: OutboundRequest, deadline: Deadline, attempt_no: int) -> Attempt:
         remaining = deadline.remaining()
         if remaining <= 0:
-            return Outcome(error=TimeoutError("upstream budget exhausted"), sent=False)
+            return Attempt(error=TimeoutError("upstream budget exhausted"), sent=False)
         timeout = (min(self.settings.connect_timeout_seconds, remaining), min(self.settings.timeout_seconds, remaining))
         started = time.perf_counter()
         try:
             response = self._send(request, timeout)
         except requests.RequestException as exc:
-            outcome = Outcome(error=exc, sent=was_sent(exc))
+            outcome = Attempt(error=exc, sent=was_sent(exc))
         else:
-            outcome = Outcome(response=response)
-        self._record(request, outcome, attempt_no, (time.perf_counter() - started) * 1000)
+            outcome = Attempt(response=response)
+        self._report_attempt(request, outcome, attempt_no, (time.perf_counter() - started) * 1000)
         if outcome.response is not None:
             self.gate.observe(outcome.response)
         return outcome
@@ -156,7 +157,8 @@ class Upstream:
         response.content  # noqa: B018 - read the whole body now, so the connection goes back to the pool
         return response
 
-    def _record(self, request: OutboundRequest, outcome: Outcome, attempt_no: int, ms: float) -> None:
+    def _report_attempt(self, request: OutboundRequest, outcome: Attempt, attempt_no: int, ms: float) -> None:
+        """One attempt to the debug log, the request's own log line and the metrics observer."""
         path = requests.utils.urlparse(request.url).path
         result = outcome.status if outcome.status is not None else type(outcome.error).__name__
         call = {"platform": self.platform, "operation": request.operation, "method": request.method, "path": path,
@@ -168,7 +170,7 @@ class Upstream:
             self._observer(platform=self.platform, operation=request.operation, status=result, ms=ms,
                            attempt=attempt_no)
 
-    def _settle(self, request: OutboundRequest, outcome: Outcome, idempotent: bool) -> requests.Response:
+    def _settle(self, request: OutboundRequest, outcome: Attempt, idempotent: bool) -> requests.Response:
         """The last attempt's response for the adapter to read, or the error of the tree it means."""
         what = f"{self.platform} {request.operation}"
         ambiguous = not idempotent and classify_write(outcome) is WriteVerdict.AMBIGUOUS

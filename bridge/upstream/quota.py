@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import Callable, Optional, Protocol, Sequence
+from typing import Callable, Optional, Protocol
 
 import requests
 
@@ -92,14 +92,36 @@ class QuotaState(Protocol):
     def warm_up(self) -> None:
         """Connect to where the state is kept, if anywhere; never raises."""
 
+    def usage(self) -> Optional["Usage"]:
+        """How much of the announced quota the last window used; None before a quota is announced."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The sends of the last window against the announced quota, for the metrics."""
+
+    sent: int  # requests that took a slot within the last window's length
+    quota: int  # requests the platform allows per window
+
+    @property
+    def ratio(self) -> float:
+        return self.sent / self.quota
+
 
 @dataclass(frozen=True)
 class Ledger:
-    """What the bridge knows of the quota at one moment: the announced limit, the send log, a spent quota's reset."""
+    """What the rule needs of the quota at one moment: the announced limit, one entry of the send log, a reset."""
 
     limit: Optional[tuple[int, float]] = None  # requests per window of seconds; None: not announced; UNMETERED
-    sent: Sequence[float] = ()  # when requests took their slots, oldest first: at least the newest `quota` of them
+    # When the send `counted(limit)` places from the newest took its slot; None while fewer sends are logged.
+    # The sends are in time order, so whether that one still counts says whether `counted` of them do.
+    deciding_send: Optional[float] = None
     blocked_until: float = 0.0  # a spent quota resets then
+
+
+def counted(limit: Optional[tuple[int, float]]) -> int:
+    """How many sends may count at once under `limit`: which entry of the log, from the newest, decides."""
+    return (limit or FIRST_CONTACT)[0]
 
 
 @dataclass(frozen=True)
@@ -119,10 +141,9 @@ def take_slot(ledger: Ledger, now: float) -> Slot:
     if quota == 0:
         return Slot()
     span = window + spread(window)
-    live = [sent for sent in ledger.sent if sent > now - span]
-    if len(live) >= quota:
-        # The slot frees when enough of the oldest sends have aged out (more than one if the quota fell).
-        wait = max(1e-6, live[len(live) - quota] + span - now)
+    if ledger.deciding_send is not None and ledger.deciding_send > now - span:
+        # `quota` sends still count: the slot frees when the oldest of them (more than one if the quota fell) ages out.
+        wait = max(1e-6, ledger.deciding_send + span - now)
         return Slot(wait=wait if ledger.limit else min(wait, FIRST_CONTACT_POLL_SECONDS))
     return Slot(logged=True, span=span)
 
@@ -143,6 +164,13 @@ def learned(ledger: Ledger, news: QuotaNews, now: float) -> Ledger:
 def blocked_for(ledger: Ledger, now: float) -> float:
     """Seconds until a spent quota resets; 0 when it is not spent."""
     return max(0.0, ledger.blocked_until - now)
+
+
+def usage(limit: Optional[tuple[int, float]], sent_in_window: int) -> Optional[Usage]:
+    """The sends of the last window against the announced quota; None unless one is announced."""
+    if limit is None or limit == UNMETERED:
+        return None
+    return Usage(sent_in_window, limit[0])
 
 
 class LocalQuota:
@@ -177,8 +205,16 @@ class LocalQuota:
     def warm_up(self) -> None:
         return None
 
+    def usage(self) -> Optional[Usage]:
+        with self._lock:
+            window = self._limit[1] if self._limit else 0.0
+            since = self._clock() - window
+            return usage(self._limit, sum(1 for sent in self._sent if sent > since))
+
     def _ledger(self) -> Ledger:
-        return Ledger(self._limit, self._sent, self._blocked_until)
+        quota = counted(self._limit)
+        deciding = self._sent[-quota] if 0 < quota <= len(self._sent) else None
+        return Ledger(self._limit, deciding, self._blocked_until)
 
 
 class RateGate:
@@ -198,6 +234,10 @@ class RateGate:
 
     def warm_up(self) -> None:
         self._state.warm_up()
+
+    def usage(self) -> Optional[Usage]:
+        """The share of the announced quota the last window used, as the send log holds it (shared or this process's)."""
+        return self._state.usage()
 
     def observe(self, response: requests.Response) -> None:
         """Learn from a response's quota headers."""

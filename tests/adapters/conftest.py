@@ -264,3 +264,17 @@ def bc_shipping_address(**overrides: Any) -> dict:
     }
     address.update(overrides)
     return address
+
+
+def bc_consignments(products: list, addresses: list) -> dict:
+    """`orderConsignment_Get` as `include=consignments.line_items&consignment_structure=object` inlines it.
+
+    Each address is a shipping consignment carrying the lines; without an address the lines are downloads.
+    """
+    def shipped(lines: list) -> int:
+        return sum(int(line.get("quantity_shipped") or 0) for line in lines if isinstance(line, dict))
+
+    shipping = [{**address, "line_items": products, "items_total": 2, "items_shipped": shipped(products),
+                 "cost_inc_tax": 49.0} for address in addresses]
+    downloads = [] if addresses else [{"recipient_email": "buyer@example.com", "line_items": products}]
+    return {"pickups": [], "shipping": shipping, "downloads": downloads, "email": {"gift_certificates": []}}

@@ -8,6 +8,7 @@ import requests
 import responses
 from responses import matchers
 
+from adapters.bigcommerce.adapter import FALLBACK_REASON
 from bridge.config import StoreConfig, UpstreamConfig
 from bridge.core.errors import (
     OrderNotFound,
@@ -21,10 +22,12 @@ from bridge.core.errors import (
 from bridge.core.models import BikOrder
 from bridge.core.ports import Lookup, LookupResult
 from bridge.core.presentation import Presentation
+from bridge.ops import context
 from tests.adapters.conftest import (
     ORDERS_URL,
     STORE_HASH,
     TOKEN,
+    bc_consignments,
     bc_order,
     bc_product,
     bc_settings,
@@ -40,17 +43,31 @@ OUT_OF_STOCK = [{
 }]
 
 
-def add_order_reads(rsps, order_id=118, *, order=None, products=None, shipments=None, addresses=None):
-    """Register the four getOrder reads; None shipments means BigCommerce's empty 204."""
+def add_order_reads(rsps, order_id=118, *, order=None, products=None, shipments=None, addresses=None, inlined=True):
+    """Register getOrder's reads; None shipments means BigCommerce's empty 204.
+
+    `inlined`: the order carries its lines and addresses in its consignments object, as asked; otherwise it is
+    answered in the older form (no consignments object) and /products and /shipping_addresses hold them.
+    """
     base = f"{ORDERS_URL}/{order_id}"
-    rsps.add(responses.GET, base, json=order if order is not None else bc_order(id=order_id))
-    rsps.add(responses.GET, f"{base}/products", json=products if products is not None else [bc_product()])
+    order = order if order is not None else bc_order(id=order_id)
+    products = products if products is not None else [bc_product()]
+    addresses = addresses if addresses is not None else [bc_shipping_address()]
+    if inlined:
+        rsps.add(responses.GET, base, json={**order, "consignments": bc_consignments(products, addresses)})
+    else:
+        rsps.add(responses.GET, base, json=order)
+        rsps.add(responses.GET, f"{base}/products", json=products)
+        rsps.add(responses.GET, f"{base}/shipping_addresses", json=addresses)
     if shipments is None:
         rsps.add(responses.GET, f"{base}/shipments", status=204)
     else:
         rsps.add(responses.GET, f"{base}/shipments", json=shipments)
-    rsps.add(responses.GET, f"{base}/shipping_addresses",
-             json=addresses if addresses is not None else [bc_shipping_address()])
+
+
+def paths_of(rsps) -> list[str]:
+    """The paths the adapter read, in the order they were sent."""
+    return [requests.utils.urlparse(c.request.url).path.rsplit("/v2", 1)[-1] for c in rsps.calls]
 
 
 def body_of(call) -> dict:
@@ -197,18 +214,17 @@ def test_a_request_refused_by_the_builder_sends_nothing(adapter, make_request, d
 # ------------------------------------------------------------------------------------------------- get
 
 
-def test_get_of_an_order_with_nothing_shipped_reads_order_lines_and_address(adapter, deadline, rsps):
-    """Three GETs become one BikOrder: an order with no shipped items has no shipments to read."""
+def test_get_of_an_order_with_nothing_shipped_is_one_request(adapter, deadline, rsps):
+    """The order with its consignments inlined carries lines and address: one GET makes the whole BikOrder."""
     order = bc_order(id=118, status_id=2, payment_status="captured", items_shipped=0)
     products = [bc_product(quantity=2, quantity_shipped=0,
                            product_options=[{"display_name": "Size", "display_value": "50 ml"}])]
     add_order_reads(rsps, order=order, products=products)
     result = adapter.get("118", deadline)
-    paths = sorted(requests.utils.urlparse(c.request.url).path for c in rsps.calls)
-    assert paths == sorted(f"/stores/{STORE_HASH}/v2/orders/118{suffix}"
-                           for suffix in ("", "/products", "/shipping_addresses"))
-    assert all(c.request.method == "GET" for c in rsps.calls)
-    assert all(c.request.headers["X-Auth-Token"] == TOKEN for c in rsps.calls)
+    assert paths_of(rsps) == ["/orders/118"]
+    call = rsps.calls[0]
+    assert call.request.method == "GET" and call.request.headers["X-Auth-Token"] == TOKEN
+    assert call.request.params == {"include": "consignments.line_items", "consignment_structure": "object"}
     body = json.loads(result.to_json_bytes())["order"]
     assert body["id"] == "118"
     assert body["status"] == "IN PROGRESS"
@@ -221,31 +237,89 @@ def test_get_of_an_order_with_nothing_shipped_reads_order_lines_and_address(adap
     assert body["total"] == 947
 
 
+def test_an_order_answered_without_its_consignments_object_reads_lines_and_address_apart(adapter, deadline, rsps):
+    """The older answer (no consignments object): /products and /shipping_addresses too, and the fallback is noted."""
+    order = bc_order(id=118, status_id=2, payment_status="captured", items_shipped=0)
+    products = [bc_product(quantity=2, product_options=[{"display_name": "Size", "display_value": "50 ml"}])]
+    add_order_reads(rsps, order=order, products=products, inlined=False)
+    served = context.begin("req-1")
+    try:
+        fallback = json.loads(adapter.get("118", deadline).to_json_bytes())["order"]
+    finally:
+        context.end()
+    assert sorted(paths_of(rsps)) == ["/orders/118", "/orders/118/products", "/orders/118/shipping_addresses"]
+    assert served.fallbacks == [FALLBACK_REASON]
+    assert (fallback["status"], fallback["paymentStatus"], fallback["fulfillmentStatus"]) == (
+        "IN PROGRESS", "paid", "unfulfilled")
+    assert fallback["items"][0]["variantName"] == "50 ml"
+    assert fallback["address"]["address1"] == "12 MG Road"
+
+
+@pytest.mark.parametrize("consignments", [
+    [bc_consignments([bc_product()], [bc_shipping_address()])],  # the older array form
+    {"url": f"{ORDERS_URL}/118/consignments", "resource": "/orders/118/consignments"},  # the include ignored
+    bc_consignments([{"url": f"{ORDERS_URL}/118/products/501", "resource": "/orders/118/products/501"}],
+                    [bc_shipping_address()]),  # `include=consignments` alone: links to the lines
+    {"pickups": [], "shipping": "none", "downloads": [], "email": {}},  # no line where the order counts items
+    {"pickups": [], "shipping": [], "downloads": [{"line_items": {"url": "u", "resource": "/orders/118/products"}}]},
+])
+def test_consignments_without_whole_lines_fall_back_to_the_sub_resources(adapter, deadline, rsps, consignments):
+    add_order_reads(rsps, order={**bc_order(), "consignments": consignments}, inlined=False)
+    assert adapter.get("118", deadline).items[0].productId == 77
+    assert sorted(paths_of(rsps)) == ["/orders/118", "/orders/118/products", "/orders/118/shipping_addresses"]
+
+
+def test_lines_of_every_consignment_are_read_once_each(adapter, deadline, rsps):
+    """Shipping, pickup and digital consignments all carry lines; a line listed twice counts once."""
+    first, second = bc_product(id=501, quantity=2), bc_product(id=502, product_id=78, quantity=1)
+    consignments = {"pickups": [{"id": 1, "line_items": [second]}], "shipping": [
+        {**bc_shipping_address(), "line_items": [first]}], "downloads": [{"line_items": [first]}],
+        "email": {"gift_certificates": []}}
+    rsps.add(responses.GET, f"{ORDERS_URL}/118", json={**bc_order(), "consignments": consignments})
+    order = adapter.get("118", deadline)
+    assert [(item.productId, item.quantity) for item in order.items] == [(77, 2), (78, 1)]
+    assert order.address.address1 == "12 MG Road"
+    assert paths_of(rsps) == ["/orders/118"]
+
+
+def test_a_pickup_or_digital_order_without_a_shipping_consignment_answers_the_billing_address(adapter, deadline,
+                                                                                             rsps):
+    add_order_reads(rsps, addresses=[])
+    order = adapter.get("118", deadline)
+    assert order.address.address1 == "Bik Office, HSR Layout, Sector 6"
+    assert paths_of(rsps) == ["/orders/118"]
+
+
 def test_get_with_shipments_reports_tracking_and_fulfillment(adapter, deadline, rsps):
-    add_order_reads(rsps, order=bc_order(status_id=10), products=[bc_product(quantity=2, quantity_shipped=2)],
+    add_order_reads(rsps, order=bc_order(status_id=10, items_shipped=2),
+                    products=[bc_product(quantity=2, quantity_shipped=2)],
                     shipments=[bc_shipment(generated_tracking_link="https://track.example/AWB123")])
     body = json.loads(adapter.get("118", deadline).to_json_bytes())["order"]
     assert body["status"] == "DELIVERED"
     assert body["fulfillmentStatus"] == "fulfilled"
     assert body["deliveryInfo"] == {"trackingURL": "https://track.example/AWB123"}
+    assert paths_of(rsps) == ["/orders/118", "/orders/118/shipments"]
 
 
+@pytest.mark.parametrize("inlined", [True, False], ids=["consignments", "older answer"])
 @pytest.mark.parametrize("order, products", [
     (bc_order(items_shipped=2), [bc_product(quantity_shipped=0)]),
     (bc_order(items_shipped=0), [bc_product(quantity_shipped=1)]),
     ({k: v for k, v in bc_order().items() if k != "items_shipped"}, [bc_product()]),
 ])
-def test_get_reads_shipments_of_an_order_that_may_have_shipped(adapter, deadline, rsps, order, products):
+def test_get_reads_shipments_of_an_order_that_may_have_shipped(adapter, deadline, rsps, order, products, inlined):
     """Shipped items on the order or a line (or no count at all) mean the shipments are read, and remembered."""
-    add_order_reads(rsps, order=order, products=products,
+    add_order_reads(rsps, order=order, products=products, inlined=inlined,
                     shipments=[bc_shipment(tracking_link="https://track.example/T1")])
     assert adapter.get("118", deadline).deliveryInfo.trackingURL == "https://track.example/T1"
     assert adapter.shipped.seen(118)
+    first_read = len(rsps.calls)
 
     again = adapter.get("118", deadline)
 
     shipment_reads = [c for c in rsps.calls if c.request.url.split("?")[0].endswith("/118/shipments")]
     assert len(shipment_reads) == 2  # once per read: learnt after the first, asked up front on the second
+    assert first_read == len(rsps.calls) - first_read == (2 if inlined else 4)
     assert again.deliveryInfo.trackingURL == "https://track.example/T1"
 
 
@@ -344,7 +418,7 @@ def test_get_with_refused_credentials(adapter, deadline, rsps):
     ],
 )
 def test_garbage_from_the_store_is_a_502_never_a_bare_exception(adapter, deadline, rsps, reads):
-    """Whatever BigCommerce answers, getOrder fails as an UpstreamFailed 502."""
+    """Whatever BigCommerce answers (here in its older form, read apart), getOrder fails as an UpstreamFailed 502."""
     base = f"{ORDERS_URL}/118"
     defaults = {"order": bc_order(), "products": [bc_product()], "shipments": [],
                 "addresses": [bc_shipping_address()]}
@@ -359,6 +433,23 @@ def test_garbage_from_the_store_is_a_502_never_a_bare_exception(adapter, deadlin
     with pytest.raises(UpstreamFailed) as raised:
         adapter.get("118", deadline)
     assert raised.value.status == 502
+
+
+@pytest.mark.parametrize(
+    ("products", "addresses"),
+    [
+        ([bc_product(product_options=["Size: 50 ml"])], [bc_shipping_address()]),
+        ([bc_product(quantity="two")], [bc_shipping_address()]),
+        ([bc_product(price_inc_tax="lots")], [bc_shipping_address()]),
+        ([bc_product()], [{**bc_shipping_address(), "zip": 560001}]),
+    ],
+)
+def test_garbage_in_the_consignments_is_a_502(adapter, deadline, rsps, products, addresses):
+    add_order_reads(rsps, products=products, addresses=addresses)
+    with pytest.raises(UpstreamFailed) as raised:
+        adapter.get("118", deadline)
+    assert raised.value.status == 502
+    assert paths_of(rsps) == ["/orders/118"]
 
 
 # ---------------------------------------------------------------------------------------- find_by_draft

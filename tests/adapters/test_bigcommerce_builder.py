@@ -232,7 +232,8 @@ def test_read_requests(builder):
     """The reads use GET with no Content-Type, on the documented paths."""
     base = f"{API_BASE}/stores/{STORE_HASH}/v2/orders"
     expected = {
-        "get_order": (builder.get_order(118), f"{base}/118", None),
+        "get_order": (builder.get_order(118), f"{base}/118",
+                      {"include": "consignments.line_items", "consignment_structure": "object"}),
         "products": (builder.products(118), f"{base}/118/products", {"limit": "250"}),
         "shipments": (builder.shipments(118), f"{base}/118/shipments", {"limit": "250"}),
         "shipping_addresses": (builder.shipping_addresses(118), f"{base}/118/shipping_addresses", None),

@@ -10,13 +10,21 @@ import pytest
 from adapters.bigcommerce.mapping import (
     DEFAULT_STATUS_MAP,
     BigCommerceMapping,
+    consigned,
     decimal,
     fulfillment_status,
     tracking_url,
 )
 from bridge.config import StoreConfig
 from bridge.core.presentation import Presentation
-from tests.adapters.conftest import bc_order, bc_product, bc_settings, bc_shipment, bc_shipping_address
+from tests.adapters.conftest import (
+    bc_consignments,
+    bc_order,
+    bc_product,
+    bc_settings,
+    bc_shipment,
+    bc_shipping_address,
+)
 
 DEFAULT_STATUS = {
     0: "ORDERED", 1: "ORDERED", 2: "IN PROGRESS", 3: "IN PROGRESS", 4: "CANCELLED", 5: "CANCELLED",
@@ -380,3 +388,37 @@ def test_current_answer_without_a_draft_id_has_no_partners_data(mapping):
     body = as_json(mapping.current(bc_order(external_order_id=None, external_source=None), [bc_product()], [], []))
     assert body["partnersData"] is None
     assert body["name"] == "#118"
+
+
+# ------------------------------------------------------------------------------------------ consignments
+
+
+@pytest.mark.parametrize("shipped", [0, 1, 2])
+def test_consignments_give_the_same_answer_as_the_sub_resources(mapping, shipped):
+    """Lines and address read from the inlined consignments map exactly as /products and /shipping_addresses do."""
+    products = [bc_product(quantity=2, quantity_shipped=shipped,
+                           product_options=[{"display_name": "Size", "display_value": "50 ml"}]),
+                bc_product(id=502, product_id=78, variant_id=0, quantity=1, price_inc_tax="0.0000")]
+    addresses = [bc_shipping_address()]
+    shipments = [bc_shipment(tracking_link="https://carrier.example/awb123")] if shipped else []
+    order = bc_order(status_id=3, payment_status="captured", items_shipped=shipped)
+    inlined = consigned({**order, "consignments": bc_consignments(products, addresses)})
+
+    assert inlined.lines == products and inlined.addresses[0]["street_1"] == "12 MG Road"
+    assert mapping.current(order, inlined.lines, shipments, inlined.addresses) == mapping.current(
+        order, products, shipments, addresses)
+
+
+@pytest.mark.parametrize("consignments", [
+    None,
+    [bc_consignments([bc_product()], [bc_shipping_address()])],
+    {"url": "https://api.example/orders/118/consignments", "resource": "/orders/118/consignments"},
+    bc_consignments([{"url": "https://api.example/orders/118/products/501", "resource": "/orders/118/products/501"}],
+                    [bc_shipping_address()]),
+    bc_consignments([], []),
+])
+def test_no_consignments_object_with_whole_lines_means_none(consignments):
+    """The older array form, a link, links to the lines, or no line at all while the order counts items."""
+    order = bc_order(items_total=2) if consignments is None else {**bc_order(items_total=2),
+                                                                  "consignments": consignments}
+    assert consigned(order) is None

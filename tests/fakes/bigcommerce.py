@@ -55,6 +55,8 @@ LIST_PARAMS = frozenset({
     "payment_method", "min_date_created", "max_date_created", "min_date_modified", "max_date_modified",
     "channel_id", "external_order_id", "page", "limit", "sort", "include", "consignment_structure",
 })
+# GET /v2/orders/{id}'s `order_includes` (docs/bigcommerce.md §3).
+ORDER_INCLUDES = frozenset({"consignments", "consignments.line_items", "fees"})
 INT_PARAMS = frozenset({"min_id", "max_id", "customer_id", "status_id", "channel_id", "page", "limit"})
 DECIMAL_PARAMS = frozenset({"min_total", "max_total"})
 SORT_FIELDS = frozenset({
@@ -284,10 +286,13 @@ class FakeBigCommerce(FakePlatform):
             self._window_used = 0
             self._over_quota_attempts = 0
             self._max_in_window = 0
+            # How GET /orders/{id} answers `include=consignments...`: "as_asked" (the spec), "array" (the older
+            # array form whatever the consignment_structure) or "link" (the include ignored: a {url, resource}).
+            self.consignments_answer = "as_asked"
             self._state.notify_all()
 
     def reset(self) -> None:
-        """Forget orders, stock, customers, faults, quota and its clock, adjustment and the request log."""
+        """Forget orders, stock, customers, faults, quota and its clock, adjustment, answer forms and requests."""
         self._reset_state()
         self.clock = time.monotonic
         self.total_adjustment = ZERO
@@ -558,10 +563,60 @@ class FakeBigCommerce(FakePlatform):
 
     def _get_order(self, store_hash: str, order_id: str) -> Response:
         def apply() -> Response:
-            self._query(frozenset({"include", "consignment_structure"}))
+            params = self._query(frozenset({"include", "consignment_structure"}))
+            includes = {name for name in params.get("include", "").split(",") if name}
+            if includes - ORDER_INCLUDES:
+                raise _invalid("include", f"include={params['include']!r}")
+            structure = params.get("consignment_structure")
+            if structure not in (None, "object"):
+                raise _invalid("consignment_structure", f"consignment_structure={structure!r}")
             with self._state:
-                return _json(self._order_or_404(order_id).header)
+                order = self._order_or_404(order_id)
+                header = copy.deepcopy(order.header)
+                if includes & {"consignments", "consignments.line_items"} and self.consignments_answer != "link":
+                    inlined = self._consignments(order, whole_lines="consignments.line_items" in includes)
+                    as_object = structure == "object" and self.consignments_answer == "as_asked"
+                    header["consignments"] = inlined if as_object else [inlined]
+                if "fees" in includes:
+                    header["fees"] = []
+                return _json(header)
         return self._serve("get_order", apply)
+
+    def _consignments(self, order: StoredOrder, *, whole_lines: bool) -> dict:
+        """`orderConsignment_Get` of a shipping order: one shipping consignment per address, carrying its lines.
+
+        Lines on no shipping address (an order without one) form a digital consignment, as downloads do.
+        """
+        def inlined(lines: list) -> list:
+            if whole_lines:
+                return copy.deepcopy(lines)
+            return [{"url": f"{self.store_url}/orders/{order.id}/products/{line['id']}",
+                     "resource": f"/orders/{order.id}/products/{line['id']}"} for line in lines]
+
+        def lines_of(address_id: int) -> list:
+            return inlined([line for line in order.products if line["order_address_id"] == address_id])
+
+        address_ids = {address["id"] for address in order.shipping_addresses}
+        shipping = [{
+            "id": address["id"],
+            **{name: address[name] for name in ADDRESS_FIELDS},
+            "form_fields": copy.deepcopy(address["form_fields"]),
+            "shipping_method": address["shipping_method"],
+            "line_items": lines_of(address["id"]),
+            "items_total": address["items_total"], "items_shipped": address["items_shipped"],
+            # Numbers here, where /shipping_addresses answers strings (shippingConsignment_Get).
+            **{name: float(address[name]) for name in ("base_cost", "cost_ex_tax", "cost_inc_tax", "cost_tax")},
+            "base_handling_cost": 0.0, "handling_cost_ex_tax": 0.0, "handling_cost_inc_tax": 0.0,
+            "handling_cost_tax": 0.0, "shipping_zone_id": address["shipping_zone_id"],
+            "shipping_zone_name": address["shipping_zone_name"],
+            "shipping_quotes": {
+                "url": f"{self.store_url}/orders/{order.id}/consignments/shipping/{address['id']}/shipping_quotes",
+                "resource": f"/orders/{order.id}/consignments/shipping/{address['id']}/shipping_quotes"},
+        } for address in order.shipping_addresses]
+        unaddressed = inlined([line for line in order.products if line["order_address_id"] not in address_ids])
+        downloads = ([{"recipient_email": order.header["billing_address"]["email"], "line_items": unaddressed}]
+                     if unaddressed else [])
+        return {"pickups": [], "shipping": shipping, "downloads": downloads, "email": {"gift_certificates": []}}
 
     def _sub_resource(self, operation: str, order_id: str, select: Callable[[StoredOrder], list]) -> Response:
         def apply() -> Response:
@@ -785,6 +840,7 @@ class FakeBigCommerce(FakePlatform):
             "products": {"url": f"{link}/products", "resource": f"{resource}/products"},
             "shipping_addresses": {"url": f"{link}/shipping_addresses", "resource": f"{resource}/shipping_addresses"},
             "coupons": {"url": f"{link}/coupons", "resource": f"{resource}/coupons"},
+            "consignments": {"url": f"{link}/consignments", "resource": f"{resource}/consignments"},
         }
         return StoredOrder(order_id, header, lines, addresses, [], stored_body)
 

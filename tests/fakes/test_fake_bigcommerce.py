@@ -1,7 +1,9 @@
 """The fake BigCommerce store and its server behave as the tests built on them assume."""
 from __future__ import annotations
 
+import copy
 import http.client
+import json
 import subprocess
 import sys
 import threading
@@ -12,9 +14,13 @@ from pathlib import Path
 import pytest
 import requests
 from flask import Flask, jsonify
+from openapi_schema_validator import OAS30Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT4
 
+from tests.contract import BIGCOMMERCE_ORDERS_SCHEMA
 from tests.fakes import server as faults
-from tests.fakes.bigcommerce import FakeBigCommerce
+from tests.fakes.bigcommerce import SPEC_URI, FakeBigCommerce
 from tests.fakes.server import FakeServer, FaultScript
 from tests.unit.fakes import FakeClock
 
@@ -100,6 +106,100 @@ def test_created_order_reads_back_through_every_endpoint(fake):
     assert (address["city"], address["state"], address["zip"]) == ("Bengaluru", "Karnataka", "560102")
     assert address["id"] == line["order_address_id"] and "shipping_method" in address
     assert get(fake, "/orders", params={"external_order_id": "nb_1"}).json()[0]["id"] == order_id
+
+
+INLINED = {"include": "consignments.line_items", "consignment_structure": "object"}
+
+
+def consignment_errors(consignments: dict) -> list[str]:
+    """Where an inlined consignments object breaks the spec's `orderConsignment_Get` and `orderProducts`."""
+    document = json.loads(BIGCOMMERCE_ORDERS_SCHEMA.read_text())
+    registry = Registry().with_resource(SPEC_URI, Resource.from_contents(document, default_specification=DRAFT4))
+
+    def validator(name: str) -> OAS30Validator:
+        return OAS30Validator({"$ref": f"{SPEC_URI}#/components/schemas/{name}"}, registry=registry)
+
+    # The spec's `line_items` is oneOf links or order products, and a whole product is an object as a link is:
+    # the lines are checked against `orderProducts` on their own, the consignments without them.
+    lines = [line for group in consignments["shipping"] + consignments["downloads"] for line in group["line_items"]]
+    bare = copy.deepcopy(consignments)
+    for group in bare["shipping"] + bare["downloads"]:
+        del group["line_items"]
+    errors = [*validator("orderConsignment_Get").iter_errors(bare),
+              *(e for line in lines for e in validator("orderProducts").iter_errors(line))]
+    return [f"{list(e.absolute_path)}: {e.message}" for e in errors]
+
+
+def test_the_order_inlines_its_consignments_with_whole_lines_as_asked(fake):
+    """`include=consignments.line_items&consignment_structure=object`: the order, its lines and its addresses at once."""
+    order_id = post(fake, valid_body()).json()["id"]
+    [line] = fake.orders[order_id].products
+    fake.add_shipment(order_id, [(line["id"], 1)])
+
+    order = get(fake, f"/orders/{order_id}", params=INLINED).json()
+
+    consignments = order.pop("consignments")
+    assert order == {k: v for k, v in fake.orders[order_id].header.items() if k != "consignments"}
+    assert consignment_errors(consignments) == []
+    assert (consignments["pickups"], consignments["downloads"], consignments["email"]) == (
+        [], [], {"gift_certificates": []})
+    [shipping] = consignments["shipping"]
+    [address] = get(fake, f"/orders/{order_id}/shipping_addresses").json()
+    assert {k: shipping[k] for k in ("id", "street_1", "city", "zip", "items_total", "items_shipped")} == {
+        k: address[k] for k in ("id", "street_1", "city", "zip", "items_total", "items_shipped")}
+    assert shipping["line_items"] == get(fake, f"/orders/{order_id}/products").json()
+    assert shipping["line_items"][0]["quantity_shipped"] == 1
+
+
+def test_consignments_without_line_items_link_to_the_lines(fake):
+    order_id = post(fake, valid_body()).json()["id"]
+    [line] = fake.orders[order_id].products
+
+    consignments = get(fake, f"/orders/{order_id}", params={"include": "consignments",
+                                                            "consignment_structure": "object"}).json()["consignments"]
+
+    assert consignments["shipping"][0]["line_items"] == [{
+        "url": f"{fake.store_url}/orders/{order_id}/products/{line['id']}",
+        "resource": f"/orders/{order_id}/products/{line['id']}"}]
+
+
+def test_lines_on_no_shipping_address_are_a_digital_consignment(fake):
+    order_id = fake.add_order(external_source="Bik", shipping_addresses=[])
+
+    consignments = get(fake, f"/orders/{order_id}", params=INLINED).json()["consignments"]
+
+    assert consignments["shipping"] == []
+    [download] = consignments["downloads"]
+    assert download["line_items"] == get(fake, f"/orders/{order_id}/products").json()
+    assert consignment_errors(consignments) == []
+
+
+def test_consignments_keep_the_older_array_form_without_the_object_structure(fake):
+    order_id = post(fake, valid_body()).json()["id"]
+
+    older = get(fake, f"/orders/{order_id}", params={"include": "consignments.line_items"}).json()["consignments"]
+
+    assert older == [get(fake, f"/orders/{order_id}", params=INLINED).json()["consignments"]]
+
+
+@pytest.mark.parametrize(("answer", "expected"), [("array", list), ("link", dict)])
+def test_a_store_can_answer_the_older_forms_whatever_is_asked(fake, answer, expected):
+    order_id = post(fake, valid_body()).json()["id"]
+    fake.consignments_answer = answer
+
+    consignments = get(fake, f"/orders/{order_id}", params=INLINED).json()["consignments"]
+
+    assert isinstance(consignments, expected)
+    if answer == "link":
+        assert consignments == {"url": f"{fake.store_url}/orders/{order_id}/consignments",
+                                "resource": f"/orders/{order_id}/consignments"}
+
+
+@pytest.mark.parametrize("params", [{"include": "coupons"}, {"include": "consignments", "consignment_structure": "x"}])
+def test_unknown_includes_and_structures_are_refused(fake, params):
+    order_id = post(fake, valid_body()).json()["id"]
+
+    assert get(fake, f"/orders/{order_id}", params=params).status_code == 400
 
 
 def test_empty_results_are_204_without_body(fake):

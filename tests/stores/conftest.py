@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from adapters.stores import RedisIdempotencyStore, SqliteIdempotencyStore
+from adapters.stores.redis_store import queue_keys
 
 REDIS_URL_ENV = "BIK_BRIDGE_TEST_REDIS_URL"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -94,6 +95,7 @@ def redis_backend(redis_admin):
         names = list(redis_admin.scan_iter(match=_literal(store.namespace) + ":*", count=500))
         if names:
             redis_admin.delete(*names)
+        redis_admin.delete(*queue_keys(store.namespace))
         store.close()
 
 

@@ -108,7 +108,8 @@ def test_an_answer_that_says_what_the_store_knows_costs_no_call(key, redis_admin
     other.learn(QuotaNews(quota=5, window=10.0))  # the plan changed, as another process heard
     quota.reserve()
     quota.learn(QuotaNews(quota=5, window=10.0))
-    assert counting.calls == calls + 3 * RESERVE_ROUND_TRIPS  # the reservation brought the news along
+    # The reservation brought the news along, and read the log's deciding entry again for the new quota.
+    assert counting.calls == calls + 3 * RESERVE_ROUND_TRIPS + 1
 
 
 def test_an_answer_without_quota_headers_leaves_the_store_unmetered(key):
@@ -181,3 +182,26 @@ def test_on_a_redis_cluster_every_process_shares_one_quota(redis_cluster, caplog
 
     assert taken.count(True) == 5
     assert not [r for r in caplog.records if "unavailable" in r.getMessage()]
+
+
+def test_usage_counts_every_process_sends_of_the_last_window_against_the_shared_quota(key):
+    """What the quota-used gauge shows: the shared log's sends within one window, whichever process sent them."""
+    one, other = quota_at(key), quota_at(key)
+    assert one.usage() is None  # nothing announced yet: no share to show
+
+    one.learn(QuotaNews(quota=4, window=10.0))
+    sent = [q.reserve() for q in (one, other, one)]
+
+    assert sent == [0.0] * 3
+    assert (other.usage().sent, other.usage().quota, other.usage().ratio) == (3, 4, 0.75)
+
+
+def test_usage_without_redis_is_this_process_own():
+    now = [100.0]
+    quota = RedisQuota(CountingClient("redis://127.0.0.1:1/0").client, "nowhere|ratelimit", clock=lambda: now[0])
+    quota.learn(QuotaNews(quota=2, window=10.0))
+    quota.reserve()
+
+    assert (quota.usage().sent, quota.usage().quota) == (1, 2)
+    now[0] += 10.0
+    assert quota.usage().sent == 0

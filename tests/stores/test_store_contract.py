@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -295,3 +296,180 @@ def _act(store, action: str, key: str, token: str) -> bool:
     if action == "complete":
         return store.complete(key, token, "order-x", b"x")
     return getattr(store, action)(key, token)
+
+
+# overflow placement -----------------------------------------------------------------------------------------------
+
+REQUEST = b'{"draftOrderId": "q-1"}'
+ANSWER = b'{"order": {"id": "BK-q-1", "status": "ORDERED"}}'
+
+
+def _enqueued(store, key: str = "q-1"):
+    """A draft accepted into the queue, as placeOrder leaves it: claimed, then queued with the bridge's answer."""
+    claim = store.claim(key, "fp", LIVE)
+    assert store.enqueue(key, claim.token, REQUEST, f"BK-{key}", ANSWER)
+    return store.get(key)
+
+
+def test_enqueue_keeps_the_request_and_the_answer_and_retries_replay_it(store):
+    record = _enqueued(store)
+
+    assert (record.state, record.request, record.order_id, record.response) == (
+        RecordState.QUEUED, REQUEST, "BK-q-1", ANSWER)
+    assert record.queued and record.enqueued_at >= record.started_at
+    again = store.claim("q-1", "fp", LIVE)
+    assert again.outcome is ClaimOutcome.DONE and again.record.response == ANSWER
+    assert store.get("q-1") == record
+
+
+def test_enqueue_needs_the_owner_token(store):
+    claim = store.claim("q-1", "fp", LIVE)
+
+    assert store.enqueue("q-1", "0" * 32, REQUEST, "BK-q-1", ANSWER) is False
+    assert store.get("q-1") == claim.record
+    assert store.queued(10) == []
+
+
+def test_queued_lists_waiting_drafts_oldest_first(store):
+    for key in ("q-1", "q-2", "q-3"):
+        _enqueued(store, key)
+    direct = store.claim("direct", "fp", LIVE)
+    assert store.complete("direct", direct.token, "order-1", b"{}")
+
+    assert [record.key for record in store.queued(10)] == ["q-1", "q-2", "q-3"]
+    assert [record.key for record in store.queued(2)] == ["q-1", "q-2"]
+    stats = store.queue_stats()
+    assert stats.depth == 3
+    assert stats.oldest_enqueued_at == store.get("q-1").enqueued_at
+    assert stats.oldest_age == pytest.approx(stats.now - stats.oldest_enqueued_at)
+
+
+def test_an_empty_queue_has_no_oldest(store):
+    stats = store.queue_stats()
+
+    assert (stats.depth, stats.oldest_enqueued_at, stats.oldest_age) == (0, None, 0.0)
+
+
+def test_claim_queued_owns_a_queued_draft_once(store):
+    queued = _enqueued(store)
+
+    claim = store.claim_queued("q-1", LIVE)
+
+    assert claim.outcome is ClaimOutcome.NEW and claim.previous == queued
+    assert claim.record.state is RecordState.IN_FLIGHT and claim.record.token == claim.token
+    assert claim.record.request == REQUEST and claim.record.response == ANSWER
+    assert claim.record.created_at == queued.created_at
+    assert store.claim_queued("q-1", LIVE) is None
+    assert store.queued(10) == []
+    assert store.queue_stats().depth == 1  # still waiting for its placement
+    assert store.claim("q-1", "fp", LIVE).outcome is ClaimOutcome.DONE  # Bik's retry still replays
+
+
+def test_claim_queued_refuses_what_is_not_a_waiting_queued_draft(store):
+    direct = store.claim("direct", "fp", STALE)
+
+    assert store.claim_queued("absent", LIVE) is None
+    assert store.claim_queued("direct", LIVE) is None
+    assert store.get("direct") == direct.record
+
+
+def test_a_lapsed_or_unknown_placement_is_taken_over_and_listed_again(store):
+    _enqueued(store, "q-1")
+    _enqueued(store, "q-2")
+    lapsed = store.claim_queued("q-1", STALE)
+    unknown = store.claim_queued("q-2", LIVE)
+    assert store.mark_unknown("q-2", unknown.token)
+
+    assert [record.key for record in store.queued(10)] == ["q-1", "q-2"]
+    first, second = store.claim_queued("q-1", LIVE), store.claim_queued("q-2", LIVE)
+    assert first.outcome is second.outcome is ClaimOutcome.TAKEOVER
+    assert first.previous.token == lapsed.token and second.previous.state is RecordState.UNKNOWN
+    assert store.complete_queued("q-1", lapsed.token, "123") is False  # the lapsed owner is fenced off
+
+
+def test_complete_queued_keeps_the_answer_and_records_the_platform_order(store):
+    _enqueued(store)
+    claim = store.claim_queued("q-1", LIVE)
+
+    assert store.complete_queued("q-1", "0" * 32, "123") is False
+    assert store.complete_queued("q-1", claim.token, "123") is True
+
+    record = store.get("q-1")
+    assert (record.state, record.order_id, record.platform_order_id, record.response) == (
+        RecordState.DONE, "BK-q-1", "123", ANSWER)
+    assert store.queued(10) == [] and store.queue_stats().depth == 0
+    assert store.claim("q-1", "fp", LIVE).record.response == ANSWER
+    assert store.claim_queued("q-1", LIVE) is None
+
+
+def test_release_puts_a_queued_draft_back_in_the_queue(store):
+    _enqueued(store)
+    claim = store.claim_queued("q-1", LIVE)
+
+    assert store.release("q-1", claim.token) is True
+
+    record = store.get("q-1")
+    assert record.state is RecordState.QUEUED and record.response == ANSWER
+    assert [r.key for r in store.queued(10)] == ["q-1"]
+
+
+def test_refuse_records_the_reason_and_requeue_puts_it_back(store):
+    _enqueued(store)
+    claim = store.claim_queued("q-1", LIVE)
+
+    assert store.refuse("q-1", claim.token, "out of stock") is True
+
+    record = store.get("q-1")
+    assert (record.state, record.reason, record.response) == (RecordState.REFUSED, "out of stock", ANSWER)
+    assert store.queued(10) == [] and store.queue_stats().depth == 0
+    assert [r.key for r in store.refused(10)] == ["q-1"]
+    assert store.claim("q-1", "fp", LIVE).outcome is ClaimOutcome.DONE
+    assert store.requeue("q-1") is True
+    assert store.requeue("q-1") is False
+    assert store.get("q-1").state is RecordState.QUEUED and store.get("q-1").reason is None
+    assert store.refused(10) == [] and [r.key for r in store.queued(10)] == ["q-1"]
+
+
+def test_cancel_takes_only_a_draft_still_waiting(store):
+    _enqueued(store, "q-1")
+    _enqueued(store, "q-2")
+    placing = store.claim_queued("q-2", LIVE)
+
+    assert store.cancel_queued("q-1", "cancelled by the merchant") is True
+    assert store.cancel_queued("q-2", "cancelled by the merchant") is False  # a create may be on its way
+    assert store.cancel_queued("absent", "cancelled by the merchant") is False
+
+    assert store.get("q-1").state is RecordState.REFUSED and store.get("q-1").reason == "cancelled by the merchant"
+    assert store.get("q-2").token == placing.token
+    assert [r.key for r in store.refused(10)] == ["q-1"]
+
+
+def test_queued_drafts_are_not_the_reconcilers(store):
+    _enqueued(store, "q-1")
+    claim = store.claim_queued("q-1", LIVE)
+    assert store.mark_unknown("q-1", claim.token)
+
+    assert store.unsettled(0) == []
+
+
+def test_one_placer_lease_per_namespace(backend):
+    first, second = backend.store(), backend.store(backend.made[0].namespace if backend.made else None)
+    other = backend.store()
+
+    assert first.take_placer_lease("a", LIVE) is True
+    assert first.take_placer_lease("a", LIVE) is True  # renewed
+    assert second.take_placer_lease("b", LIVE) is False
+    assert other.take_placer_lease("b", LIVE) is True  # another store
+    first.drop_placer_lease("b")  # not its holder: nothing changes
+    assert second.take_placer_lease("b", LIVE) is False
+    first.drop_placer_lease("a")
+    assert second.take_placer_lease("b", LIVE) is True
+
+
+def test_a_lapsed_placer_lease_passes_to_another_holder(store):
+    assert store.take_placer_lease("a", 0.001) is True
+    deadline = time.monotonic() + 5
+    while not store.take_placer_lease("b", LIVE):
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    assert store.take_placer_lease("a", LIVE) is False

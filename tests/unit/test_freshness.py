@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
+import uuid
 
 import pytest
+import redis
 
 from bridge.core.errors import OrderNotFound
 from bridge.core.freshness import FreshnessCache
@@ -13,6 +16,7 @@ from bridge.core.service import OrderService, ServiceSettings
 from .fakes import FakeAdapter, FakeClock, RecordingSleep
 
 DRAFT = "nb_1715200000_a1b2c3d4"
+REDIS_URL = os.environ.get("BIK_BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 class CountingAdapter(FakeAdapter):
@@ -126,3 +130,42 @@ def test_an_unknown_order_is_not_remembered(adapter, store, placed):
 
     assert order_id == "F-1"
     assert json.loads(service.get_order(order_id))["order"]["id"] == "F-1"
+
+
+# ---------------------------------------------------------------------------------------- the root's choice
+
+
+def test_the_root_keeps_answers_in_this_process_unless_the_records_are_in_redis(tmp_path):
+    from adapters.stores.redis_freshness import RedisFreshness
+    from bridge.bootstrap import build_freshness
+
+    from .test_app_http import make_config
+
+    assert build_freshness(make_config(tmp_path)) is None  # off by default
+    assert isinstance(build_freshness(make_config(tmp_path, store={"get_order_cache_seconds": 5})), FreshnessCache)
+    shared = make_config(tmp_path, store={"get_order_cache_seconds": 5},
+                         idempotency={"backend": "redis", "redis_url": "redis://127.0.0.1:6379/15"})
+    assert isinstance(build_freshness(shared), RedisFreshness)
+
+
+@pytest.mark.redis
+def test_a_status_read_one_worker_answered_costs_another_worker_nothing(store, placed, tmp_path):
+    """Two workers' services over one Redis-backed cache, as the root builds them: the second read is served."""
+    from bridge.bootstrap import build_service
+
+    from .test_app_http import make_config
+
+    namespace = f"bik-bridge-test:{uuid.uuid4().hex}"
+    config = make_config(tmp_path, store={"get_order_cache_seconds": 30},
+                         idempotency={"backend": "redis", "redis_url": REDIS_URL, "namespace": namespace})
+    platform = CountingAdapter()
+    order_id = make_service(platform, store, cache_seconds=0).place_order(placed).order_id
+    workers = [build_service(config, adapter=platform, store=store) for _ in range(2)]
+
+    first = workers[0].get_order(order_id)
+    platform.orders[DRAFT] = platform.orders[DRAFT].model_copy(update={"status": "DELIVERED"})
+    second = workers[1].get_order(order_id)
+
+    assert platform.reads == 1
+    assert second == first
+    redis.Redis.from_url(REDIS_URL).delete(f"{namespace}|fresh:{order_id}")

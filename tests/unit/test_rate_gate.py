@@ -19,6 +19,7 @@ from bridge.upstream.quota import (
     LocalQuota,
     QuotaNews,
     RateGate,
+    counted,
     news_of,
     spread,
     take_slot,
@@ -130,12 +131,17 @@ def test_an_earlier_reset_does_not_shorten_a_longer_one(quota, clock):
 
 @pytest.mark.parametrize("limit", [(3, 10.0), None])
 @pytest.mark.parametrize("now", [1005.0, 1012.0, 1014.9, 1016.0, 1030.0])
-def test_the_rule_decides_from_the_newest_quota_sends_alone(limit, now):
-    """What the shared ledger reads of its log: the newest `quota` sends decide as the whole log would."""
+def test_one_entry_of_the_log_decides_as_the_whole_log_would(limit, now):
+    """What the shared ledger reads of its log: the send `quota` places from the newest decides for all of them."""
     log = [1000.0 + i for i in range(10)]
-    quota = limit[0] if limit else FIRST_CONTACT[0]
-    whole = Ledger(limit, log)
-    assert take_slot(Ledger(limit, log[-quota:]), now) == take_slot(whole, now)
+    quota = counted(limit)
+    span = (limit or FIRST_CONTACT)[1] + spread((limit or FIRST_CONTACT)[1])
+    live = [sent for sent in log if sent > now - span]
+    expected_wait = max(1e-6, live[len(live) - quota] + span - now) if len(live) >= quota else 0.0
+    if not limit:
+        expected_wait = min(expected_wait, FIRST_CONTACT_POLL_SECONDS) if expected_wait else 0.0
+
+    assert take_slot(Ledger(limit, log[-quota]), now).wait == pytest.approx(expected_wait)
 
 
 @pytest.mark.parametrize("status, headers, expected", [

@@ -27,16 +27,16 @@ from bridge.core.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from bridge.upstream.client import Upstream
-from bridge.upstream.outbound import OutboundRequest
-from bridge.upstream.outcomes import (
-    Outcome,
+from bridge.upstream.attempts import (
+    Attempt,
     WriteVerdict,
     backoff,
     classify_write,
     should_retry,
     was_sent,
 )
+from bridge.upstream.client import Upstream
+from bridge.upstream.outbound import OutboundRequest
 from bridge.upstream.quota import RateGate
 from tests.support.jitter import jitter_at
 
@@ -129,8 +129,8 @@ def test_the_request_headers_replace_the_session_defaults_whatever_their_case(rs
 
 # ------------------------------------------------------------------------------------------ should_retry
 
-CONNECT_ERROR = Outcome(error=refused(), sent=False)
-READ_TIMEOUT = Outcome(error=requests.exceptions.ReadTimeout("read timed out"), sent=True)
+CONNECT_ERROR = Attempt(error=refused(), sent=False)
+READ_TIMEOUT = Attempt(error=requests.exceptions.ReadTimeout("read timed out"), sent=True)
 
 
 @pytest.mark.parametrize(
@@ -138,26 +138,26 @@ READ_TIMEOUT = Outcome(error=requests.exceptions.ReadTimeout("read timed out"), 
     [
         ("connect error, nothing sent", CONNECT_ERROR, True, True),
         ("read timeout after sending", READ_TIMEOUT, True, False),
-        ("429", Outcome(response=response(429)), True, True),
-        ("500", Outcome(response=response(500)), True, False),
-        ("502", Outcome(response=response(502)), True, False),
-        ("503", Outcome(response=response(503)), True, False),
-        ("504", Outcome(response=response(504)), True, False),
-        ("400", Outcome(response=response(400)), False, False),
-        ("401", Outcome(response=response(401)), False, False),
-        ("403", Outcome(response=response(403)), False, False),
-        ("404", Outcome(response=response(404)), False, False),
-        ("409", Outcome(response=response(409)), False, False),
-        ("422", Outcome(response=response(422)), False, False),
-        ("200", Outcome(response=response(200)), False, False),
-        ("201", Outcome(response=response(201)), False, False),
-        ("501", Outcome(response=response(501)), True, False),
-        ("505", Outcome(response=response(505)), True, False),
-        ("520 from a CDN", Outcome(response=response(520)), True, False),
-        ("524 from a CDN", Outcome(response=response(524)), True, False),
-        ("599", Outcome(response=response(599)), True, False),
-        ("302", Outcome(response=response(302)), False, False),
-        ("408", Outcome(response=response(408)), False, False),
+        ("429", Attempt(response=response(429)), True, True),
+        ("500", Attempt(response=response(500)), True, False),
+        ("502", Attempt(response=response(502)), True, False),
+        ("503", Attempt(response=response(503)), True, False),
+        ("504", Attempt(response=response(504)), True, False),
+        ("400", Attempt(response=response(400)), False, False),
+        ("401", Attempt(response=response(401)), False, False),
+        ("403", Attempt(response=response(403)), False, False),
+        ("404", Attempt(response=response(404)), False, False),
+        ("409", Attempt(response=response(409)), False, False),
+        ("422", Attempt(response=response(422)), False, False),
+        ("200", Attempt(response=response(200)), False, False),
+        ("201", Attempt(response=response(201)), False, False),
+        ("501", Attempt(response=response(501)), True, False),
+        ("505", Attempt(response=response(505)), True, False),
+        ("520 from a CDN", Attempt(response=response(520)), True, False),
+        ("524 from a CDN", Attempt(response=response(524)), True, False),
+        ("599", Attempt(response=response(599)), True, False),
+        ("302", Attempt(response=response(302)), False, False),
+        ("408", Attempt(response=response(408)), False, False),
     ],
 )
 def test_should_retry_table(name, outcome, retry_read, retry_create):
@@ -173,13 +173,13 @@ NOT_SENT, REFUSED, ANSWERED, AMBIGUOUS = (WriteVerdict.NOT_SENT, WriteVerdict.RE
 WRITE_TABLE = [
     ("connection refused", CONNECT_ERROR, NOT_SENT),
     ("read timeout after sending", READ_TIMEOUT, AMBIGUOUS),
-    ("reset after sending", Outcome(error=requests.exceptions.ConnectionError("reset"), sent=True), AMBIGUOUS),
-    *[(str(code), Outcome(response=response(code)), REFUSED)
+    ("reset after sending", Attempt(error=requests.exceptions.ConnectionError("reset"), sent=True), AMBIGUOUS),
+    *[(str(code), Attempt(response=response(code)), REFUSED)
       for code in (400, 401, 403, 404, 405, 409, 413, 415, 422, 429)],
-    *[(str(code), Outcome(response=response(code)), ANSWERED) for code in (200, 201, 202, 204)],
-    *[(str(code), Outcome(response=response(code)), AMBIGUOUS)
+    *[(str(code), Attempt(response=response(code)), ANSWERED) for code in (200, 201, 202, 204)],
+    *[(str(code), Attempt(response=response(code)), AMBIGUOUS)
       for code in (100, 301, 302, 304, 307, 308, 402, 406, 408, 410, 411, 418, 425, 451, 499)],
-    *[(str(code), Outcome(response=response(code)), AMBIGUOUS) for code in range(500, 600)],
+    *[(str(code), Attempt(response=response(code)), AMBIGUOUS) for code in range(500, 600)],
 ]
 
 

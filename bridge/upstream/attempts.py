@@ -31,7 +31,7 @@ MISCONFIGURED = frozenset({405, 413, 415})
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Attempt:
     """The result of one attempt: a response, or an error and whether the request may have been sent."""
 
     response: Optional[requests.Response] = None
@@ -52,7 +52,7 @@ class WriteVerdict(str, enum.Enum):
     AMBIGUOUS = "ambiguous"  # anything else: it may have been applied
 
 
-def classify_write(outcome: Outcome) -> WriteVerdict:
+def classify_write(outcome: Attempt) -> WriteVerdict:
     """Whether a write surely was not applied; every outcome not proven otherwise is ambiguous."""
     if outcome.response is None:
         return WriteVerdict.AMBIGUOUS if outcome.sent else WriteVerdict.NOT_SENT
@@ -64,7 +64,7 @@ def classify_write(outcome: Outcome) -> WriteVerdict:
     return WriteVerdict.AMBIGUOUS  # any 5xx (52x from a CDN too), a 3xx, a 1xx, a 4xx outside REFUSALS
 
 
-def should_retry(outcome: Outcome, *, idempotent: bool) -> bool:
+def should_retry(outcome: Attempt, *, idempotent: bool) -> bool:
     """Whether another attempt is allowed: never for a write that may have been applied."""
     if not idempotent:
         verdict = classify_write(outcome)
