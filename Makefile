@@ -11,10 +11,12 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# BENCH_ARGS=--burst runs the flash-sale burst (bench/burst.py) instead of the throughput benchmark.
 bench: $(VENV)/.installed-test
-	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m $(if $(filter --burst,$(BENCH_ARGS)),bench.burst,bench) $(filter-out --burst,$(BENCH_ARGS))
 
-# Two bridges, one Redis, a faulty fake store, seeded: CHAOS_ARGS='--seed N --platform bitbybit --short'.
+# Two bridges, one Redis, a faulty fake store, seeded: CHAOS_ARGS='--seed N --platform bitbybit --short';
+# CHAOS_ARGS='--profile overflow' runs the bridge on `placement: overflow` against a small quota.
 chaos: $(VENV)/.installed-test
 	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 

@@ -202,9 +202,17 @@ def build_service(config: Config, *, adapter: Optional["PlatformAdapter"] = None
 
     # The answer to a queued draft is named as the platform's adapter names the orders it places.
     presentation = Presentation.from_config(config.store, config.platforms[config.platform].default_name_format)
-    return OrderService(adapter or build_adapter(config, observer=observer, on_gate=on_gate),
-                        store or build_store(config), service_settings(config), on_decision=on_decision,
-                        fresh=build_freshness(config), presentation=presentation)
+    gates: list["RateGate"] = []
+
+    def gate_made(gate: "RateGate") -> None:
+        gates.append(gate)  # overflow placement asks it for room before a fresh draft spends any
+        if on_gate is not None:
+            on_gate(gate)
+
+    adapter = adapter or build_adapter(config, observer=observer, on_gate=gate_made)
+    room = quota_room(gates[0]) if gates and config.placement == "overflow" else None
+    return OrderService(adapter, store or build_store(config), service_settings(config), on_decision=on_decision,
+                        fresh=build_freshness(config), presentation=presentation, room=room)
 
 
 def build_metrics(config: Config) -> "Metrics":

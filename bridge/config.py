@@ -179,7 +179,9 @@ class AuthConfig(Section):
         return self
 
 
-class StoreConfig(Section):
+class ShopConfig(Section):
+    """The merchant's shop, under the YAML key `store`: its currency, how its orders are named and read."""
+
     currency: str = Field("INR", min_length=3, max_length=3)
     # None: the platform's default, "#{id}", or "#{number}" on a platform whose id is internal and whose
     # order number is what the merchant and the customer see.
@@ -189,7 +191,7 @@ class StoreConfig(Section):
     get_order_cache_seconds: float = Field(0, ge=0, le=3600)
 
     @model_validator(mode="after")
-    def _templates_use_known_fields(self) -> "StoreConfig":
+    def _templates_use_known_fields(self) -> "ShopConfig":
         for name in ("name_format", "invoice_url_template"):
             template = getattr(self, name)
             if template is None:
@@ -267,7 +269,7 @@ class Config(Section):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
     auth_overrides: dict[Literal["placeOrder", "getOrder"], AuthConfig] = {}
-    store: StoreConfig = StoreConfig()
+    store: ShopConfig = ShopConfig()
     idempotency: IdempotencyConfig = IdempotencyConfig()
     upstream: UpstreamConfig = UpstreamConfig()
     # direct: placeOrder answers once the store has the order. overflow: an order the store's quota cannot take now

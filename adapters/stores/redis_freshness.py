@@ -9,23 +9,21 @@ does not ask Redis again.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Callable, Optional, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
-from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from adapters.stores.redis_optional import OptionalRedis
 from adapters.stores.redis_url import redis_client
 
 log = logging.getLogger("bik_bridge.freshness")
 T = TypeVar("T")
 
 # After a Redis failure, status reads go to the platform alone for this long before Redis is asked again.
-FALLBACK_SECONDS = 1.0
 
 
 def fresh_key(namespace: str, order_id: str) -> str:
@@ -43,9 +41,7 @@ class RedisFreshness:
         self._client = client
         self._namespace = namespace
         self._px = max(1, round(seconds * 1000))
-        self._clock = clock
-        self._down_until = 0.0
-        self._lock = threading.Lock()
+        self._redis = OptionalRedis(log, "shared getOrder cache unavailable; reading the platform", clock)
 
     @classmethod
     def from_url(cls, url: str, namespace: str, seconds: float, *, socket_timeout: float = 0.5) -> "RedisFreshness":
@@ -55,21 +51,7 @@ class RedisFreshness:
         return cls(client, namespace, seconds)
 
     def get(self, key: str) -> Optional[bytes]:
-        return self._call(lambda: self._client.get(fresh_key(self._namespace, key)))
+        return self._redis.call(lambda: self._client.get(fresh_key(self._namespace, key)))
 
     def put(self, key: str, value: bytes) -> None:
-        self._call(lambda: self._client.set(fresh_key(self._namespace, key), value, px=self._px))
-
-    def _call(self, fn: Callable[[], T]) -> Optional[T]:
-        if self._clock() < self._down_until:
-            return None
-        try:
-            return fn()
-        except RedisError as exc:
-            with self._lock:
-                first = self._clock() >= self._down_until
-                self._down_until = self._clock() + FALLBACK_SECONDS
-            if first:
-                log.warning("shared getOrder cache unavailable; reading the platform",
-                            extra={"error": type(exc).__name__})
-            return None
+        self._redis.call(lambda: self._client.set(fresh_key(self._namespace, key), value, px=self._px))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional, TypeVar
@@ -29,6 +28,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
+from adapters.stores.redis_optional import OptionalRedis
 from adapters.stores.redis_url import redis_client
 from bridge.upstream.quota import (
     FIRST_CONTACT_POLL_SECONDS,
@@ -47,8 +47,6 @@ from bridge.upstream.quota import (
 log = logging.getLogger("bik_bridge.ratelimit")
 T = TypeVar("T")
 
-# After a Redis failure, this process paces alone for this long before trying Redis again.
-FALLBACK_SECONDS = 1.0
 # What the answers said is kept at least half this long after the last request (a reservation renews it only
 # once half is gone), so a quiet store need not learn it again.
 KEEP_MS = 3_600_000
@@ -70,10 +68,8 @@ class RedisQuota:
     def __init__(self, client: redis.Redis | RedisCluster, key: str, *, clock: Callable[[], float] = time.monotonic):
         self._client = client
         self._state_key, self._log_key = quota_keys(key)
-        self._clock = clock
         self._fallback = LocalQuota(clock)
-        self._down_until = 0.0
-        self._lock = threading.Lock()
+        self._redis = OptionalRedis(log, "shared rate limit unavailable; pacing this process alone", clock)
         # Send-log members must be unique across processes and hosts: a random prefix and a counter.
         self._member_prefix = secrets.token_hex(6)
         self._member_count = itertools.count()
@@ -121,7 +117,7 @@ class RedisQuota:
                 sent = _command(conn, "ZCOUNT", self._log_key, f"({since_us}", "+inf")
             return usage(limit, int(sent))
 
-        if self._clock() < self._down_until:
+        if self._redis.set_aside:
             return self._fallback.usage()
         try:
             return read()
@@ -207,18 +203,7 @@ class RedisQuota:
         return self._known == UNKNOWN and not news.limited
 
     def _call(self, fn: Callable[[], T]) -> Optional[T]:
-        if self._clock() < self._down_until:
-            return None
-        try:
-            return fn()
-        except RedisError as exc:
-            with self._lock:
-                first = self._clock() >= self._down_until
-                self._down_until = self._clock() + FALLBACK_SECONDS
-            if first:
-                log.warning("shared rate limit unavailable; pacing this process alone",
-                            extra={"error": type(exc).__name__})
-            return None
+        return self._redis.call(fn)
 
 
 def _round_trip(conn: Any, *commands: tuple[Any, ...]) -> list[Any]:

@@ -291,11 +291,11 @@ class RedisIdempotencyStore:
             lambda: self._claim(keys=[self.redis_key(key)], args=[token, fingerprint, lease_us, self._ttl])
         )
         outcome = ClaimOutcome(reply[0].decode())
-        record, now = self._record(key, reply[1]), _seconds(reply[2])
+        record, now = self._record_from_hash(key, reply[1]), _seconds(reply[2])
         if outcome is ClaimOutcome.NEW:
             return Claim(outcome, record, token, now=now)
         if outcome is ClaimOutcome.TAKEOVER:
-            return Claim(outcome, record, token, previous=self._record(key, reply[3]), now=now)
+            return Claim(outcome, record, token, previous=self._record_from_hash(key, reply[3]), now=now)
         return Claim(outcome, record, now=now)
 
     def complete(self, key: str, token: str, order_id: str, response: bytes) -> bool:
@@ -310,7 +310,7 @@ class RedisIdempotencyStore:
 
     def get(self, key: str) -> IdempotencyRecord | None:
         fields = self._call(lambda: self._client.hgetall(self.redis_key(key)))
-        return self._record(key, fields) if b"state" in fields else None
+        return self._record_from_hash(key, fields) if b"state" in fields else None
 
     def unsettled(self, older_than: float) -> list[IdempotencyRecord]:
         return self._call(lambda: self._unsettled(older_than))
@@ -344,8 +344,8 @@ class RedisIdempotencyStore:
         outcome = reply[0].decode()
         if outcome == "none":
             return None
-        return Claim(ClaimOutcome(outcome), self._record(key, reply[1]), token, previous=self._record(key, reply[3]),
-                     now=_seconds(reply[2]))
+        return Claim(ClaimOutcome(outcome), self._record_from_hash(key, reply[1]), token,
+                     previous=self._record_from_hash(key, reply[3]), now=_seconds(reply[2]))
 
     def complete_queued(self, key: str, token: str, platform_order_id: str) -> bool:
         def run() -> bool:
@@ -371,7 +371,7 @@ class RedisIdempotencyStore:
         def read() -> list[IdempotencyRecord]:
             keys = [name.decode() for name in self._client.zrange(self._refused_key, 0, max(0, int(limit) - 1))]
             records = [(key, self._client.hgetall(self.redis_key(key))) for key in keys]
-            return [self._record(key, fields) for key, fields in records
+            return [self._record_from_hash(key, fields) for key, fields in records
                     if fields.get(b"state") == b"refused" and b"request" in fields]
 
         return self._call(read)
@@ -445,7 +445,7 @@ class RedisIdempotencyStore:
         """An index entry's record and whether a placer may take it; None when the entry is a leftover."""
         if not isinstance(fields, dict) or b"state" not in fields:
             return None  # placed and expired, or lost
-        record = self._record(key, fields)
+        record = self._record_from_hash(key, fields)
         if not record.queued:
             # Perhaps a draft entering the queue right now (indexed first): a leftover once its owner is long gone.
             leftover = record.state is not RecordState.IN_FLIGHT or record.lease_until + STALE_ENTRY_SECONDS < now
@@ -505,7 +505,7 @@ class RedisIdempotencyStore:
         for name, fields in zip(names, pipe.execute(raise_on_error=False)):
             if not isinstance(fields, dict) or b"state" not in fields or b"request" in fields:
                 continue  # a queued draft is the placer's to settle
-            record = self._record(name.decode("utf-8", "replace")[len(self._prefix):], fields)
+            record = self._record_from_hash(name.decode("utf-8", "replace")[len(self._prefix):], fields)
             if record.updated_at > now - older_than:
                 continue
             if record.state is RecordState.UNKNOWN or (
@@ -515,7 +515,7 @@ class RedisIdempotencyStore:
         return stale
 
     @staticmethod
-    def _record(key: str, raw: list[bytes] | dict[bytes, bytes]) -> IdempotencyRecord:
+    def _record_from_hash(key: str, raw: list[bytes] | dict[bytes, bytes]) -> IdempotencyRecord:
         fields = raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2]))
         order_id = fields.get(b"order_id")
         created_at = fields.get(b"created_at_us")

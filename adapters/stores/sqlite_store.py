@@ -71,7 +71,7 @@ FENCE = "namespace = ? AND key = ? AND state = 'in_flight' AND token = ? AND exp
 UNSETTLED_QUEUED = "request IS NOT NULL AND state IN ('queued', 'unknown', 'in_flight')"
 
 
-def _record(row: sqlite3.Row) -> IdempotencyRecord:
+def _record_from_row(row: sqlite3.Row) -> IdempotencyRecord:
     response, request = row["response"], row["request"]
     return IdempotencyRecord(
         key=row["key"],
@@ -176,7 +176,7 @@ class SqliteIdempotencyStore:
                      now + self._ttl, now),
                 )
                 return Claim(ClaimOutcome.NEW, record, token, now=now)
-            previous = _record(row)
+            previous = _record_from_row(row)
             if previous.state is RecordState.DONE or previous.queued:
                 # A queued draft was answered when it was accepted: every retry replays that answer.
                 return Claim(ClaimOutcome.DONE, previous, now=now)
@@ -241,7 +241,7 @@ class SqliteIdempotencyStore:
                 f"SELECT {COLUMNS} FROM idempotency_records WHERE namespace = ? AND key = ? AND expires_at > ?",
                 (self._namespace, key, self._clock()),
             ).fetchone()
-            return _record(row) if row is not None else None
+            return _record_from_row(row) if row is not None else None
 
         return self._call(read)
 
@@ -254,7 +254,7 @@ class SqliteIdempotencyStore:
                 " AND request IS NULL ORDER BY updated_at",
                 (self._namespace, now, now - older_than, now),
             ).fetchall()
-            return [_record(row) for row in rows]
+            return [_record_from_row(row) for row in rows]
 
         return self._call(read)
 
@@ -282,7 +282,7 @@ class SqliteIdempotencyStore:
                 " ORDER BY enqueued_at, key LIMIT ?",
                 (self._namespace, now, now, int(limit)),
             ).fetchall()
-            return [_record(row) for row in rows]
+            return [_record_from_row(row) for row in rows]
 
         return self._call(read)
 
@@ -304,7 +304,7 @@ class SqliteIdempotencyStore:
             row = conn.execute(select, (self._namespace, key)).fetchone()
             if row is None or row["expires_at"] <= now:
                 return None
-            previous = _record(row)
+            previous = _record_from_row(row)
             lapsed = previous.state is RecordState.IN_FLIGHT and previous.lease_until <= now
             if not previous.queued or not (previous.state in (RecordState.QUEUED, RecordState.UNKNOWN) or lapsed):
                 return None
@@ -315,7 +315,7 @@ class SqliteIdempotencyStore:
                 (token, now, now + max(0.0, lease_seconds), now, now + self._ttl, previous.first_started_at,
                  self._namespace, key),
             )
-            record = _record(conn.execute(select, (self._namespace, key)).fetchone())
+            record = _record_from_row(conn.execute(select, (self._namespace, key)).fetchone())
             outcome = ClaimOutcome.NEW if previous.state is RecordState.QUEUED else ClaimOutcome.TAKEOVER
             return Claim(outcome, record, token, previous=previous, now=now)
 
@@ -347,7 +347,7 @@ class SqliteIdempotencyStore:
                 " AND request IS NOT NULL AND state = 'refused' ORDER BY enqueued_at, key LIMIT ?",
                 (self._namespace, self._clock(), int(limit)),
             ).fetchall()
-            return [_record(row) for row in rows]
+            return [_record_from_row(row) for row in rows]
 
         return self._call(read)
 

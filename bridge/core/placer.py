@@ -1,9 +1,10 @@
 """The overflow placer: places queued drafts oldest first, within the store's quota, exactly once.
 
 Every `serve` worker runs one placer in the background; a lease in the idempotency store lets one of them, across
-workers and instances, place at a time. Each draft is placed under the rules of direct placement: the placer owns
-it by a claim fenced with a token, looks the draft up before creating, never re-sends a create that may have
-landed (the draft becomes `unknown` and is looked up again), and never creates after a lookup that proved nothing.
+workers and instances, place at a time. Each draft is placed by the steps of direct placement (`ExactlyOnce`): the
+placer owns it by a claim fenced with a token, looks the draft up before creating, never re-sends a create that may
+have landed (the draft becomes `unknown` and is looked up again), and never creates after a lookup that proved
+nothing.
 
 Bik's own requests come first: the placer takes a draft only when the quota has room for its requests now, beyond
 `DIRECT_SHARE` of the window, which stays free for placeOrder and getOrder calls.
@@ -21,16 +22,17 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from bridge.core.deadline import Deadline
-from bridge.core.drafts import CLOCK_MARGIN_SECONDS, draft_created_at
-from bridge.core.errors import BridgeError, OrderRejected, RateLimited, StoreUnavailable
+from bridge.core.errors import OrderRejected, RateLimited, StoreUnavailable
 from bridge.core.models import PlaceOrderRequest
 from bridge.core.overflow import short_reason
-from bridge.core.ports import Claim, ClaimOutcome, IdempotencyStore, LookupResult, PlatformAdapter
+from bridge.core.placement import FRESH_DRAFT_REQUESTS, DecisionLog, ExactlyOnce, PlacementResult, Step
+from bridge.core.ports import Claim, IdempotencyStore, PlatformAdapter
 
 log = logging.getLogger("bik_bridge.placer")
 
-# The share of each quota window the placer leaves to Bik's own requests (placeOrder, getOrder).
-DIRECT_SHARE = 0.2
+# The share of each quota window the placer leaves to Bik's own requests (placeOrder, getOrder): enough for a few
+# status reads and direct orders per window, small enough that a queue drains within 5% of the quota's pace.
+DIRECT_SHARE = 0.05
 # A draft the placer could not settle (a lookup that proved nothing, a store that refused the credentials) waits
 # this long before it is tried again, so one stuck draft does not spend the quota meant for the others.
 RETRY_LATER_SECONDS = 30.0
@@ -79,7 +81,11 @@ class Placer:
         self._room = room or (lambda: None)
         self._clock = clock
         self._deadline = deadline or (lambda: Deadline(settings.upstream_budget_seconds))
-        self._on_decision = on_decision
+        decisions = DecisionLog(log, "placer decision", on_decision, level=logging.DEBUG)
+        self._note_decision = decisions.note
+        self._steps = ExactlyOnce(adapter, store, decisions, budget_seconds=settings.upstream_budget_seconds,
+                                  lookup_before_create=settings.lookup_before_create, queued=True,
+                                  notes_releases=False)
         self._later: dict[str, float] = {}  # draft -> this clock's moment it may be tried again
         self._stop = threading.Event()
         self._alive: Callable[[], bool] = lambda: True
@@ -126,7 +132,7 @@ class Placer:
         waiting = [record for record in self.store.queued(BATCH) if record.key not in self._later]
         if not waiting:
             return IDLE_SECONDS
-        cost = 2 if self.settings.lookup_before_create else 1
+        cost = FRESH_DRAFT_REQUESTS if self.settings.lookup_before_create else 1
         for record in waiting:
             if not self._running():
                 return 0.0
@@ -149,100 +155,49 @@ class Placer:
         if claim is None:
             return "skipped"  # placed, refused, cancelled or owned by someone else since it was listed
         request = PlaceOrderRequest.model_validate_json(claim.record.request)
-        deadline = self._deadline()
-        fresh = claim.outcome is ClaimOutcome.NEW
-        if fresh and not self.settings.lookup_before_create:
-            return self._create(request, claim, deadline)
-        try:
-            lookup = self.adapter.find_by_draft(key, request, deadline, self._search_from(claim))
-        except BridgeError as exc:
-            self._keep(claim)
-            log.warning("queued draft: lookup failed; kept", extra={"draftOrderId": key, "error": exc.message})
-            return "quota" if isinstance(exc, RateLimited) else self._retry_later(key)
-        if lookup.result is LookupResult.FOUND:
-            return self._placed(claim, lookup.order.id, "recovered")
-        if lookup.result is LookupResult.INCONCLUSIVE:
-            self._keep(claim)
-            self._decide(key, "lookup_inconclusive")
-            log.warning("queued draft: lookup could not prove the order absent; not creating",
-                        extra={"draftOrderId": key, "reason": lookup.reason})
+        placement = self._steps.place(request, claim, self._deadline())
+        result = placement.result
+        if result is PlacementResult.FOUND:
+            return self._placed(claim, placement.order.id, "recovered")
+        if result is PlacementResult.CREATED:
+            return self._placed(claim, placement.order.id, "placed")
+        if result is PlacementResult.INCONCLUSIVE:
+            self._steps.let_go(claim, placement.step)
             return self._retry_later(key)
-        if not fresh:
-            # A create of an earlier placement may still land until that placement's budget has passed.
-            settled_at = claim.previous.started_at + self.settings.upstream_budget_seconds
-            if claim.now < settled_at:
-                self._later[key] = self._clock() + (settled_at - claim.now)
-                return "deferred"  # held by this claim's lease, taken over after it
-        return self._create(request, claim, deadline)
+        if result is PlacementResult.STILL_LANDING:
+            # Held by this claim's lease, taken over after it.
+            self._later[key] = self._clock() + (placement.until - claim.now)
+            return "deferred"
+        if result is PlacementResult.UNCONFIRMED:
+            self._later[key] = self._clock() + self.settings.upstream_budget_seconds
+            return "unknown"
+        error = placement.error
+        if placement.step is Step.CREATE and isinstance(error, OrderRejected):
+            return self._refuse(claim, error)
+        # Back to `queued` when nothing of it can be on the platform, else `unknown`: looked up again later.
+        self._steps.let_go(claim, placement.step)
+        log.warning("queued draft: lookup failed; kept" if placement.step is Step.LOOKUP
+                    else "queued draft: create not sent; kept", extra={"draftOrderId": key, "error": error.message})
+        return "quota" if isinstance(error, RateLimited) else self._retry_later(key)
 
-    def _create(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline) -> str:
-        key, token = request.draftOrderId, claim.token
-        log.info("sending the create", extra={"draftOrderId": key, "queued": True})
-        try:
-            order = self.adapter.place(request, deadline)
-        except OrderRejected as exc:
-            reason = short_reason(exc.message)
-            self.store.refuse(key, token, reason)
-            self._decide(key, "refused_from_queue")
-            # The customer was told ORDERED: the merchant must reach them.
-            log.warning("queued order refused by the store; the customer must be told",
-                        extra={"draftOrderId": key, "orderId": claim.record.order_id, "reason": reason})
-            return "refused"
-        except BridgeError as exc:
-            if exc.maybe_applied:
-                return self._settle_ambiguous(request, claim, deadline)
-            self.store.release(key, token)  # nothing was applied: back in the queue
-            log.warning("queued draft: create not sent; kept", extra={"draftOrderId": key, "error": exc.message})
-            return "quota" if isinstance(exc, RateLimited) else self._retry_later(key)
-        except BaseException:
-            self.store.mark_unknown(key, token)
-            raise
-        return self._placed(claim, order.id, "placed")
-
-    def _settle_ambiguous(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline) -> str:
-        key = request.draftOrderId
-        try:
-            if deadline.remaining() > 1.0:
-                lookup = self.adapter.find_by_draft(key, request, deadline, self._search_from(claim))
-                if lookup.result is LookupResult.FOUND:
-                    return self._placed(claim, lookup.order.id, "recovered")
-        except BridgeError as exc:
-            log.warning("lookup after an ambiguous create failed", extra={"draftOrderId": key, "error": exc.message})
-        self.store.mark_unknown(key, claim.token)
-        self._decide(key, "unknown")
-        self._later[key] = self._clock() + self.settings.upstream_budget_seconds
-        return "unknown"
+    def _refuse(self, claim: Claim, error: OrderRejected) -> str:
+        key, reason = claim.record.key, short_reason(error.message)
+        self.store.refuse(key, claim.token, reason)
+        self._note_decision(key, "refused_from_queue")
+        # The customer was told ORDERED: the merchant must reach them.
+        log.warning("queued order refused by the store; the customer must be told",
+                    extra={"draftOrderId": key, "orderId": claim.record.order_id, "reason": reason})
+        return "refused"
 
     def _placed(self, claim: Claim, platform_order_id: str, how: str) -> str:
         key = claim.record.key
         if not self.store.complete_queued(key, claim.token, platform_order_id):
             log.warning("queued draft was taken over before completion", extra={"draftOrderId": key})
-        self._decide(key, "placed_from_queue", platform_order_id)
+        self._note_decision(key, "placed_from_queue", platform_order_id)
         log.info("queued order placed", extra={"draftOrderId": key, "orderId": claim.record.order_id,
                                                "platformOrderId": platform_order_id, "how": how})
         return "placed"
 
-    def _keep(self, claim: Claim) -> None:
-        """Leave a draft for a later pass: back to `queued` if nothing was ever sent for it, else `unknown`."""
-        if claim.outcome is ClaimOutcome.NEW:
-            self.store.release(claim.record.key, claim.token)
-        else:
-            self.store.mark_unknown(claim.record.key, claim.token)
-
     def _retry_later(self, key: str) -> str:
         self._later[key] = self._clock() + RETRY_LATER_SECONDS
         return "kept"
-
-    @staticmethod
-    def _search_from(claim: Claim) -> float:
-        """No order for the draft is older than Bik's draft time or the record's first start, less the margin."""
-        moments = [t for t in (draft_created_at(claim.record.key), claim.record.first_started_at) if t]
-        return min(*moments, claim.now) - CLOCK_MARGIN_SECONDS
-
-    def _decide(self, key: str, decision: str, order_id: Optional[str] = None) -> None:
-        log.debug("placer decision", extra={"draftOrderId": key, "decision": decision, "orderId": order_id})
-        if self._on_decision is not None:
-            try:
-                self._on_decision(decision)
-            except Exception:  # counting must never stop the placer
-                log.exception("decision hook failed", extra={"draftOrderId": key, "decision": decision})

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from bridge.config import StoreConfig
+from bridge.config import ShopConfig
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class Presentation:
     default_name_format: str = "#{id}"  # the platform's: "#{number}" where its ids are not what the merchant sees
 
     @classmethod
-    def from_config(cls, store: StoreConfig, default_name_format: str = "#{id}") -> "Presentation":
+    def from_config(cls, store: ShopConfig, default_name_format: str = "#{id}") -> "Presentation":
         """The store settings, with the name format the platform uses when `store.name_format` is unset."""
         return cls(store.name_format, store.invoice_url_template, store.currency, store.get_order_scope == "all",
                    default_name_format)

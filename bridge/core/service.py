@@ -15,7 +15,6 @@ from typing import Callable, Optional
 from tenacity import RetryCallState, Retrying, retry_if_result, wait_exponential
 
 from bridge.core.deadline import Deadline
-from bridge.core.drafts import CLOCK_MARGIN_SECONDS, draft_created_at
 from bridge.core.errors import (
     BridgeError,
     InFlight,
@@ -29,12 +28,20 @@ from bridge.core.errors import (
 from bridge.core.freshness import FreshAnswers, FreshnessCache
 from bridge.core.models import BikOrder, PlaceOrderRequest
 from bridge.core.overflow import draft_of, placed_answer, queued_answer, refused_answer
+from bridge.core.placement import (
+    FRESH_DRAFT_REQUESTS,
+    DecisionLog,
+    ExactlyOnce,
+    PlacementResult,
+    Step,
+    landing_ends_at,
+    search_from,
+)
 from bridge.core.ports import (
     Claim,
     ClaimOutcome,
     IdempotencyRecord,
     IdempotencyStore,
-    Lookup,
     LookupResult,
     PlatformAdapter,
     RecordState,
@@ -47,6 +54,9 @@ ROUTINE_DECISIONS = frozenset({"created", "replayed"})
 INCONCLUSIVE_RETRY_AFTER = 30
 # What a fresh draft may meet that proves the platform did not receive it: under overflow placement it is queued.
 QUEUEABLE = (RateLimited, UpstreamUnreachable)
+# Under overflow placement a fresh placeOrder waits at most this long for a slot of the store's quota: a queued
+# order answered at once beats one held for seconds in the gate.
+OVERFLOW_QUOTA_PATIENCE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -73,7 +83,7 @@ class PlaceResult:
 
     body: bytes
     order_id: str
-    outcome: str  # created | replayed | recovered | queued
+    decision: str  # created | replayed | recovered | queued
 
 
 class OrderService:
@@ -90,13 +100,20 @@ class OrderService:
         on_decision: Optional[Callable[[str], None]] = None,
         presentation: Optional[Presentation] = None,
         fresh: Optional[FreshAnswers] = None,
+        room: Optional[Callable[[], Optional[tuple[int, int]]]] = None,
     ):
         self.adapter = adapter
         self.store = store
         self.settings = settings
         self._sleep = sleep
-        self._deadline = deadline or (lambda: Deadline(settings.upstream_budget_seconds))
-        self._on_decision = on_decision  # metrics
+        patience = OVERFLOW_QUOTA_PATIENCE_SECONDS if settings.placement == "overflow" else None
+        self._deadline = deadline or (lambda: Deadline(settings.upstream_budget_seconds, quota_patience=patience))
+        self._room = room  # slots of the store's quota free now, and the quota; None while none is announced
+        # Each decision is logged (routine ones at DEBUG) and counted through `on_decision` (metrics).
+        self._decisions = DecisionLog(log, "placeOrder decision", on_decision, routine=ROUTINE_DECISIONS)
+        self._note_decision = self._decisions.note
+        self._steps = ExactlyOnce(adapter, store, self._decisions, budget_seconds=settings.upstream_budget_seconds,
+                                  lookup_before_create=settings.lookup_before_create)
         self._presentation = presentation or Presentation()  # names the answer to a queued draft
         # Repeated status checks within a few seconds are answered without the platform (off by default); the
         # composition root may hand in a cache every worker shares, else this process keeps its own.
@@ -134,113 +151,72 @@ class OrderService:
                            wait=wait_exponential(multiplier=0.02, max=0.2), stop=waited_enough, sleep=self._sleep,
                            retry_error_callback=lambda state: state.outcome.result())
         claim = polling(claim_draft)
-        if claim.outcome is ClaimOutcome.NEW:
-            return self._create_new(request, claim, deadline)
-        if claim.outcome is ClaimOutcome.TAKEOVER:
-            return self._resume(request, claim, deadline)
+        if claim.outcome in (ClaimOutcome.NEW, ClaimOutcome.TAKEOVER):
+            return self._place(request, claim, deadline)
         if claim.outcome is ClaimOutcome.DONE:
-            self._decide(key, "replayed", claim.record.order_id)
+            self._note_decision(key, "replayed", claim.record.order_id)
             return PlaceResult(claim.record.response, claim.record.order_id, "replayed")
         retry_after = max(1, math.ceil(min(5.0, claim.record.lease_until - claim.now)))
-        self._decide(key, "in_flight")
+        self._note_decision(key, "in_flight")
         raise InFlight(f"order {key} is being placed; retry shortly", retry_after=retry_after)
 
-    def _create_new(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline) -> PlaceResult:
-        """A fresh claim: a record can be new because one was lost, so the draft is looked up (unless that is off)."""
+    def _place(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline) -> PlaceResult:
+        """Own the draft: place it exactly once, then answer Bik with what came of it."""
         key, token = request.draftOrderId, claim.token
-        if not self.settings.lookup_before_create:
-            return self._create(request, claim, deadline)
-        try:
-            lookup = self.adapter.find_by_draft(key, request, deadline, self._search_from(key, None, claim.now))
-        except QUEUEABLE as exc:
-            return self._queue_or_release(request, token, exc)
-        except BaseException:
-            # A read sends no order: the claim goes, so Bik's retry runs afresh.
-            self._release(key, token)
-            raise
-        if lookup.result is LookupResult.FOUND:
-            return self._record(key, token, lookup.order, "recovered")
-        if lookup.result is LookupResult.INCONCLUSIVE:
-            # This claim knows no more than the lookup did: dropping it keeps the next retry's search as wide.
-            self._release(key, token)
-            raise self._inconclusive(key, lookup)
-        return self._create(request, claim, deadline, fresh=True)
-
-    def _create(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline, fresh: bool = False) -> PlaceResult:
-        key, token = request.draftOrderId, claim.token
-        # Written before the create leaves, so the log shows it even if this process dies before the answer.
-        log.info("sending the create", extra={"draftOrderId": key})
-        try:
-            order = self.adapter.place(request, deadline)
-        except BridgeError as exc:
-            if exc.maybe_applied:
-                return self._settle_ambiguous(request, claim, deadline)
-            if fresh and isinstance(exc, QUEUEABLE):
-                return self._queue_or_release(request, token, exc)
-            # Surely not applied (never sent, or refused before or by the platform): a retry may create.
-            self._release(key, token)
-            raise
-        except BaseException:
-            # An unexpected failure may have followed a create: keep the record for lookup.
-            self._mark_unknown(key, token)
-            raise
-        if order.total != request.order.total:
-            self._decide(key, "total_mismatch", order.id)
-        return self._record(key, token, order, "created")
-
-    def _settle_ambiguous(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline) -> PlaceResult:
-        """A create that may have landed: look it up now if the budget allows, never re-send it."""
-        key, token = request.draftOrderId, claim.token
-        lookup = None
-        try:
-            if deadline.remaining() > 1.0:
-                # Only a find counts here (absence changes nothing), so the search may start at this claim.
-                since = self._search_from(key, claim.record, claim.now)
-                lookup = self.adapter.find_by_draft(key, request, deadline, since)
-        except BridgeError as exc:
-            log.warning("lookup after an ambiguous create failed", extra={"draftOrderId": key, "error": str(exc)})
-        if lookup is not None and lookup.result is LookupResult.FOUND:
-            return self._record(key, token, lookup.order, "recovered")
-        self._mark_unknown(key, token)
-        self._decide(key, "unknown")
-        # Before this budget ends a retry could not tell a slow create from a lost one.
-        raise UpstreamAmbiguous(
-            f"the platform did not confirm order {key}; retry and the bridge will look it up first",
-            retry_after=max(1, math.ceil(deadline.remaining())),
-        )
-
-    def _resume(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline) -> PlaceResult:
-        """Own a record another request left: find the order before creating anything."""
-        key, token = request.draftOrderId, claim.token
-        previous = claim.previous or claim.record
-        try:
-            since = self._search_from(key, claim.record, claim.now)
-            lookup = self.adapter.find_by_draft(key, request, deadline, since)
-        except BaseException:
-            self._mark_unknown(key, token)
-            raise
-        if lookup.result is LookupResult.FOUND:
-            result = self._record(key, token, lookup.order, "recovered")
-            self._check_payload(claim.record, request.fingerprint())
-            return result
-        if lookup.result is LookupResult.INCONCLUSIVE:
-            self._mark_unknown(key, token)
-            raise self._inconclusive(key, lookup)
-        # The previous owner's create (in flight, or answered ambiguously) may still be landing; a lookup
-        # proves absence only once that owner's whole budget has passed, by the store's clock.
-        settled_at = previous.started_at + self.settings.upstream_budget_seconds
-        if claim.now < settled_at:
+        if claim.outcome is ClaimOutcome.NEW and self._queue_before_sending():
+            # Nothing sent yet, and the lookup and the create would not both fit now: the placer does both later.
+            return self._queue_or_release(request, token, RateLimited("the store's quota has no room now"))
+        placement = self._steps.place(request, claim, deadline,
+                                      before_takeover_create=lambda: self._before_takeover_create(request, claim))
+        result = placement.result
+        if result is PlacementResult.FOUND:
+            answer = self._complete_and_answer(key, token, placement.order, "recovered")
+            if claim.outcome is ClaimOutcome.TAKEOVER and placement.step is Step.LOOKUP:
+                self._check_payload(claim.record, request.fingerprint())
+            return answer
+        if result is PlacementResult.CREATED:
+            if placement.order.total != request.order.total:
+                self._note_decision(key, "total_mismatch", placement.order.id)
+            return self._complete_and_answer(key, token, placement.order, "created")
+        if result is PlacementResult.INCONCLUSIVE:
+            # This claim knows no more than the lookup did: a new one is dropped, so the next retry's search is as
+            # wide; a taken-over one stays unknown.
+            self._steps.let_go(claim, placement.step)
+            raise LookupInconclusive(f"the bridge could not tell whether order {key} exists on the platform; "
+                                     "retry later", retry_after=INCONCLUSIVE_RETRY_AFTER)
+        if result is PlacementResult.STILL_LANDING:
             # Keep holding the record: retries stay busy until our lease ends, which is after that budget.
-            self._decide(key, "in_flight")
-            raise InFlight(
-                f"order {key} may still be on its way to the store; retry shortly",
-                retry_after=max(1, math.ceil(settled_at - claim.now)),
+            self._note_decision(key, "in_flight")
+            raise InFlight(f"order {key} may still be on its way to the store; retry shortly",
+                           retry_after=max(1, math.ceil(placement.until - claim.now)))
+        if result is PlacementResult.UNCONFIRMED:
+            # Before this budget ends a retry could not tell a slow create from a lost one.
+            raise UpstreamAmbiguous(
+                f"the platform did not confirm order {key}; retry and the bridge will look it up first",
+                retry_after=max(1, math.ceil(deadline.remaining())),
             )
+        # Not applied. Only a new claim whose draft was looked up first is queued; with `lookup_before_create` off
+        # Bik gets the answer direct placement gives.
+        error = placement.error
+        if claim.outcome is ClaimOutcome.NEW and self.settings.lookup_before_create and isinstance(error, QUEUEABLE):
+            return self._queue_or_release(request, token, error)
+        self._steps.let_go(claim, placement.step)
+        raise error
+
+    def _queue_before_sending(self) -> bool:
+        """Under overflow placement, whether the quota lacks room now for a fresh draft's lookup and create."""
+        if self.settings.placement != "overflow" or not self.settings.lookup_before_create or self._room is None:
+            return False
+        room = self._room()
+        return room is not None and room[0] < FRESH_DRAFT_REQUESTS
+
+    def _before_takeover_create(self, request: PlaceOrderRequest, claim: Claim) -> None:
+        """A taken-over draft proven absent is created again, unless its payload changed under `on_mismatch: reject`."""
+        key = request.draftOrderId
         if claim.record.fingerprint != request.fingerprint() and self.settings.on_mismatch == "reject":
-            self._mark_unknown(key, token)
+            self._steps.mark_unknown(key, claim.token)
             raise PayloadMismatch(f"draftOrderId {key} was first sent with another payload")
-        self._decide(key, "absent_after_lookup")
-        return self._create(request, claim, deadline)
+        self._note_decision(key, "absent_after_lookup")
 
     def _queue_or_release(self, request: PlaceOrderRequest, token: str, error: BridgeError) -> PlaceResult:
         """A fresh draft the platform surely did not receive: queued under overflow placement, else released."""
@@ -248,7 +224,7 @@ class OrderService:
             queued = self._enqueue(request, token)
             if queued is not None:
                 return queued
-        self._release(request.draftOrderId, token)
+        self._steps.release(request.draftOrderId, token)
         raise error
 
     def _enqueue(self, request: PlaceOrderRequest, token: str) -> Optional[PlaceResult]:
@@ -257,7 +233,7 @@ class OrderService:
         try:
             stats = self.store.queue_stats()
             if stats.depth >= self.settings.max_queued or stats.oldest_age >= self.settings.max_queue_age_seconds:
-                self._decide(key, "queue_full")
+                self._note_decision(key, "queue_full")
                 log.warning("overflow queue full; answering 503", extra={
                     "draftOrderId": key, "depth": stats.depth, "oldest_age_seconds": round(stats.oldest_age, 1)})
                 return None
@@ -269,27 +245,11 @@ class OrderService:
         except StoreUnavailable:
             log.error("could not queue a draft; answering 503", extra={"draftOrderId": key})
             return None
-        self._decide(key, "queued", order.id)
+        self._note_decision(key, "queued", order.id)
         return PlaceResult(body, order.id, "queued")
 
-    @staticmethod
-    def _search_from(key: str, record: Optional[IdempotencyRecord], now: float) -> Optional[float]:
-        """The earliest unix time an order for this draft could have been made, less the clocks' margin.
-
-        Bik's draft time bounds every create of the draft; so does the record's first start, when a record
-        survived. Without either nothing bounds it (None). `now` caps a draft time from a clock running ahead.
-        """
-        moments = [t for t in (draft_created_at(key), record.first_started_at if record else None) if t]
-        return min(*moments, now) - CLOCK_MARGIN_SECONDS if moments else None
-
-    def _inconclusive(self, key: str, lookup: Lookup) -> LookupInconclusive:
-        self._decide(key, "lookup_inconclusive")
-        log.warning("lookup could not prove the order absent; not creating", extra={
-            "draftOrderId": key, "reason": lookup.reason})
-        return LookupInconclusive(f"the bridge could not tell whether order {key} exists on the platform; "
-                                  "retry later", retry_after=INCONCLUSIVE_RETRY_AFTER)
-
-    def _record(self, key: str, token: str, order: BikOrder, outcome: str) -> PlaceResult:
+    def _complete_and_answer(self, key: str, token: str, order: BikOrder, decision: str) -> PlaceResult:
+        """Record the placed order on the claim and answer it."""
         body = order.to_json_bytes()
         try:
             if not self.store.complete(key, token, order.id, body):
@@ -297,8 +257,8 @@ class OrderService:
         except StoreUnavailable:
             # The order exists; a retry will find it by its draft id on the platform.
             log.error("could not record a placed order", extra={"draftOrderId": key, "orderId": order.id})
-        self._decide(key, outcome, order.id)
-        return PlaceResult(body, order.id, outcome)
+        self._note_decision(key, decision, order.id)
+        return PlaceResult(body, order.id, decision)
 
     def _check_payload(self, record: IdempotencyRecord, fingerprint: str) -> None:
         if record.fingerprint == fingerprint:
@@ -307,30 +267,6 @@ class OrderService:
             raise PayloadMismatch(f"draftOrderId {record.key} was already used with another payload")
         log.warning("same draftOrderId with another payload; replaying the first order",
                     extra={"draftOrderId": record.key, "orderId": record.order_id})
-
-    def _release(self, key: str, token: str) -> None:
-        try:
-            self.store.release(key, token)
-        except StoreUnavailable:
-            log.error("could not release a claim; it expires with its lease", extra={"draftOrderId": key})
-        self._decide(key, "released")
-
-    def _mark_unknown(self, key: str, token: str) -> None:
-        try:
-            self.store.mark_unknown(key, token)
-        except StoreUnavailable:
-            # The record stays in flight; after its lease a new owner looks the draft up anyway.
-            log.error("could not mark a record unknown", extra={"draftOrderId": key})
-
-    def _decide(self, key: str, decision: str, order_id: Optional[str] = None) -> None:
-        # The request's own line says `created` or `replayed`; every other decision gets a line of its own.
-        level = logging.DEBUG if decision in ROUTINE_DECISIONS else logging.INFO
-        log.log(level, "placeOrder decision", extra={"draftOrderId": key, "decision": decision, "orderId": order_id})
-        if self._on_decision is not None:
-            try:
-                self._on_decision(decision)
-            except Exception:  # counting must never fail an order that was placed
-                log.exception("decision hook failed", extra={"draftOrderId": key, "decision": decision})
 
     # getOrder -----------------------------------------------------------------------------
 
@@ -377,31 +313,30 @@ class OrderService:
 
     def _reconcile_one(self, claim: Claim) -> tuple[str, str, Optional[str]]:
         key, token = claim.record.key, claim.token
-        previous = claim.previous or claim.record
         try:
-            since = self._search_from(key, claim.record, claim.now)
+            since = search_from(key, claim.record, claim.now)
             lookup = self.adapter.find_by_draft(key, None, self._deadline(), since)
         except BridgeError as exc:
-            self._mark_unknown(key, token)
+            self._steps.mark_unknown(key, token)
             log.warning("reconcile lookup failed", extra={"draftOrderId": key, "error": exc.message})
             return key, "lookup_failed", None
         if lookup.result is LookupResult.FOUND:
             self.store.complete(key, token, lookup.order.id, lookup.order.to_json_bytes())
-            self._decide(key, "reconciled_found", lookup.order.id)
+            self._note_decision(key, "reconciled_found", lookup.order.id)
             return key, "recorded", lookup.order.id
         if lookup.result is LookupResult.INCONCLUSIVE:
             # Never released without proof: the next run, or the merchant, decides.
-            self._mark_unknown(key, token)
-            self._decide(key, "lookup_inconclusive")
+            self._steps.mark_unknown(key, token)
+            self._note_decision(key, "lookup_inconclusive")
             log.warning("reconcile could not prove the order absent", extra={"draftOrderId": key,
                                                                               "reason": lookup.reason})
             return key, "inconclusive", None
-        if claim.now < previous.started_at + self.settings.upstream_budget_seconds:
+        if claim.now < landing_ends_at(claim, self.settings.upstream_budget_seconds):
             # The previous owner's create may still land: hold the record until our lease ends; the next run decides.
-            self._decide(key, "reconcile_deferred")
+            self._note_decision(key, "reconcile_deferred")
             return key, "still_in_flight", None
         self.store.release(key, token)
-        self._decide(key, "reconciled_absent")
+        self._note_decision(key, "reconciled_absent")
         return key, "released", None
 
     def ready(self) -> None:

@@ -178,7 +178,7 @@ def create_app(config: Config, *, service: OrderService, metrics: Optional["Metr
         g.draft_order_id = order_request.draftOrderId
         check_currency(order_request, config.store.currency)
         result = service.place_order(order_request)
-        g.order_id, g.outcome = result.order_id, result.outcome
+        g.order_id, g.decision = result.order_id, result.decision
         return json_response(result.body)
 
     @app.post(f"{base}/getOrder")
@@ -239,15 +239,15 @@ def create_app(config: Config, *, service: OrderService, metrics: Optional["Metr
 
     def request_summary(status: int, seconds: float) -> dict:
         """The one line a Bik request leaves: what was asked, what the platform was asked, what came of it."""
-        outcome = g.get("outcome")
+        decision = g.get("decision")
         summary = {
             "request_id": g.get("request_id"), "endpoint": g.endpoint, "status": status,
             "platform": config.platform, "draftOrderId": g.get("draft_order_id"), "orderId": g.get("order_id"),
-            "outcome": outcome or ("ok" if status < 400 else g.get("error_type", "error")),
+            "outcome": decision or ("ok" if status < 400 else g.get("error_type", "error")),
             "upstream": g.context.upstream if g.get("context") else [], "ms": round(seconds * 1000, 1),
         }
-        if outcome:
-            summary["idempotency"] = "replay" if outcome == "replayed" else "fresh"
+        if decision:
+            summary["idempotency"] = "replay" if decision == "replayed" else "fresh"
         return summary
 
     @app.teardown_request

@@ -103,7 +103,7 @@ class Upstream:
             # The budget leaves room for the next attempt to do real work; a quota resetting after the cap is
             # not waited for (the 429 is answered 503 with Retry-After).
             stop=(stop_after_attempt(self.settings.max_attempts) | stop_before_deadline(deadline)
-                  | stop_before_wait_over(self.settings.rate_limit_wait_cap_seconds)),
+                  | stop_before_wait_over(self._quota_patience(deadline))),
             wait=wait,
             retry=retry_if_result(lambda o: should_retry(o, idempotent=idempotent)),
             sleep=self._sleep,
@@ -113,17 +113,26 @@ class Upstream:
         outcome = retrying(attempt)
         return self._settle(request, outcome, idempotent)
 
+    def _quota_patience(self, deadline: Deadline) -> float:
+        """How long this call may wait for the quota: the configured cap, or less if its budget says so."""
+        cap = self.settings.rate_limit_wait_cap_seconds
+        return cap if deadline.quota_patience is None else min(cap, deadline.quota_patience)
+
     def _wait_for_quota(self, deadline: Deadline) -> None:
-        """Take a slot of the platform's quota, waiting as its headers said, never past the cap or the budget."""
+        """Take a slot of the platform's quota, waiting as its headers said, never past the cap, the budget or
+        the budget's own patience for the quota."""
+        patience = self._quota_patience(deadline)
+        waited = 0.0
         while True:
             wait = self.gate.reserve()
             if wait <= 0:
                 return
-            if wait > min(self.settings.rate_limit_wait_cap_seconds, deadline.remaining()):
+            if waited + wait > min(patience, deadline.remaining()):
                 blocked = max(wait, self.gate.blocked_for())
                 raise RateLimited(f"{self.platform} rate limit reached; quota resets in {blocked:.1f}s",
                                   retry_after=max(1, blocked))
             self._sleep(wait)
+            waited += wait
 
     def _attempt(self, request: OutboundRequest, deadline: Deadline, attempt_no: int) -> Attempt:
         remaining = deadline.remaining()

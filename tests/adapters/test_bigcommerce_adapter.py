@@ -9,7 +9,7 @@ import responses
 from responses import matchers
 
 from adapters.bigcommerce.adapter import FALLBACK_REASON
-from bridge.config import StoreConfig, UpstreamConfig
+from bridge.config import ShopConfig, UpstreamConfig
 from bridge.core.errors import (
     OrderNotFound,
     OrderRejected,
@@ -358,7 +358,7 @@ def test_get_of_an_order_placed_elsewhere_is_not_found(adapter, deadline, rsps):
 
 
 def test_scope_all_makes_other_orders_visible(make_adapter, deadline, rsps):
-    adapter = make_adapter(presentation=Presentation.from_config(StoreConfig(get_order_scope="all")))
+    adapter = make_adapter(presentation=Presentation.from_config(ShopConfig(get_order_scope="all")))
     add_order_reads(rsps, order=bc_order(external_source=None, external_order_id=None))
     order = adapter.get("118", deadline)
     assert order.id == "118"

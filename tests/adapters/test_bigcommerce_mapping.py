@@ -15,7 +15,7 @@ from adapters.bigcommerce.mapping import (
     fulfillment_status,
     tracking_url,
 )
-from bridge.config import StoreConfig
+from bridge.config import ShopConfig
 from bridge.core.presentation import Presentation
 from tests.adapters.conftest import (
     bc_consignments,
@@ -292,7 +292,7 @@ def test_get_answer_currency(settings, store, expected):
 
 def test_name_format_and_invoice_template(settings, place_request):
     """Store settings shape the name and invoice link from the id and the draft id."""
-    store = StoreConfig(name_format="BC-{id}", invoice_url_template="https://shop.example/invoice/{id}?d={draft_id}")
+    store = ShopConfig(name_format="BC-{id}", invoice_url_template="https://shop.example/invoice/{id}?d={draft_id}")
     mapping = BigCommerceMapping(settings, Presentation.from_config(store))
     placed = mapping.placed(place_request, bc_order(id=118))
     current = mapping.current(bc_order(id=118), [bc_product()], [], [])
@@ -308,7 +308,7 @@ def test_default_name_and_no_invoice(mapping, place_request):
 
 
 def test_name_may_use_the_draft_id(settings, place_request):
-    mapping = BigCommerceMapping(settings, Presentation.from_config(StoreConfig(name_format="{draft_id}/{number}")))
+    mapping = BigCommerceMapping(settings, Presentation.from_config(ShopConfig(name_format="{draft_id}/{number}")))
     assert mapping.placed(place_request, bc_order(id=5)).name == "nb_1715200000_a1b2c3d4/5"
 
 

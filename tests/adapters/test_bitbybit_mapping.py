@@ -10,7 +10,7 @@ import pytest
 from adapters.bitbybit.builder import PAID_TAG
 from adapters.bitbybit.mapping import BitbybitMapping, fulfillment_status, payment_status
 from adapters.bitbybit.variant_map import VariantMap
-from bridge.config import StoreConfig
+from bridge.config import ShopConfig
 from bridge.core.presentation import Presentation
 from tests.adapters.bitbybit_support import DRAFT, MARKER, RecordedLog, bbb_order, bbb_settings
 
@@ -145,7 +145,7 @@ def test_the_name_is_the_order_number(mapping, place_request, fields, expected):
 
 
 def test_name_format_and_invoice_template_apply(place_request):
-    store = StoreConfig(name_format="BBB-{number} ({id})", invoice_url_template="https://s.example/o/{id}?d={draft_id}")
+    store = ShopConfig(name_format="BBB-{number} ({id})", invoice_url_template="https://s.example/o/{id}?d={draft_id}")
     mapping = BitbybitMapping(bbb_settings(), Presentation.from_config(store))
 
     order = mapping.current(bbb_order())

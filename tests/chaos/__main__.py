@@ -1,4 +1,5 @@
-"""`python -m tests.chaos [--seed N] [--platform bigcommerce|bitbybit|both] [--duration S] [--drafts N] [--short]`."""
+"""`python -m tests.chaos [--profile standard|overflow] [--seed N] [--platform bigcommerce|bitbybit|both]
+[--duration S] [--drafts N] [--short]`."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,7 @@ import threading
 import time
 from typing import Optional
 
-from tests.chaos.profile import PLATFORMS, Profile
+from tests.chaos.profile import PLATFORMS, PROFILES, STANDARD, Profile
 from tests.chaos.report import render
 from tests.chaos.run import run_platform
 
@@ -18,6 +19,9 @@ def parse(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None, help="the seed of every fault and client choice "
                         "(default: a fresh one, printed)")
     parser.add_argument("--platform", choices=(*PLATFORMS, "both"), default="both")
+    parser.add_argument("--profile", choices=PROFILES, default=STANDARD,
+                        help="overflow: the bridge on `placement: overflow` against a store whose small quota makes "
+                             "orders queue, with every instance killed mid-queue and Redis kept by its AOF")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of faults per platform")
     parser.add_argument("--drafts", type=int, default=300, help="drafts Bik confirms per platform")
     parser.add_argument("--short", action="store_true", help="the CI profile: both platforms within 90 s")
@@ -27,14 +31,15 @@ def parse(argv: Optional[list[str]]) -> argparse.Namespace:
 
 def reproduce(args: argparse.Namespace, seed: int, platform: str) -> str:
     sized = "--short" if args.short else f"--duration {args.duration:g} --drafts {args.drafts}"
-    return f"make chaos CHAOS_ARGS='--seed {seed} --platform {platform} {sized}'"
+    kind = "" if args.profile == STANDARD else f"--profile {args.profile} "
+    return f"make chaos CHAOS_ARGS='{kind}--seed {seed} --platform {platform} {sized}'"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse(argv)
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big")
     platforms = PLATFORMS if args.platform == "both" else (args.platform,)
-    print(f"chaos run, seed {seed}: {', '.join(platforms)}", flush=True)
+    print(f"chaos run ({args.profile} profile), seed {seed}: {', '.join(platforms)}", flush=True)
     lock = threading.Lock()
 
     def say(text: str) -> None:
@@ -44,8 +49,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     results: dict[str, tuple] = {}
 
     def one(platform: str) -> None:
-        profile = (Profile.short_one(seed, platform) if args.short
-                   else Profile(seed, platform, duration=args.duration, drafts=args.drafts))
+        profile = (Profile.short_one(seed, platform, args.profile) if args.short
+                   else Profile(seed, platform, duration=args.duration, drafts=args.drafts, kind=args.profile))
         try:
             results[platform] = run_platform(profile, say, keep=args.keep)
         except Exception as exc:  # a run that could not even finish is reported, not hidden

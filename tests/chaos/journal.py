@@ -50,6 +50,11 @@ class Journal:
         with self._lock:
             return collections.Counter(self._faults)
 
+    def entries(self) -> list[Entry]:
+        """Every entry so far, in time order."""
+        with self._lock:
+            return list(self._entries)
+
     def about(self, draft: str, margin: float = 2.0) -> list[Entry]:
         """Every entry of one draft, and the run-wide events from its first entry to its last (plus a margin)."""
         with self._lock:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -156,3 +157,19 @@ def reconcile(instance: Instance) -> Reconciled:
     lines = done.stdout.strip().splitlines()
     summary = lines[-1] if lines else (done.stderr.strip().splitlines() or ["no output"])[-1]
     return Reconciled(done.returncode, summary, time.monotonic() - started)
+
+
+# The draft ids the chaos clients make (tests/chaos/clients.py make_drafts).
+DRAFT_ID = re.compile(r"\bnb_\d+_[0-9a-f]+\b")
+
+
+def queued_drafts(instance: Instance) -> str:
+    """What `bik-bridge queue list` says against an instance's config: how many drafts it lists as queued."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge.ops.cli", "queue", "list", "--config", str(instance.config_path)],
+        cwd=instance.workdir, env=clean_env(), capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["no output"])[-1]
+        return f"failed (exit {done.returncode}: {last})"
+    summary = next((line for line in reversed(done.stdout.splitlines()) if line.startswith("queue:")), None)
+    return summary or f"{len(set(DRAFT_ID.findall(done.stdout)))} drafts listed"

@@ -4,10 +4,13 @@ from __future__ import annotations
 import collections
 import re
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Optional
 
 from tests.chaos.clients import Answer
 from tests.chaos.journal import Journal
+
+# The id an overflow bridge answers for an order it queued: this prefix and the draft id.
+QUEUED_PREFIX = "BK-"
 
 
 @dataclass
@@ -43,15 +46,22 @@ class Outcome:
         return all(check.held for check in self.checks)
 
 
-def check(drafts: Iterable[str], answers: list[Answer], orders: dict[str, list[str]]) -> list[Check]:
-    """The promise, draft by draft: at most one order; a 2xx means exactly that order; no 500; every draft settles."""
+def check(drafts: Iterable[str], answers: list[Answer], orders: dict[str, list[str]],
+          queued_prefix: Optional[str] = None) -> list[Check]:
+    """The promise, draft by draft: at most one order; a 2xx means exactly that order; no 500; every draft settles.
+
+    With `queued_prefix` (an overflow bridge), a 2xx may name the order as `<prefix><draft id>`, the id of the
+    queued order: it names the draft's one order in the store as well as that order's own id does. Either way
+    every 2xx for a draft carries the same id.
+    """
     drafts = list(drafts)
     by_draft: dict[str, list[Answer]] = collections.defaultdict(list)
     for answer in answers:
         by_draft[answer.draft].append(answer)
     at_most_one = Check("every draft has at most one order in the store")
     ok_means_one = Check("every draft that got a 2xx has exactly one order")
-    ok_names_it = Check("every 2xx for a draft names that order")
+    ok_names_it = Check("every 2xx for a draft names that order" if queued_prefix is None else
+                        f"every 2xx for a draft names that order, all with one id: the store's or {queued_prefix}<draft>")
     no_500 = Check("no 500 was ever answered")
     retry_after = Check("every other 5xx carries Retry-After")
     settled = Check("every draft ends with exactly one order and a 2xx (after reconcile and retries)")
@@ -64,7 +74,8 @@ def check(drafts: Iterable[str], answers: list[Answer], orders: dict[str, list[s
         if oks and len(placed) != 1:
             ok_means_one.breaches.append(f"{draft}: {len(oks)} 2xx, {len(placed)} orders")
         named = sorted({a.order_id for a in oks})
-        if oks and (len(named) != 1 or len(placed) != 1 or named[0] != placed[0]):
+        aliases = {placed[0], f"{queued_prefix}{draft}"} if queued_prefix is not None and placed else set(placed[:1])
+        if oks and (len(named) != 1 or len(placed) != 1 or named[0] not in aliases):
             ok_names_it.breaches.append(f"{draft}: 2xx named {', '.join(map(str, named))}; store has "
                                         f"{', '.join(placed) or 'none'}")
         fives = [a for a in mine if a.status == 500]
@@ -78,6 +89,50 @@ def check(drafts: Iterable[str], answers: list[Answer], orders: dict[str, list[s
             shown = "no answer" if last is None or last.status is None else last.status
             settled.breaches.append(f"{draft}: {len(placed)} orders, last answer {shown}")
     return [at_most_one, ok_means_one, ok_names_it, no_500, retry_after, settled]
+
+
+def queued_lookup_problem(order_id: str, status: Optional[int], body: Optional[dict], placed: list[str]) -> str:
+    """What is wrong with getOrder's answer for a queued id whose draft has `placed` in the store; "" if nothing."""
+    if status != 200 or not isinstance(body, dict) or not isinstance(body.get("order"), dict):
+        return f"getOrder {order_id} answered {status}"
+    order = body["order"]
+    if placed and order.get("status") == "CANCELLED":
+        return (f"getOrder {order_id} answered CANCELLED ({order.get('reason', 'no reason')}) though the store has "
+                f"order {', '.join(placed)}")
+    return ""
+
+
+def queued_lookups(found: list[tuple[str, str]]) -> Check:
+    """getOrder on queued ids, once placed, answers the order: (draft, problem or "") for each id looked up."""
+    item = Check(f"getOrder on a queued {QUEUED_PREFIX} id answers its placed order ({len(found)} looked up)")
+    item.breaches = [f"{draft}: {problem}" for draft, problem in found if problem]
+    return item
+
+
+def quota_kept(refusals: int, quota: tuple[int, float], journal: Journal, shown: int = 5) -> Check:
+    """No window of the store's received more than its announced quota: it refused nothing for being over it."""
+    requests, window = quota
+    item = Check(f"no request window at the store exceeded the announced quota ({requests} per {window:g} s)")
+    if refusals:
+        moments = [e.at for e in journal.entries() if e.what == "store: request over the quota"]
+        events = [e for e in journal.entries() if e.draft is None and not e.what.startswith(("fault:", "store:"))]
+        first = moments[0] if moments else None
+        before = [e for e in events if first is not None and e.at <= first][-2:]
+        item.breaches.append(
+            f"{refusals} requests arrived in a window whose quota was spent, at "
+            f"{', '.join(f'{m:.1f} s' for m in moments[:shown])}{' ...' if len(moments) > shown else ''}"
+            + (f"; the run's events before the first: {'; '.join(e.line().strip() for e in before)}" if before
+               else ""))
+    return item
+
+
+def queued_note(answers: list[Answer], prefix: str) -> str:
+    """How many drafts were answered with a queued id, and how many with the store's own."""
+    ids = {(a.draft, a.order_id) for a in answers if a.status is not None and 200 <= a.status < 300}
+    queued = {draft for draft, order_id in ids if str(order_id).startswith(prefix)}
+    direct = {draft for draft, order_id in ids if not str(order_id).startswith(prefix)}
+    return (f"2xx answers: {len(queued)} drafts answered queued ({prefix}<draft>), {len(direct)} with the store's "
+            "order id")
 
 
 def answer_counts(answers: list[Answer]) -> dict[str, collections.Counter]:
@@ -114,6 +169,8 @@ def scenarios(journal: Journal, checks: list[Check], limit: int = 4, lines: int 
     for draft in drafts[:limit]:
         # Faults the store could not tie to a draft (a connection dropped unread) would only be noise here.
         entries = [e for e in journal.about(draft) if e.draft == draft or not e.what.startswith("fault:")]
+        if not entries:  # a breach about the run as a whole, not one draft
+            continue
         text = [entry.line() for entry in entries]
         if len(text) > lines:
             text = text[:lines // 2] + [f"   ... {len(text) - lines} more ..."] + text[-lines // 2:]

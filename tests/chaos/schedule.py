@@ -65,6 +65,7 @@ class ChaosScript(FaultScript):
         self.platform = platform
         self.journal = journal
         self.read_timeout = read_timeout
+        self.quota = profile.quota or platform.quota  # what a storm's reset headers announce
         self.on = False
         self._draw = threading.Lock()
         self._creates = random.Random(f"{profile.seed}:{platform.name}:create")
@@ -135,7 +136,7 @@ class ChaosScript(FaultScript):
         with self._draw:
             left = self._storm_until - time.monotonic()
             if left > 0:
-                headers = self.platform.storm_headers(left) if self._storm_headers else None
+                headers = self.platform.storm_headers(left, self.quota) if self._storm_headers else None
                 self.journal.fault(STORM_429, draft, f"{operation}, {'with' if headers else 'without'} reset headers")
                 return status(429, headers=headers)
             if operation == "create":
@@ -191,6 +192,7 @@ KILL_WORKER = "kill -9 a gunicorn worker"
 RESTART_INSTANCE = "restart an instance (kill -9 its master and workers)"
 REDIS_EMPTY = "restart Redis empty (no persistence: records lost)"
 REDIS_AOF = "restart Redis with AOF (fsync always: records kept)"
+RESTART_ALL = "stop every instance (kill -9) and start them again mid-queue"
 STORM = "429 storm"
 
 
@@ -211,11 +213,17 @@ def timeline(profile: Profile, platform: str) -> list[Event]:
     rng = random.Random(f"{profile.seed}:{platform}:timeline")
     span = profile.duration
     late = 0.6 if profile.short else 0.85
+    # A queued order lives only in the idempotency store until it is placed: the overflow profile's Redis keeps
+    # its AOF from the start and is never restarted empty.
+    first_redis = REDIS_AOF if profile.overflow else REDIS_EMPTY
     events = [
-        Event(rng.uniform(0.15, 0.3) * span, REDIS_EMPTY, seconds=rng.uniform(0.3, 1.5)),
+        Event(rng.uniform(0.15, 0.3) * span, first_redis, seconds=rng.uniform(0.3, 1.5)),
         Event(rng.uniform(0.3, 0.5) * span, RESTART_INSTANCE, instance=rng.randrange(2)),
         Event(rng.uniform(0.55, 0.7) * span, REDIS_AOF, seconds=rng.uniform(0.3, 1.5)),
     ]
+    if profile.overflow:
+        # Late enough that the small quota has left a queue behind, early enough that faults still follow.
+        events.append(Event(rng.uniform(0.5, 0.75) * span, RESTART_ALL))
     for _ in range(profile.worker_kills):
         events.append(Event(rng.uniform(0.05, late) * span, KILL_WORKER, instance=rng.randrange(2), pick=rng.random()))
     for index in range(profile.storms):

@@ -5,7 +5,8 @@ import uuid
 
 import pytest
 
-from adapters.stores.redis_freshness import FALLBACK_SECONDS, RedisFreshness, fresh_key
+from adapters.stores.redis_freshness import RedisFreshness, fresh_key
+from adapters.stores.redis_optional import FALLBACK_SECONDS
 from tests.support.waiting import wait_until
 
 from .conftest import redis_url

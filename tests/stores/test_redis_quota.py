@@ -8,7 +8,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from adapters.stores.redis_quota import FALLBACK_SECONDS, RedisQuota, quota_keys
+from adapters.stores.redis_optional import FALLBACK_SECONDS
+from adapters.stores.redis_quota import RedisQuota, quota_keys
 from adapters.stores.redis_store import RedisIdempotencyStore
 from bridge.upstream.quota import FIRST_CONTACT, FIRST_CONTACT_POLL_SECONDS, RESET_MARGIN_SECONDS, QuotaNews, spread
 from tests.support.waiting import wait_until

@@ -116,7 +116,7 @@ def test_place_order_neither_fills_nor_reads_the_cache(adapter, store, placed):
     placed_body = service.place_order(placed).body
     replayed = service.place_order(placed)
 
-    assert replayed.outcome == "replayed" and replayed.body == placed_body
+    assert replayed.decision == "replayed" and replayed.body == placed_body
     assert adapter.reads == 0  # placeOrder answered from the record; the cache was not involved
     service.get_order(replayed.order_id)
     assert adapter.reads == 1  # the first getOrder still reads the platform

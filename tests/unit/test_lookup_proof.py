@@ -49,7 +49,7 @@ def test_an_inconclusive_lookup_before_a_fresh_create_creates_nothing(service, a
     assert caught.value.status == 503 and caught.value.retry_after >= 1
     assert adapter.creates == 0
     assert store.get(request_.draftOrderId) is None
-    assert service.place_order(request_).outcome == "created"  # a later lookup that proves absence creates
+    assert service.place_order(request_).decision == "created"  # a later lookup that proves absence creates
     assert adapter.creates == 1
 
 
@@ -123,7 +123,7 @@ def test_the_budget_guard_reads_the_store_clock_not_this_host_s(adapter, tmp_pat
 
     result = make_service(adapter, store, clock).place_order(request_)
 
-    assert (result.outcome, adapter.creates) == ("created", 1)
+    assert (result.decision, adapter.creates) == ("created", 1)
     store.close()
 
 

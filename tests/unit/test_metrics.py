@@ -156,8 +156,8 @@ def test_a_failing_decision_hook_never_fails_the_order(store, request_):
 
     service = OrderService(FakeAdapter(), store, ServiceSettings(wait_seconds=0), on_decision=broken)
 
-    assert service.place_order(request_).outcome == "created"
-    assert service.place_order(request_).outcome == "replayed"
+    assert service.place_order(request_).decision == "created"
+    assert service.place_order(request_).decision == "replayed"
 
 
 # ------------------------------------------------------------------------------------------ quota accounting

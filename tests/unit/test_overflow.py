@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -16,7 +17,7 @@ from bridge.core.models import PlaceOrderRequest
 from bridge.core.placer import DIRECT_SHARE, RETRY_LATER_SECONDS, Placer, PlacerSettings
 from bridge.core.ports import Lookup, RecordState
 from bridge.core.presentation import Presentation
-from bridge.core.service import OrderService, ServiceSettings
+from bridge.core.service import OVERFLOW_QUOTA_PATIENCE_SECONDS, OrderService, ServiceSettings
 from tests.support.waiting import wait_until
 
 from .fakes import FakeAdapter, RecordingSleep
@@ -45,11 +46,11 @@ def adapter() -> QuotaAdapter:
 
 
 def overflow_service(adapter, store, clock, *, max_queued=1000, max_age=600.0, placement="overflow",
-                     presentation=None, decisions=None) -> OrderService:
+                     presentation=None, decisions=None, room=None) -> OrderService:
     settings = ServiceSettings(lease_seconds=BUDGET + 5, upstream_budget_seconds=BUDGET, wait_seconds=0.0,
                                placement=placement, max_queued=max_queued, max_queue_age_seconds=max_age)
     return OrderService(adapter, store, settings, sleep=RecordingSleep(clock), presentation=presentation,
-                        on_decision=decisions.append if decisions is not None else None)
+                        on_decision=decisions.append if decisions is not None else None, room=room)
 
 
 def make_placer(adapter, store, clock, *, room=None, decisions=None, holder="placer-a") -> Placer:
@@ -68,11 +69,36 @@ def queue(service, adapter, request) -> bytes:
     """Place `request` while the quota has no room: it is queued."""
     adapter.fail_next(RateLimited("quota spent"))
     result = service.place_order(request)
-    assert result.outcome == "queued"
+    assert result.decision == "queued"
     return result.body
 
 
 # accepting --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("free", "queued"), [(0, True), (1, True), (2, False), (None, False)])
+def test_a_fresh_draft_the_quota_has_no_room_for_now_is_queued_before_anything_is_sent(adapter, store, clock,
+                                                                                        request_, free, queued):
+    """No lookup is spent on a draft whose create could not follow it now: the placer does both later."""
+    room = (lambda: None) if free is None else (lambda: (free, 150))
+    service = overflow_service(adapter, store, clock, room=room)
+
+    result = service.place_order(request_)
+
+    assert (result.decision == "queued") is queued
+    assert (adapter.lookups, adapter.creates) == ((0, 0) if queued else (1, 1))
+
+
+def test_under_overflow_a_placeorder_waits_only_a_moment_for_the_quota(adapter, store, clock, request_):
+    """Its budget's patience for the quota is short, so the gate answers at once and the draft is queued."""
+    budgets = []
+    real_find = adapter.find_by_draft
+    adapter.find_by_draft = lambda *args: (budgets.append(args[2]), real_find(*args))[1]
+
+    overflow_service(adapter, store, clock).place_order(request_)
+    overflow_service(adapter, store, clock, placement="direct").place_order(draft(request_, "nb_1715200003_direct"))
+
+    assert [b.quota_patience for b in budgets] == [OVERFLOW_QUOTA_PATIENCE_SECONDS, None]
+
 
 def test_a_create_the_quota_cannot_fit_is_queued_and_answered_ordered_under_the_bridge_id(adapter, store, clock,
                                                                                         request_):
@@ -82,7 +108,7 @@ def test_a_create_the_quota_cannot_fit_is_queued_and_answered_ordered_under_the_
 
     result = service.place_order(request_)
 
-    assert (result.outcome, result.order_id) == ("queued", BRIDGE_ID)
+    assert (result.decision, result.order_id) == ("queued", BRIDGE_ID)
     order = json.loads(result.body)["order"]
     assert (order["id"], order["name"], order["status"], order["paymentStatus"]) == (
         BRIDGE_ID, f"#{BRIDGE_ID}", "ORDERED", "pending" if request_.paymentPending else "paid")
@@ -100,7 +126,7 @@ def test_a_retry_of_a_queued_draft_replays_the_same_bytes_and_sends_nothing(adap
 
     again = service.place_order(request_)
 
-    assert (again.outcome, again.body) == ("replayed", body)
+    assert (again.decision, again.body) == ("replayed", body)
     assert adapter.creates == 0 and adapter.lookups == 1
 
 
@@ -111,7 +137,7 @@ def test_a_lookup_before_create_the_platform_never_served_queues_the_draft(adapt
 
     result = service.place_order(request_)
 
-    assert result.outcome == "queued" and store.get(DRAFT).state is RecordState.QUEUED
+    assert result.decision == "queued" and store.get(DRAFT).state is RecordState.QUEUED
     assert adapter.creates == 0
 
 
@@ -119,7 +145,7 @@ def test_a_create_that_never_reached_the_platform_is_queued(adapter, store, cloc
     service = overflow_service(adapter, store, clock)
     adapter.fail_next(UpstreamUnreachable("connection refused"))
 
-    assert service.place_order(request_).outcome == "queued"
+    assert service.place_order(request_).decision == "queued"
 
 
 @pytest.mark.parametrize("error", [UpstreamAmbiguous("read timed out"), OrderRejected("out of stock"),
@@ -316,11 +342,39 @@ def test_a_create_the_quota_still_cannot_fit_goes_back_to_the_queue(adapter, sto
     assert adapter.creates == 1
 
 
+def test_a_draft_the_placer_puts_back_is_not_counted_as_a_released_claim(adapter, store, clock, request_):
+    """Only placeOrder counts `released` (Bik's retry runs afresh); a draft back in the queue is still waiting."""
+    service = overflow_service(adapter, store, clock)
+    queue(service, adapter, request_)
+    decisions: list[str] = []
+    placer = make_placer(adapter, store, clock, decisions=decisions)
+    adapter.fail_next(RateLimited("quota spent"))
+
+    placer.step()
+
+    assert store.get(DRAFT).state is RecordState.QUEUED and "released" not in decisions
+
+
+def test_an_unexpected_lookup_failure_puts_the_queued_draft_back_at_once(adapter, store, clock, request_):
+    """A lookup sends no order: a failure nobody foresaw leaves the draft queued, not held until its lease lapses."""
+    service = overflow_service(adapter, store, clock)
+    queue(service, adapter, request_)
+    placer = make_placer(adapter, store, clock)
+    adapter.lookup_errors.append(KeyError("a field the mapping did not expect"))
+
+    with pytest.raises(KeyError):
+        placer.place(DRAFT)
+
+    assert store.get(DRAFT).state is RecordState.QUEUED
+    placer.step()
+    assert adapter.creates == 1
+
+
 def test_the_placer_leaves_a_share_of_the_quota_to_bik_requests(adapter, store, clock, request_):
     service = overflow_service(adapter, store, clock)
     queue(service, adapter, request_)
     quota = 150
-    reserved = int(quota * DIRECT_SHARE)
+    reserved = math.ceil(quota * DIRECT_SHARE)
     room = {"free": reserved + 1}  # a lookup and a create would eat into the reserved share
     placer = make_placer(adapter, store, clock, room=lambda: (room["free"], quota))
 

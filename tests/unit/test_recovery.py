@@ -60,7 +60,7 @@ def left_behind(store, clock, request: PlaceOrderRequest, state: RecordState):
 def test_a_fresh_claim_looks_the_draft_up_before_creating(service, adapter, request_):
     result = service.place_order(request_)
 
-    assert (result.outcome, adapter.lookups, adapter.creates) == ("created", 1, 1)
+    assert (result.decision, adapter.lookups, adapter.creates) == ("created", 1, 1)
 
 
 def test_a_lost_record_is_made_good_by_the_lookup_without_a_second_create(service, adapter, store, request_):
@@ -70,7 +70,7 @@ def test_a_lost_record_is_made_good_by_the_lookup_without_a_second_create(servic
 
     again = make_service(adapter, lost, FakeClock()).place_order(request_)
 
-    assert (again.outcome, again.order_id, adapter.creates) == ("recovered", first.order_id, 1)
+    assert (again.decision, again.order_id, adapter.creates) == ("recovered", first.order_id, 1)
     assert lost.get(request_.draftOrderId).state is RecordState.DONE
 
 
@@ -82,7 +82,7 @@ def test_a_failed_lookup_sends_nothing_and_frees_the_draft(service, adapter, sto
 
     assert adapter.creates == 0
     assert store.get(request_.draftOrderId) is None  # Bik's retry runs afresh
-    assert service.place_order(request_).outcome == "created"
+    assert service.place_order(request_).decision == "created"
 
 
 def test_the_lookup_is_on_by_default():
@@ -108,7 +108,7 @@ def test_reconcile_records_an_order_a_crashed_owner_placed(service, adapter, sto
     assert service.reconcile(older_than=0) == [(request_.draftOrderId, "recorded", "F-1")]
     record = store.get(request_.draftOrderId)
     assert (record.state, record.order_id) == (RecordState.DONE, "F-1")
-    assert service.place_order(request_).outcome == "replayed"
+    assert service.place_order(request_).decision == "replayed"
     assert adapter.creates == 1
 
 
@@ -119,7 +119,7 @@ def test_reconcile_releases_a_surely_absent_order_so_the_retry_creates_once(serv
 
     assert service.reconcile(older_than=0) == [(request_.draftOrderId, "released", None)]
     assert store.get(request_.draftOrderId) is None
-    assert service.place_order(request_).outcome == "created"
+    assert service.place_order(request_).decision == "created"
     assert adapter.creates == 1
 
 

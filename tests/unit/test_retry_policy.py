@@ -37,7 +37,7 @@ from bridge.upstream.attempts import (
 )
 from bridge.upstream.client import Upstream
 from bridge.upstream.outbound import OutboundRequest
-from bridge.upstream.quota import RateGate
+from bridge.upstream.quota import FIRST_CONTACT, RateGate
 from tests.support.jitter import jitter_at
 
 from .fakes import FakeClock
@@ -538,6 +538,36 @@ def test_a_spent_quota_holds_the_next_request_back_without_sending(rsps, sleeps)
         upstream.send(get(), upstream.deadline())
     assert raised.value.retry_after == pytest.approx(60, abs=0.5)
     assert len(rsps.calls) == 1
+
+
+def test_a_budget_with_little_patience_for_the_quota_is_refused_at_once(rsps, sleeps):
+    """A placeOrder that can be queued instead waits at most its budget's patience for a slot, and sends nothing."""
+    rsps.add(responses.POST, URL, status=429, headers={RESET_HEADER: "5000"})
+    upstream = make_upstream(sleeps, rate_limit_wait_cap_seconds=15)
+    with pytest.raises(RateLimited):
+        upstream.send(post(), Deadline(20, quota_patience=0.5))  # the 429 spends the quota for 5 s
+    waited_before = list(sleeps.calls)
+
+    with pytest.raises(RateLimited):
+        upstream.send(post(), Deadline(20, quota_patience=0.5))
+
+    assert sleeps.calls == waited_before  # no wait at all: 5 s is past its patience
+    assert len(rsps.calls) == 1
+
+
+def test_waits_for_the_quota_add_up_to_the_cap_at_most():
+    """Many short waits for a slot count together against the cap, not each on its own."""
+    clock = FakeClock(1000.0)
+    sleeps = Sleeps(clock)
+    upstream = make_upstream(sleeps, rate_limit_wait_cap_seconds=0.1)
+    for _ in range(FIRST_CONTACT[0]):  # before any quota is announced: a few requests a second, asked again often
+        upstream._wait_for_quota(Deadline(20, clock=clock))
+    assert sleeps.calls == []
+
+    with pytest.raises(RateLimited):
+        upstream._wait_for_quota(Deadline(20, clock=clock))
+
+    assert 0 < sum(sleeps.calls) <= 0.1
 
 
 def test_the_deadline_bounds_retries():

@@ -64,7 +64,7 @@ def test_creates_once_and_replays_identical_bytes(service, adapter, store, reque
     """The first call creates; the second replays the very same bytes without creating."""
     first = service.place_order(request_)
     second = service.place_order(request_)
-    assert first.outcome == "created" and second.outcome == "replayed"
+    assert first.decision == "created" and second.decision == "replayed"
     assert second.body == first.body
     assert second.order_id == first.order_id == "F-1"
     assert adapter.creates == 1
@@ -79,7 +79,7 @@ def test_rejected_order_releases_the_claim(service, adapter, store, request_):
     with pytest.raises(OrderRejected):
         service.place_order(request_)
     assert store.get(DRAFT) is None
-    assert service.place_order(request_).outcome == "created"
+    assert service.place_order(request_).decision == "created"
     assert adapter.creates == 1
 
 
@@ -102,7 +102,7 @@ def test_ambiguous_create_that_landed_is_recovered_in_the_same_request(service, 
     """A create that timed out after landing is found by its draft id at once: one order, outcome recovered."""
     adapter.create_then_fail()
     result = service.place_order(request_)
-    assert result.outcome == "recovered"
+    assert result.decision == "recovered"
     assert result.order_id == "F-1"
     assert adapter.creates == 1
     assert store.get(DRAFT).state is RecordState.DONE
@@ -123,7 +123,7 @@ def test_ambiguous_create_that_did_not_land_is_looked_up_before_the_retry_create
     lookups = adapter.lookups
     result = service.place_order(request_)
     assert adapter.lookups == lookups + 1
-    assert result.outcome == "created"
+    assert result.decision == "created"
     assert adapter.creates == 1
     assert store.get(DRAFT).state is RecordState.DONE
 
@@ -149,7 +149,7 @@ def test_unknown_record_whose_order_exists_is_recovered(service, adapter, store,
         service.place_order(request_)
     assert store.get(DRAFT).state is RecordState.UNKNOWN
     result = service.place_order(request_)
-    assert (result.outcome, result.order_id, adapter.creates) == ("recovered", "F-1", 1)
+    assert (result.decision, result.order_id, adapter.creates) == ("recovered", "F-1", 1)
     assert store.get(DRAFT).state is RecordState.DONE
 
 
@@ -160,7 +160,7 @@ def test_crash_after_the_create_is_recovered_by_the_retry(service, adapter, stor
         service.place_order(request_)
     assert store.get(DRAFT).state is RecordState.UNKNOWN
     result = service.place_order(request_)
-    assert (result.outcome, result.order_id, adapter.creates) == ("recovered", "F-1", 1)
+    assert (result.decision, result.order_id, adapter.creates) == ("recovered", "F-1", 1)
 
 
 def test_stale_in_flight_within_the_budget_is_not_created_again(service, adapter, store, clock, request_):
@@ -180,7 +180,7 @@ def test_stale_in_flight_past_the_budget_is_taken_over(service, adapter, store, 
     previous = stale_in_flight(store, clock, request_)
     clock.now = previous.started_at + BUDGET + 1
     result = service.place_order(request_)
-    assert result.outcome == "created"
+    assert result.decision == "created"
     assert adapter.lookups == 1
     assert adapter.creates == 1
     assert service.place_order(request_).body == result.body
@@ -192,8 +192,8 @@ def test_stale_in_flight_whose_order_exists_is_recovered(service, adapter, store
     adapter.create_behind_the_bridge(request_)
     clock.now = previous.started_at + 1
     result = service.place_order(request_)
-    assert (result.outcome, result.order_id, adapter.creates) == ("recovered", "F-1", 1)
-    assert service.place_order(request_).outcome == "replayed"
+    assert (result.decision, result.order_id, adapter.creates) == ("recovered", "F-1", 1)
+    assert service.place_order(request_).decision == "replayed"
 
 
 def test_busy_duplicate_without_waiting_gets_in_flight(service, adapter, store, request_):
@@ -219,7 +219,7 @@ def test_busy_duplicate_waits_and_replays_when_the_owner_completes(adapter, stor
     sleep = RecordingSleep(clock, on_sleep=owner_finishes)
     service = make_service(adapter, store, clock, sleep=sleep, wait_seconds=10)
     result = service.place_order(request_)
-    assert (result.body, result.order_id, result.outcome) == (answer, "F-77", "replayed")
+    assert (result.body, result.order_id, result.decision) == (answer, "F-77", "replayed")
     assert len(sleep.pauses) == 3
     assert adapter.creates == 0
 
@@ -240,7 +240,7 @@ def test_payload_mismatch_replays_the_first_order_by_default(service, adapter, r
     first = service.place_order(request_)
     again = service.place_order(changed(request_, 5))
     assert again.body == first.body
-    assert again.outcome == "replayed"
+    assert again.decision == "replayed"
     assert adapter.creates == 1
 
 
@@ -287,7 +287,7 @@ def test_a_create_that_may_have_landed_is_settled_by_its_error_alone(service, ad
     """Whatever its class, an error that says `maybe_applied` is looked up, never released: one order."""
     adapter.create_then_fail(error)
     result = service.place_order(request_)
-    assert (result.outcome, adapter.creates) == ("recovered", 1)
+    assert (result.decision, adapter.creates) == ("recovered", 1)
     assert store.get(DRAFT).state is RecordState.DONE
 
 
