@@ -217,7 +217,11 @@ class BigCommerceAdapter:
         except UNREADABLE as exc:
             raise UpstreamFailed(f"BigCommerce answered an order the bridge cannot read ({exc})") from exc
         if len(carrying) == len(found):
-            return Lookup.absent()  # the filter held: its only matches were not placed through the bridge
+            # The filter held, but its orders carry another external_source (the setting changed, or another app
+            # rewrote it): creating again could make a second order for this draft.
+            return Lookup.inconclusive(
+                f"BigCommerce holds an order carrying draft {draft_order_id} whose external_source is not "
+                f"{self.mapping.settings.external_source!r}: check bigcommerce.external_source")
         return Lookup.inconclusive(
             f"BigCommerce answered the lookup of draft {draft_order_id} by external_order_id with other orders: "
             "the store ignores the filter, so nothing proves whether the order exists. Run `bik-bridge "

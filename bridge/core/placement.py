@@ -16,7 +16,7 @@ from bridge.core.deadline import Deadline
 from bridge.core.drafts import CLOCK_MARGIN_SECONDS, draft_created_at
 from bridge.core.errors import BridgeError, StoreUnavailable
 from bridge.core.models import BikOrder, PlaceOrderRequest
-from bridge.core.ports import Claim, ClaimOutcome, IdempotencyRecord, IdempotencyStore, LookupResult, PlatformAdapter
+from bridge.core.ports import Claim, ClaimOutcome, IdempotencyStore, LookupResult, PlatformAdapter
 
 # What a fresh draft costs the store's quota with the lookup before create: the lookup, then the create.
 FRESH_DRAFT_REQUESTS = 2
@@ -48,14 +48,15 @@ class Placement:
     reason: Optional[str] = None  # INCONCLUSIVE: why the lookup proved nothing
 
 
-def search_from(key: str, record: Optional[IdempotencyRecord], now: float) -> Optional[float]:
+def search_from(key: str, now: float) -> Optional[float]:
     """The earliest unix time an order for this draft could have been made, less the clocks' margin.
 
-    Bik's draft time bounds every create of the draft; so does the record's first start, when a record
-    survived. Without either nothing bounds it (None). `now` caps a draft time from a clock running ahead.
+    Bik's draft time bounds every create of the draft; without it nothing does (None). A record's first start
+    is no bound: a record made again after the first was lost (or queued before any lookup) proves nothing
+    about creates older than itself. `now` caps a draft time from a clock running ahead.
     """
-    moments = [t for t in (draft_created_at(key), record.first_started_at if record else None) if t]
-    return min(*moments, now) - CLOCK_MARGIN_SECONDS if moments else None
+    drafted = draft_created_at(key)
+    return min(drafted, now) - CLOCK_MARGIN_SECONDS if drafted else None
 
 
 def landing_ends_at(claim: Claim, budget_seconds: float) -> float:
@@ -106,10 +107,8 @@ class ExactlyOnce:
         key, fresh = request.draftOrderId, claim.outcome is ClaimOutcome.NEW
         if fresh and not self._lookup_before_create:
             return self._create(request, claim, deadline)
-        # A record this claim just made bounds nothing (it may replace a lost one); a queued or taken-over one does.
-        history = claim.record if not fresh or claim.record.queued else None
         try:
-            lookup = self.adapter.find_by_draft(key, request, deadline, search_from(key, history, claim.now))
+            lookup = self.adapter.find_by_draft(key, request, deadline, search_from(key, claim.now))
         except BridgeError as exc:
             return Placement(PlacementResult.NOT_APPLIED, Step.LOOKUP, error=exc)
         except BaseException:
@@ -156,7 +155,7 @@ class ExactlyOnce:
         try:
             if deadline.remaining() > 1.0:
                 # Only a find counts here (absence changes nothing), so the search may start at this claim.
-                lookup = self.adapter.find_by_draft(key, request, deadline, search_from(key, claim.record, claim.now))
+                lookup = self.adapter.find_by_draft(key, request, deadline, search_from(key, claim.now))
         except BridgeError as exc:
             self._log.warning("lookup after an ambiguous create failed",
                               extra={"draftOrderId": key, "error": exc.message, **self._extra})

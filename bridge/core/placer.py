@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from pydantic import ValidationError
+
 from bridge.core.deadline import Deadline
 from bridge.core.errors import OrderRejected, RateLimited, StoreUnavailable
 from bridge.core.models import PlaceOrderRequest
@@ -151,11 +153,17 @@ class Placer:
 
     def place(self, key: str) -> str:
         """Place one queued draft if it is still waiting; what came of it."""
+        deadline = self._deadline()  # started before the claim, as every owner's budget is
         claim = self.store.claim_queued(key, self.settings.lease_seconds)
         if claim is None:
             return "skipped"  # placed, refused, cancelled or owned by someone else since it was listed
-        request = PlaceOrderRequest.model_validate_json(claim.record.request)
-        placement = self._steps.place(request, claim, self._deadline())
+        try:
+            request = PlaceOrderRequest.model_validate_json(claim.record.request)
+        except ValidationError:
+            # Kept by an earlier version whose checks were looser: nothing was ever sent for it, so refusing it
+            # leaves no order behind, and the merchant sees why in `bik-bridge queue list`.
+            return self._refuse(claim, OrderRejected("the queued order could not be read by this version"))
+        placement = self._steps.place(request, claim, deadline)
         result = placement.result
         if result is PlacementResult.FOUND:
             return self._placed(claim, placement.order.id, "recovered")

@@ -19,6 +19,8 @@ from bridge.core.errors import (
     BridgeError,
     InFlight,
     LookupInconclusive,
+    OrderNotFound,
+    OrderRejected,
     PayloadMismatch,
     RateLimited,
     StoreUnavailable,
@@ -106,8 +108,11 @@ class OrderService:
         self.store = store
         self.settings = settings
         self._sleep = sleep
+        self._deadline = deadline or (lambda: Deadline(settings.upstream_budget_seconds))
+        # A placeOrder that can be queued instead waits only a moment for the quota; reads wait as configured.
         patience = OVERFLOW_QUOTA_PATIENCE_SECONDS if settings.placement == "overflow" else None
-        self._deadline = deadline or (lambda: Deadline(settings.upstream_budget_seconds, quota_patience=patience))
+        self._place_deadline = deadline or (lambda: Deadline(settings.upstream_budget_seconds,
+                                                             quota_patience=patience))
         self._room = room  # slots of the store's quota free now, and the quota; None while none is announced
         # Each decision is logged (routine ones at DEBUG) and counted through `on_decision` (metrics).
         self._decisions = DecisionLog(log, "placeOrder decision", on_decision, routine=ROUTINE_DECISIONS)
@@ -130,7 +135,7 @@ class OrderService:
         # One budget for the whole Bik call, started before any claim: whatever this request sends ends before
         # its record's started_at + budget (which its lease outlasts by a positive grace), and time spent waiting
         # for a busy owner comes out of it.
-        deadline = self._deadline()
+        deadline = self._place_deadline()
 
         def claim_draft() -> Claim:
             nonlocal first
@@ -154,6 +159,11 @@ class OrderService:
         if claim.outcome in (ClaimOutcome.NEW, ClaimOutcome.TAKEOVER):
             return self._place(request, claim, deadline)
         if claim.outcome is ClaimOutcome.DONE:
+            if claim.record.state is RecordState.REFUSED:
+                # Queued, then refused by the store (or cancelled): no order exists and none will be placed.
+                self._note_decision(key, "refused_replayed", claim.record.order_id)
+                raise OrderRejected(f"order {key} was refused after it was accepted: "
+                                    f"{claim.record.reason or 'refused by the store'}")
             self._note_decision(key, "replayed", claim.record.order_id)
             return PlaceResult(claim.record.response, claim.record.order_id, "replayed")
         retry_after = max(1, math.ceil(min(5.0, claim.record.lease_until - claim.now)))
@@ -272,8 +282,13 @@ class OrderService:
 
     def get_order(self, order_id: str) -> bytes:
         """The order's current state, read from the platform (a queued draft's, from its record until placed)."""
-        if draft_of(order_id) is not None:
-            queued = self._get_queued(order_id)
+        draft = draft_of(order_id)
+        if draft is not None:
+            record = self.store.get(draft)
+            if record is None:
+                # The record is gone (expired after 30 days, evicted, lost): the store still knows the draft's order.
+                return self._placed_by_draft(draft, order_id)
+            queued = self._get_queued(record, order_id)
             if queued is not None:
                 return queued
         if self._fresh is not None:
@@ -285,10 +300,20 @@ class OrderService:
             self._fresh.put(order_id, body)
         return body
 
-    def _get_queued(self, order_id: str) -> Optional[bytes]:
+    def _placed_by_draft(self, draft: str, bridge_id: str) -> bytes:
+        """The platform's order for a draft, found by its draft id, under the bridge id Bik keeps."""
+        deadline = self._deadline()
+        lookup = self.adapter.find_by_draft(draft, None, deadline, search_from(draft, time.time()))
+        if lookup.result is LookupResult.FOUND:
+            return placed_answer(lookup.order, bridge_id)
+        if lookup.result is LookupResult.INCONCLUSIVE:
+            raise LookupInconclusive(f"the bridge could not tell whether order {bridge_id} exists on the platform; "
+                                     "retry later", retry_after=INCONCLUSIVE_RETRY_AFTER)
+        raise OrderNotFound(f"order {bridge_id} not found")
+
+    def _get_queued(self, record: IdempotencyRecord, order_id: str) -> Optional[bytes]:
         """A queued draft under its bridge id: as answered while waiting, then the platform's order, or CANCELLED."""
-        record = self.store.get(draft_of(order_id))
-        if record is None or not record.queued or record.order_id != order_id:
+        if not record.queued or record.order_id != order_id:
             return None
         if record.state is RecordState.DONE and record.platform_order_id:
             return placed_answer(self.adapter.get(record.platform_order_id, self._deadline()), order_id)
@@ -314,7 +339,7 @@ class OrderService:
     def _reconcile_one(self, claim: Claim) -> tuple[str, str, Optional[str]]:
         key, token = claim.record.key, claim.token
         try:
-            since = search_from(key, claim.record, claim.now)
+            since = search_from(key, claim.now)
             lookup = self.adapter.find_by_draft(key, None, self._deadline(), since)
         except BridgeError as exc:
             self._steps.mark_unknown(key, token)

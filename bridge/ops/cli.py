@@ -200,7 +200,12 @@ def cmd_reconcile(args: argparse.Namespace, config: Config) -> int:
     counts = {action: sum(1 for _, a, _ in settled if a == action) for _, action, _ in settled}
     summary = ", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "nothing to settle"
     print(f"reconcile: {summary}")
-    return EXIT_OK if all(a != "lookup_failed" for _, a, _ in settled) else EXIT_FAILED
+    return reconcile_exit_code([action for _, action, _ in settled])
+
+
+def reconcile_exit_code(actions: list[str]) -> int:
+    """1 when a draft needs someone (its lookup failed or proved nothing), so cron can alert on it; else 0."""
+    return EXIT_FAILED if any(action in ("lookup_failed", "inconclusive") for action in actions) else EXIT_OK
 
 
 # How `queue list` names a queued draft's state: `in_flight` is the placer placing it right now.

@@ -500,10 +500,11 @@ def test_find_by_draft_answered_with_other_orders_proves_nothing(adapter, place_
     assert "ignores the filter" in found.reason and "check-config --ping" in found.reason
 
 
-def test_find_by_draft_matches_not_placed_by_the_bridge_prove_absence(adapter, place_request, deadline, rsps):
-    """The filter held (every order carries the draft id), but none came through the bridge."""
+def test_find_by_draft_matches_under_another_source_prove_nothing(adapter, place_request, deadline, rsps):
+    """The filter held, but the order carrying the draft id names another source: never placed again blind."""
     rsps.add(responses.GET, ORDERS_URL, json=[bc_order(id=2, external_source="POS (Square)")])
-    assert adapter.find_by_draft(DRAFT, place_request, deadline, SINCE) == Lookup.absent()
+    found = adapter.find_by_draft(DRAFT, place_request, deadline, SINCE)
+    assert found.result is LookupResult.INCONCLUSIVE and "bigcommerce.external_source" in found.reason
 
 
 def test_find_by_draft_picks_the_first_order_when_several_match(adapter, place_request, deadline, rsps):

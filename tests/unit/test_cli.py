@@ -8,7 +8,7 @@ import yaml
 
 from bridge.bootstrap import build_app, load_config
 from bridge.config import CONFIG_ENV
-from bridge.ops.cli import main
+from bridge.ops.cli import main, reconcile_exit_code
 
 SECRET = "tok-from-env-7f3a9c"
 
@@ -253,3 +253,12 @@ def test_set_status_names_the_database_it_searched(tmp_path, place_order_body, c
     app.extensions["bik_bridge"].store.close()
     assert main(["local", "set-status", "L-4242", "--config", path, "--status", "DELIVERED"]) == 1
     assert f"L-4242 not found in {tmp_path / 'orders.db'} (local.db_path)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("actions", "code"), [
+    ([], 0), (["recorded", "released", "still_in_flight"], 0), (["recorded", "lookup_failed"], 1),
+    (["inconclusive"], 1),
+])
+def test_reconcile_exits_1_when_a_draft_needs_someone(actions, code):
+    """A lookup that failed or proved nothing leaves the draft to a person: cron alerts on the exit status."""
+    assert reconcile_exit_code(actions) == code

@@ -99,17 +99,27 @@ def test_a_fresh_claim_for_a_draft_id_without_a_time_searches_without_a_bound(se
     assert adapter.lookup_since == [None]
 
 
-def test_a_takeover_searches_back_from_the_first_owner_start(service, adapter, store, clock, request_):
+def test_a_takeover_of_a_draft_id_without_a_time_searches_without_a_bound(service, adapter, store, clock, request_):
+    """A record's first start bounds nothing: it may have been made again after an older one, and its order, was lost."""
     draft = "merchant-draft-18"
     request = with_draft(request_, draft)
-    first = store.claim(draft, request.fingerprint(), 1)
+    store.claim(draft, request.fingerprint(), 1)
     clock.advance(2)
     assert store.claim(draft, request.fingerprint(), 1).outcome is ClaimOutcome.TAKEOVER  # a second owner
     clock.advance(BUDGET + 5)
 
     service.place_order(request)
 
-    assert adapter.lookup_since == [first.record.started_at - CLOCK_MARGIN_SECONDS]
+    assert adapter.lookup_since == [None]
+
+
+def test_a_takeover_of_a_bik_draft_searches_back_from_the_draft_time(service, adapter, store, clock, request_):
+    store.claim(request_.draftOrderId, request_.fingerprint(), 1)
+    clock.advance(BUDGET + 5)
+
+    service.place_order(request_)
+
+    assert adapter.lookup_since == [DRAFT_TIME - CLOCK_MARGIN_SECONDS]
 
 
 def test_the_budget_guard_reads_the_store_clock_not_this_host_s(adapter, tmp_path, request_):

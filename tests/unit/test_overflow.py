@@ -276,6 +276,44 @@ def test_a_queued_order_the_store_refuses_reads_cancelled_with_its_reason(adapte
     assert adapter.creates == 1 and store.get(DRAFT).state is RecordState.DONE
 
 
+def test_a_retry_of_a_refused_queued_draft_is_refused_not_answered_ordered(adapter, store, clock, request_):
+    """Once the store refused it, no order exists and none will be placed: Bik's retry hears so, with the reason."""
+    service = overflow_service(adapter, store, clock)
+    queue(service, adapter, request_)
+    adapter.fail_next(OrderRejected("Quantities of one or more products are out of stock."))
+    make_placer(adapter, store, clock).step()
+
+    with pytest.raises(OrderRejected) as refused:
+        service.place_order(request_)
+
+    assert refused.value.status == 422 and "out of stock" in refused.value.message
+    assert adapter.creates == 0
+
+
+def test_a_placed_bridge_id_is_found_on_the_platform_once_its_record_is_gone(adapter, store, clock, request_):
+    """Records expire after 30 days (or are lost): the store's order is found by its draft id, under Bik's id."""
+    service = overflow_service(adapter, store, clock)
+    queue(service, adapter, request_)
+    make_placer(adapter, store, clock).step()
+    assert store.get(DRAFT).state is RecordState.DONE
+    _drop_record(store, DRAFT)
+
+    order = json.loads(service.get_order(BRIDGE_ID))["order"]
+
+    assert (order["id"], order["status"]) == (BRIDGE_ID, "ORDERED")
+    assert adapter.creates == 1
+
+
+def _drop_record(store, key: str) -> None:
+    """The record expires, is evicted or is lost, as only the store's own file can show."""
+    import sqlite3
+
+    conn = sqlite3.connect(store.path)
+    conn.execute("DELETE FROM idempotency_records WHERE namespace = ? AND key = ?", (store.namespace, key))
+    conn.commit()
+    conn.close()
+
+
 def test_a_create_that_may_have_landed_is_looked_up_never_sent_again(adapter, store, clock, request_):
     service = overflow_service(adapter, store, clock)
     queue(service, adapter, request_)
