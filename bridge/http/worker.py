@@ -10,13 +10,19 @@ from gunicorn.workers.ggevent import GeventWorker
 from bridge.http.server import write_json_error
 
 
+# How often a connection idle between requests checks whether its worker is shutting down.
+IDLE_SLICE_SECONDS = 0.5
+
+
 class DeadlineSocket:
     """A client connection on which each request, head and body, must arrive within `seconds` of its first byte."""
 
-    def __init__(self, sock, seconds: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, sock, seconds: float, clock: Callable[[], float] = time.monotonic,
+                 stopping: Callable[[], bool] = lambda: False):
         self._sock = sock
         self._seconds = seconds
         self._clock = clock
+        self._stopping = stopping  # the worker is shutting down: an idle kept-alive connection ends
         # The first request counts from the accept: a connection that sends nothing is not kept either.
         self._deadline: Optional[float] = clock() + seconds
         self._received = False
@@ -31,8 +37,16 @@ class DeadlineSocket:
             return b""  # the rest of a late request is never read; gunicorn closes the connection
         if self._deadline is None:
             # Between requests gunicorn's keep-alive timeout bounds the wait; the next deadline starts with a byte.
-            self._sock.settimeout(None)
-            data = self._sock.recv(size)
+            # The wait is cut into slices so that a worker told to stop closes its idle connections at once,
+            # instead of holding its shutdown for the keep-alive or the graceful timeout.
+            self._sock.settimeout(IDLE_SLICE_SECONDS)
+            while True:
+                try:
+                    data = self._sock.recv(size)
+                    break
+                except socket.timeout:
+                    if self._stopping():
+                        return b""
             if data:
                 self._deadline, self._received = self._clock() + self._seconds, True
             return data
@@ -80,7 +94,7 @@ class BridgeWorker(GeventWorker):
     read_timeout: float = 10.0
 
     def handle(self, listener, client, addr) -> None:
-        super().handle(listener, DeadlineSocket(client, self.read_timeout), addr)
+        super().handle(listener, DeadlineSocket(client, self.read_timeout, stopping=lambda: not self.alive), addr)
 
     def handle_request(self, listener_name, req, sock, addr):
         sock.reading_body = True

@@ -16,7 +16,7 @@ from tests.integration.conftest import bigcommerce_config
 from tests.support.waiting import wait_until
 
 DRAFTS = 30
-QUOTA_PER_SECOND = 10
+QUOTA_PER_SECOND = 20
 
 
 def overflow_config(fake, store: dict) -> dict:

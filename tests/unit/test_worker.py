@@ -72,3 +72,23 @@ def test_between_requests_the_next_deadline_starts_with_the_next_byte(pair):
     clock.now = 69
     client.sendall(b"Host: x\r\n\r\n")
     assert conn.recv(100) == b"Host: x\r\n\r\n"
+
+
+def test_an_idle_kept_alive_connection_ends_once_its_worker_stops(pair):
+    """Between requests a connection waits for the next one until the worker shuts down, not for the keep-alive."""
+    server, client = pair
+    stopping = []
+    conn = DeadlineSocket(server, 10, Clock(), stopping=lambda: bool(stopping.append(1)) or len(stopping) > 1)
+    conn.request_done()  # a request was answered: the connection waits for the next one
+
+    assert conn.recv(1024) == b""  # the second slice saw the worker stopping
+    assert len(stopping) == 2
+
+
+def test_an_idle_kept_alive_connection_reads_the_next_request_while_its_worker_runs(pair):
+    server, client = pair
+    conn = DeadlineSocket(server, 10, Clock(), stopping=lambda: False)
+    conn.request_done()
+    client.sendall(b"GET /healthz HTTP/1.1\r\n")
+
+    assert conn.recv(1024) == b"GET /healthz HTTP/1.1\r\n"
