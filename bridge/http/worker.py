@@ -9,7 +9,6 @@ from gunicorn.workers.ggevent import GeventWorker
 
 from bridge.http.server import write_json_error
 
-
 # How often a connection idle between requests checks whether its worker is shutting down.
 IDLE_SLICE_SECONDS = 0.5
 
