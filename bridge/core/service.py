@@ -173,6 +173,9 @@ class OrderService:
     def _place(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline) -> PlaceResult:
         """Own the draft: place it exactly once, then answer Bik with what came of it."""
         key, token = request.draftOrderId, claim.token
+        if claim.outcome is ClaimOutcome.TAKEOVER:
+            # Only a fresh draft can be queued instead of waiting: a taken-over one waits for the quota as reads do.
+            deadline.quota_patience = None
         if claim.outcome is ClaimOutcome.NEW and self._queue_before_sending():
             # Nothing sent yet, and the lookup and the create would not both fit now: the placer does both later.
             return self._queue_or_release(request, token, RateLimited("the store's quota has no room now"))

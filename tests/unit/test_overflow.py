@@ -461,3 +461,16 @@ def test_the_placer_runs_in_the_background_until_stopped_and_gives_its_lease_up(
 
     assert not placer._thread.is_alive()
     assert store.take_placer_lease("next", 60)  # given up on the way out, not left to lapse
+
+
+def test_a_taken_over_draft_waits_for_the_quota_as_configured_not_only_a_moment(adapter, store, clock, request_):
+    """It cannot be queued, so a short patience would only starve it behind the placer."""
+    budgets = []
+    real_find = adapter.find_by_draft
+    adapter.find_by_draft = lambda *args: (budgets.append(args[2].quota_patience), real_find(*args))[1]
+    store.claim(request_.draftOrderId, request_.fingerprint(), 1)  # an owner that crashed
+    clock.advance(BUDGET + 5)
+
+    overflow_service(adapter, store, clock).place_order(request_)
+
+    assert budgets == [None]
