@@ -25,16 +25,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     BIK_BRIDGE_WORKER_CONNECTIONS=1000
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/bik-bridge --create-home bik
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels bik-bridge && rm -rf /wheels
+RUN pip install --no-cache-dir --no-index --find-links=/wheels /wheels/bik_bridge-*.whl && rm -rf /wheels
 # A starting config (the BigCommerce example, secrets from the environment); mount your own over it.
 COPY config.example.yaml /etc/bik-bridge/config.yaml
 # SQLite files (idempotency, local platform) are relative to this directory: keep it on a volume.
 WORKDIR /var/lib/bik-bridge
 VOLUME ["/var/lib/bik-bridge"]
-USER bik
+# Numeric, so that a platform enforcing a non-root user (runAsNonRoot) can check it.
+USER 10001
 EXPOSE 8080
 # Asks the running server on this container's loopback; reads BIK_BRIDGE_PORT and the config's base_path.
 # `|| exit 1`: Docker reserves exit code 2, which the CLI uses for an unreadable config.
-HEALTHCHECK --interval=15s --timeout=5s --start-period=15s --retries=3 CMD bik-bridge healthcheck || exit 1
+HEALTHCHECK --interval=15s --timeout=5s --start-period=15s --retries=3 CMD ["sh", "-c", "bik-bridge healthcheck || exit 1"]
 ENTRYPOINT ["bik-bridge"]
 CMD ["serve"]
