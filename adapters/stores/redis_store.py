@@ -181,6 +181,14 @@ def queue_keys(namespace: str) -> tuple[str, str, str]:
     return tag, f"{tag}|refused", f"{tag}|placer"
 
 
+# KEYS[1] the memory marker. When this Redis began to hold the namespace's records, in microseconds (0: before
+# any worker of this bridge started); found missing, it is set to now: the records were lost.
+MEMORY = SERVER_CLOCK + """
+redis.call('SET', KEYS[1], us(now), 'NX')
+return redis.call('GET', KEYS[1])
+"""
+
+
 def load_scripts(client: redis.Redis, scripts: list) -> None:
     """Load scripts (opening connections) so their first EVALSHA finds them: one round trip, or one per script
     on a cluster, whose client loads each on every primary and allows no SCRIPT LOAD in a pipeline."""
@@ -239,6 +247,9 @@ class RedisIdempotencyStore:
         self._complete = client.register_script(COMPLETE)
         self._mark_unknown = client.register_script(MARK_UNKNOWN)
         self._release = client.register_script(RELEASE)
+        # Set by the workers at start (0) and kept without a TTL: found missing, this Redis lost its records.
+        self._memory_key = f"{namespace}|memory"
+        self._memory = client.register_script(MEMORY)
         self._queue_key, self._refused_key, self._placer_key = queue_keys(namespace)
         self._enqueue = client.register_script(ENQUEUE)
         self._index = client.register_script(INDEX)
@@ -459,7 +470,13 @@ class RedisIdempotencyStore:
 
     def warm_up(self) -> None:
         self._call(lambda: load_scripts(self._client, [self._claim, self._complete, self._mark_unknown,
-                                                       self._release, self._enqueue]))
+                                                       self._release, self._enqueue, self._memory]))
+        # A worker starting holds no create from before: whatever this Redis holds now, it held before it.
+        self._call(lambda: self._client.set(self._memory_key, 0, nx=True))
+
+    def memory_began(self) -> float:
+        reply = self._call(lambda: self._memory(keys=[self._memory_key], args=[]))
+        return _seconds(reply)
 
     def durability_risks(self) -> list[str]:
         """How this Redis could lose records, read from `INFO` (empty when it keeps them, or will not say)."""

@@ -121,7 +121,14 @@ class ExactlyOnce:
             self._log.warning("lookup could not prove the order absent; not creating",
                               extra={"draftOrderId": key, "reason": lookup.reason, **self._extra})
             return Placement(PlacementResult.INCONCLUSIVE, Step.LOOKUP, reason=lookup.reason)
-        if not fresh:
+        if fresh:
+            # No record, yet the store may have lost it a moment ago with a create of it still on its way: a lookup
+            # proves absence only once a budget has passed since the store began holding records again.
+            until = self.store.memory_began() + self._budget_seconds
+            if claim.now < until:
+                self._decisions.note(key, "held_after_records_lost")
+                return Placement(PlacementResult.STILL_LANDING, Step.LOOKUP, until=until)
+        else:
             # The previous owner's create (in flight, or answered ambiguously) may still be landing; a lookup
             # proves absence only once that owner's whole budget has passed, by the store's clock.
             until = landing_ends_at(claim, self._budget_seconds)

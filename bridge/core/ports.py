@@ -198,6 +198,10 @@ class IdempotencyStore(Protocol):
     def ping(self) -> None:
         """Raise `StoreUnavailable` unless the store answers."""
 
+    def memory_began(self) -> float:
+        """When, by the store's clock, it began to hold its records: 0.0 when from before this bridge started, else
+        the first moment it was found without them (a Redis restarted empty or flushed)."""
+
     def warm_up(self) -> None:
         """Connect and load what the first claim needs; raise `StoreUnavailable` unless the store answers."""
 

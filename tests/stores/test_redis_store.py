@@ -167,3 +167,17 @@ def test_durability_risks_read_the_real_server(redis_store, redis_admin):
     save = redis_admin.config_get("save")["save"]
 
     assert redis_store.durability_risks() == durability_risks({"aof_enabled": aof, "maxmemory_policy": policy}, save)
+
+
+def test_a_redis_that_lost_its_records_says_when_it_began_again(redis_store, redis_admin):
+    """Workers mark it at start (0: from before them); found without the mark, Redis began again just now."""
+    redis_store.warm_up()
+    assert redis_store.memory_began() == 0.0
+
+    redis_admin.delete(f"{redis_store.namespace}|memory")  # a restart without persistence, a FLUSHALL
+    seconds, micros = redis_admin.time()
+    began = redis_store.memory_began()
+
+    assert seconds + micros / 1e6 <= began <= seconds + micros / 1e6 + 5
+    assert redis_store.memory_began() == began  # kept: the first moment it was found empty
+    redis_admin.delete(f"{redis_store.namespace}|memory")

@@ -191,3 +191,36 @@ def test_a_duplicate_s_wait_for_a_busy_owner_comes_out_of_its_budget(adapter, st
 
     assert len(budgets) == 1 and BUDGET - 1.5 <= budgets[0] <= BUDGET - 1
     assert adapter.creates == 0
+
+
+class LostRecords:
+    """The store as a Redis that came back empty `ago` seconds before `clock`'s now."""
+
+    def __init__(self, store, clock, ago: float):
+        self._store, self.began = store, clock.now - ago
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def memory_began(self) -> float:
+        return self.began
+
+
+def test_a_new_draft_just_after_the_store_lost_its_records_waits_out_a_budget(adapter, store, clock, request_):
+    """A create sent before the loss may still land: the lookup proves absence only a budget after it."""
+    lost = LostRecords(store, clock, ago=5)
+    service = make_service(adapter, lost, clock)
+
+    with pytest.raises(InFlight) as held:
+        service.place_order(request_)
+
+    assert held.value.retry_after == BUDGET - 5 and adapter.creates == 0
+    clock.advance(BUDGET + 6)  # past the loss's budget and the holding claim's lease
+    assert service.place_order(request_).decision == "created"
+    assert adapter.creates == 1
+
+
+def test_a_store_that_kept_its_records_holds_no_new_draft(adapter, store, clock, request_):
+    service = make_service(adapter, LostRecords(store, clock, ago=BUDGET + 1), clock)
+
+    assert service.place_order(request_).decision == "created"
