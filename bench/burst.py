@@ -15,25 +15,23 @@ import collections
 import itertools
 import json
 import math
-import os
-import platform as python_platform
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
 import requests
 from flask import request
 
+from bench.machine import machine_facts
 from bench.platform import operation_of
+from tests.chaos.clients import order_id_in
 from tests.chaos.processes import ChaosRedis, Instance
 from tests.fakes.bigcommerce import FakeBigCommerce
 from tests.integration.bridge_process import PROJECT_ROOT
@@ -171,13 +169,7 @@ class Bik:
             except requests.RequestException as exc:
                 answer = Answer(draft, started, 0.0, None, instances=list(tried), error=type(exc).__name__)
                 break
-            order_id = None
-            if 200 <= response.status_code < 300:
-                try:
-                    order_id = str(response.json()["order"]["id"])
-                except (ValueError, KeyError, TypeError):
-                    order_id = "<unreadable 2xx body>"
-            answer = Answer(draft, started, 0.0, response.status_code, order_id, tried)
+            answer = Answer(draft, started, 0.0, response.status_code, order_id_in(response), tried)
             break
         answer.seconds = time.monotonic() - started
         with self._lock:
@@ -420,22 +412,6 @@ def markdown(data: dict, table: list[Row]) -> str:
         "",
     ]
     return "\n".join(out)
-
-
-def machine_facts() -> dict:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in handle if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":!/bench/results"],
-                           capture_output=True, text=True, cwd=HERE).stdout
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "nproc": os.cpu_count(), "cpu": cpu,
-            "python": python_platform.python_version(),
-            "commit": commit + (" (with uncommitted changes)" if dirty else "")}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

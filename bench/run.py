@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform as python_platform
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
 import redis
 
 from bench.load import PythonLoad, load_generator
+from bench.machine import machine_facts as shared_machine_facts
 from bench.processes import Bridge, MachineLoad, Platform, bridge_config, cpu_seconds, free_port
 from bench.report import Figure, Report
 from bench.scenarios import FULL, QUICK, Files, Scenarios, median
@@ -40,21 +38,7 @@ def say(message: str) -> None:
 
 
 def machine_facts(generator, mode: str) -> dict:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in handle if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout
-    # The results of an earlier run are not changes to what is measured.
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":!/bench/results"],
-                           capture_output=True, text=True, cwd=HERE).stdout
-    return {
-        "mode": mode, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "nproc": os.cpu_count(), "cpu": cpu, "python": python_platform.python_version(),
-        "load_generator": generator.name, "commit": commit.strip() + (" (with uncommitted changes)" if dirty else ""),
-    }
+    return {"mode": mode, **shared_machine_facts(), "load_generator": generator.name}
 
 
 def redis_cpu() -> float:

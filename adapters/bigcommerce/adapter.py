@@ -10,6 +10,7 @@ from typing import Any, Optional
 import requests
 from cachetools import LRUCache
 
+from adapters import UNREADABLE
 from adapters.bigcommerce.builder import BigCommerceRequests
 from adapters.bigcommerce.mapping import BigCommerceMapping, consigned
 from adapters.bigcommerce.settings import BigCommerceConfig
@@ -35,8 +36,6 @@ log = logging.getLogger("bik_bridge.bigcommerce")
 FALLBACK_REASON = "consignments_not_inlined"
 # BigCommerce's refusals of the order itself; its 404 means a wrong store. `Upstream.send` raised every other one.
 REJECTIONS = frozenset({400, 409, 422})
-# What reading an order of an unexpected shape raises (a string where an object was expected, ...).
-UNREADABLE = (KeyError, TypeError, ValueError, AttributeError)
 
 
 class BigCommerceRateLimit:

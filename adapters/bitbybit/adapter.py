@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import requests
 
+from adapters import UNREADABLE
 from adapters.bitbybit.builder import PAGE_LIMIT, BitbybitRequests
 from adapters.bitbybit.errors import AUTH_CAUSES, auth_code_in, error_code, error_message
 from adapters.bitbybit.lookup import OrderScan, PageBudget, iso
@@ -40,8 +41,6 @@ from bridge.upstream.outbound import OutboundRequest
 
 log = logging.getLogger("bik_bridge.bitbybit")
 
-# What reading an order of an unexpected shape raises (a string where an object was expected, ...).
-UNREADABLE = (KeyError, TypeError, ValueError, AttributeError)
 # bitbybit's ids are opaque; anything else cannot be one and must not reach the URL path.
 ORDER_ID = re.compile(r"^[A-Za-z0-9._~:-]{1,128}$")
 EPOCH_SECONDS = 1_000_000_000  # a reset "in seconds" this large is a timestamp

@@ -72,10 +72,6 @@ class Upstream:
         self._backoff = backoff(jitter)
         self._observer = observer
 
-    def deadline(self) -> Deadline:
-        """A fresh budget for one Bik request."""
-        return Deadline(self.settings.total_timeout_seconds)
-
     def warm_up(self) -> None:
         """Connect the quota gate; the platform itself is not called before Bik asks for something."""
         self.gate.warm_up()

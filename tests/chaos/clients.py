@@ -27,6 +27,16 @@ CUSTOMERS = (
 )
 
 
+def order_id_in(response: requests.Response) -> Optional[str]:
+    """The order id a placeOrder answer names: None unless it is a 2xx, a marker when its body cannot be read."""
+    if not 200 <= response.status_code < 300:
+        return None
+    try:
+        return str(response.json()["order"]["id"])
+    except (ValueError, KeyError, TypeError):
+        return "<unreadable 2xx body>"
+
+
 @dataclass(frozen=True)
 class Answer:
     """One placeOrder attempt as Bik saw it: a status, or None when no answer came."""
@@ -113,13 +123,7 @@ class BikClient:
         except requests.RequestException as exc:
             answer = Answer(draft.id, phase, target.name, None, error=type(exc).__name__)
         else:
-            order_id = None
-            if 200 <= response.status_code < 300:
-                try:
-                    order_id = str(response.json()["order"]["id"])
-                except (ValueError, KeyError, TypeError):
-                    order_id = "<unreadable 2xx body>"
-            answer = Answer(draft.id, phase, target.name, response.status_code, order_id,
+            answer = Answer(draft.id, phase, target.name, response.status_code, order_id_in(response),
                             response.headers.get("Retry-After"))
         self.answers.add(answer)
         return answer

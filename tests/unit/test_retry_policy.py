@@ -96,6 +96,11 @@ def make_upstream(sleep: Sleeps, **settings) -> Upstream:
                     gate=RateGate(BigCommerceRateLimit(), clock=sleep.clock))
 
 
+def budget(upstream: Upstream) -> Deadline:
+    """A fresh budget for one Bik request, as the service gives each."""
+    return Deadline(upstream.settings.total_timeout_seconds)
+
+
 def post() -> OutboundRequest:
     return OutboundRequest("POST", URL, "create", headers={"Content-Type": "application/json"}, json={"a": 1})
 
@@ -120,7 +125,7 @@ def test_the_request_headers_replace_the_session_defaults_whatever_their_case(rs
     upstream = make_upstream(sleeps)
 
     upstream.send(OutboundRequest("GET", URL + "/118", "get_order", headers={"accept": "application/json"}),
-                  upstream.deadline())
+                  budget(upstream))
 
     sent = rsps.calls[0].request.headers
     assert sent["Accept"] == "application/json" and sent["User-Agent"] == "bik-bridge/0.1"
@@ -356,7 +361,7 @@ def test_get_is_retried_after_a_503(rsps, sleeps):
     rsps.add(responses.GET, URL + "/118", status=503)
     rsps.add(responses.GET, URL + "/118", json={"id": 118}, status=200)
     upstream = make_upstream(sleeps)
-    result = upstream.send(get(), upstream.deadline())
+    result = upstream.send(get(), budget(upstream))
     assert result.status_code == 200 and result.json() == {"id": 118}
     assert len(rsps.calls) == 2
     assert sleeps.calls == [pytest.approx(backoff_seconds(1, jitter_at(0.5)))]
@@ -369,7 +374,7 @@ def test_post_is_not_resent_after_a_5xx(rsps, sleeps, status):
     rsps.add(responses.POST, URL, json={"id": 1}, status=201)
     upstream = make_upstream(sleeps)
     with pytest.raises(UpstreamAmbiguous) as raised:
-        upstream.send(post(), upstream.deadline())
+        upstream.send(post(), budget(upstream))
     assert raised.value.maybe_applied is True
     assert raised.value.upstream_status == status
     assert len(rsps.calls) == 1
@@ -382,7 +387,7 @@ def test_post_is_not_resent_after_a_read_timeout(rsps, sleeps):
     rsps.add(responses.POST, URL, json={"id": 1}, status=201)
     upstream = make_upstream(sleeps)
     with pytest.raises(UpstreamAmbiguous) as raised:
-        upstream.send(post(), upstream.deadline())
+        upstream.send(post(), budget(upstream))
     assert raised.value.status == 504
     assert len(rsps.calls) == 1
 
@@ -392,7 +397,7 @@ def test_post_is_resent_after_a_429_once_the_quota_resets(rsps, sleeps):
     rsps.add(responses.POST, URL, status=429, headers={RESET_HEADER: "1500"})
     rsps.add(responses.POST, URL, json={"id": 1}, status=201)
     upstream = make_upstream(sleeps)
-    result = upstream.send(post(), upstream.deadline())
+    result = upstream.send(post(), budget(upstream))
     assert result.status_code == 201
     assert len(rsps.calls) == 2
     assert sleeps.calls == [pytest.approx(1.5, abs=0.05)]
@@ -403,7 +408,7 @@ def test_post_is_resent_after_a_429_without_headers_with_backoff(rsps, sleeps):
     rsps.add(responses.POST, URL, status=429)
     rsps.add(responses.POST, URL, json={"id": 1}, status=201)
     upstream = make_upstream(sleeps)
-    assert upstream.send(post(), upstream.deadline()).status_code == 201
+    assert upstream.send(post(), budget(upstream)).status_code == 201
     assert len(rsps.calls) == 2
     assert sleeps.calls == [pytest.approx(backoff_seconds(1, jitter_at(0.5)))]
 
@@ -413,7 +418,7 @@ def test_post_is_resent_after_a_refused_connection(rsps, sleeps):
     rsps.add(responses.POST, URL, body=refused())
     rsps.add(responses.POST, URL, json={"id": 7}, status=201)
     upstream = make_upstream(sleeps)
-    result = upstream.send(post(), upstream.deadline())
+    result = upstream.send(post(), budget(upstream))
     assert result.json() == {"id": 7}
     assert len(rsps.calls) == 2
     assert len(sleeps.calls) == 1
@@ -424,7 +429,7 @@ def test_refused_connections_until_the_end_are_unreachable_not_ambiguous(rsps, s
     rsps.add(responses.POST, URL, body=refused())
     upstream = make_upstream(sleeps, max_attempts=3)
     with pytest.raises(UpstreamUnreachable) as raised:
-        upstream.send(post(), upstream.deadline())
+        upstream.send(post(), budget(upstream))
     assert not isinstance(raised.value, UpstreamAmbiguous)
     assert raised.value.maybe_applied is False
     assert raised.value.status == 503
@@ -438,7 +443,7 @@ def test_refused_credentials_raise_an_auth_error_at_once(rsps, sleeps, status, m
              json=[{"status": status, "message": "You don't have a valid token"}])
     upstream = make_upstream(sleeps)
     with pytest.raises(UpstreamAuthError) as raised:
-        upstream.send(post() if method == "POST" else get(), upstream.deadline())
+        upstream.send(post() if method == "POST" else get(), budget(upstream))
     assert raised.value.status == 502
     assert raised.value.upstream_status == status
     assert "You don't have a valid token" in raised.value.message
@@ -451,7 +456,7 @@ def test_deterministic_refusals_are_returned_without_retry(rsps, sleeps, status)
     """A 4xx answer is the platform's decision: returned to the adapter as is, once."""
     rsps.add(responses.POST, URL, status=status, json=[{"status": status, "message": "no"}])
     upstream = make_upstream(sleeps)
-    assert upstream.send(post(), upstream.deadline()).status_code == status
+    assert upstream.send(post(), budget(upstream)).status_code == status
     assert len(rsps.calls) == 1
 
 
@@ -463,7 +468,7 @@ def test_refusals_of_how_the_bridge_sends_are_its_configuration(rsps, sleeps, me
              json=[{"status": status, "message": "not here"}])
     upstream = make_upstream(sleeps)
     with pytest.raises(UpstreamMisconfigured) as raised:
-        upstream.send(post() if method == "POST" else get(), upstream.deadline())
+        upstream.send(post() if method == "POST" else get(), budget(upstream))
     assert (raised.value.status, raised.value.retryable, raised.value.maybe_applied) == (502, False, False)
     assert raised.value.upstream_status == status and "not here" in raised.value.message
     assert len(rsps.calls) == 1
@@ -473,7 +478,7 @@ def test_a_redirected_read_is_not_followed_and_names_the_new_address(rsps, sleep
     rsps.add(responses.GET, URL + "/118", status=301, headers={"Location": "https://elsewhere.test/v2/orders/118"})
     upstream = make_upstream(sleeps)
     with pytest.raises(UpstreamMisconfigured) as raised:
-        upstream.send(get(), upstream.deadline())
+        upstream.send(get(), budget(upstream))
     assert "https://elsewhere.test" in raised.value.message and "api_base_url" in raised.value.message
     assert raised.value.retryable is False
     assert len(rsps.calls) == 1
@@ -488,7 +493,7 @@ def test_a_read_that_keeps_failing_raises_one_class_per_meaning(rsps, sleeps, st
     rsps.add(responses.GET, URL + "/118", status=status)
     upstream = make_upstream(sleeps, max_attempts=2)
     with pytest.raises(error) as raised:
-        upstream.send(get(), upstream.deadline())
+        upstream.send(get(), budget(upstream))
     assert type(raised.value) is error
     assert raised.value.status == bik_sees and raised.value.upstream_status == status
     assert raised.value.retryable is True and raised.value.maybe_applied is False
@@ -510,7 +515,7 @@ def test_attempts_never_exceed_max_attempts(rsps, sleeps, max_attempts, request_
         rsps.add(responses.POST, URL, body=refused())
     upstream = make_upstream(sleeps, max_attempts=max_attempts)
     with pytest.raises(error):
-        upstream.send(get() if request_kind.startswith("get") else post(), upstream.deadline())
+        upstream.send(get() if request_kind.startswith("get") else post(), budget(upstream))
     assert len(rsps.calls) == max_attempts
     assert len(sleeps.calls) == max_attempts - 1
 
@@ -520,7 +525,7 @@ def test_a_429_resetting_beyond_the_cap_gives_up_at_once(rsps, sleeps):
     rsps.add(responses.POST, URL, status=429, headers={RESET_HEADER: "30000"})
     upstream = make_upstream(sleeps, rate_limit_wait_cap_seconds=15)
     with pytest.raises(RateLimited) as raised:
-        upstream.send(post(), upstream.deadline())
+        upstream.send(post(), budget(upstream))
     assert raised.value.status == 503
     assert raised.value.upstream_status == 429
     assert raised.value.retry_after == pytest.approx(30, abs=0.5)
@@ -533,9 +538,9 @@ def test_a_spent_quota_holds_the_next_request_back_without_sending(rsps, sleeps)
     rsps.add(responses.GET, URL + "/118", status=429, headers={RESET_HEADER: "60000"})
     upstream = make_upstream(sleeps, rate_limit_wait_cap_seconds=10)
     with pytest.raises(RateLimited):
-        upstream.send(get(), upstream.deadline())
+        upstream.send(get(), budget(upstream))
     with pytest.raises(RateLimited) as raised:
-        upstream.send(get(), upstream.deadline())
+        upstream.send(get(), budget(upstream))
     assert raised.value.retry_after == pytest.approx(60, abs=0.5)
     assert len(rsps.calls) == 1
 
