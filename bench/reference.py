@@ -1,7 +1,8 @@
 """The bare stack the bridge is measured against: the same upstream calls with nothing of the bridge around them.
 
-POST /replay looks the draft id up in Redis and returns what is stored there (storing a small answer the first
-time). POST /place looks the draft up on the store (`GET /v2/orders?external_order_id=`, the bridge's lookup
+POST /replay looks the draft id up in Redis and returns what is stored there (storing the body it was sent the
+first time: an answer of about the size the bridge replays), with the Redis client the bridge's idempotency store
+makes (its timeouts, no retries). POST /place looks the draft up on the store (`GET /v2/orders?external_order_id=`, the bridge's lookup
 before create) and, when the store answers that no order carries it, sends the create body for the draft (the
 bridge's create), with one pooled requests session; it returns the store's answer. No auth, validation,
 idempotency record, quota gate, mapping or logging: what is left is gunicorn, Flask, Redis and requests.
@@ -28,13 +29,15 @@ from bridge.http.server import gunicorn_options
 
 def create_app(config: Config, create_body: str):
     """The two bare endpoints, built inside a worker after gevent has patched it."""
-    import redis
     import requests
     from flask import Flask, Response, request
     from requests.adapters import HTTPAdapter
 
+    from adapters.stores.redis_store import store_client
+
     app = Flask("bench_reference")
-    client = redis.Redis.from_url(config.idempotency.redis_url.get_secret_value())
+    # The client the bridge's idempotency store makes (timeouts, no retries), so that both pay the same per command.
+    client = store_client(config.idempotency.redis_url.get_secret_value())
     namespace = f"{config.idempotency_namespace()}:reference"
     settings = config.bigcommerce
     orders_url = f"{settings.api_base_url.rstrip('/')}/stores/{settings.store_hash}/v2/orders"
@@ -52,10 +55,11 @@ def create_app(config: Config, create_body: str):
 
     @app.post("/replay")
     def replay() -> Response:
-        key = f"{namespace}:{json.loads(request.get_data())['draftOrderId']}"
+        body = request.get_data()
+        key = f"{namespace}:{json.loads(body)['draftOrderId']}"
         stored = client.get(key)
         if stored is None:
-            stored = b'{"order":{"id":"1"}}'
+            stored = body  # an answer of about the size the bridge replays
             client.set(key, stored, ex=3600)
         return Response(stored, mimetype="application/json")
 

@@ -1,7 +1,8 @@
 """The idempotency store on Redis: one hash per draft, every decision in a Lua script.
 
 Each record lives at `{namespace}:{key}` as a hash with the fields `state`, `fingerprint`, `token`,
-`created_at_us`, `started_at_us`, `lease_until_us`, `updated_at_us` and, once done, `order_id` and `response`.
+`created_at_us`, `started_at_us`, `lease_until_us`, `updated_at_us` and, once done, `order_id`, `response` and
+`body_digest` (the SHA-256 of the request body that placed it, which a byte-identical retry is answered by).
 Times are whole microseconds from the server's `TIME`, so instances on different hosts agree and
 lease comparisons are exact. Only the holder of the record's token may complete, mark or release it,
 and only while the record is in flight: a done or unknown record is never downgraded or deleted.
@@ -24,7 +25,7 @@ from redis.retry import Retry
 
 from adapters.stores.redis_url import is_cluster, redis_client
 from bridge.core.errors import StoreUnavailable
-from bridge.core.ports import Claim, ClaimOutcome, IdempotencyRecord, QueueStats, RecordState
+from bridge.core.ports import Claim, ClaimOutcome, IdempotencyRecord, QueueStats, RecordState, Replay
 
 T = TypeVar("T")
 
@@ -78,9 +79,10 @@ local held = redis.call('HMGET', KEYS[1], 'state', 'token')
 if held[1] ~= 'in_flight' or held[2] ~= ARGV[1] then return 0 end
 """
 
-# KEYS[1] record; ARGV token, order_id, response, ttl_seconds
+# KEYS[1] record; ARGV token, order_id, response, ttl_seconds, body_digest ('' when not known)
 COMPLETE = SERVER_CLOCK + _FENCE + """
 redis.call('HSET', KEYS[1], 'state', 'done', 'order_id', ARGV[2], 'response', ARGV[3], 'updated_at_us', us(now))
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'body_digest', ARGV[5]) end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 """
@@ -189,6 +191,23 @@ return redis.call('GET', KEYS[1])
 """
 
 
+def store_client(url: str, socket_timeout: float = 2.0) -> redis.Redis | redis.RedisCluster:
+    """The client the store makes for itself: short timeouts and no automatic retries."""
+    return redis_client(
+        url,
+        socket_connect_timeout=socket_timeout,
+        socket_timeout=socket_timeout,
+        health_check_interval=HEALTH_CHECK_INTERVAL,
+        # A script whose reply was lost may have run; sending it again could turn our own claim
+        # into BUSY or our own completion into a lost race, so a failure surfaces as
+        # StoreUnavailable instead. A dropped connection is replaced on the next command.
+        # (`retry_on_timeout=False` alone no longer does this: since redis-py 6 the default
+        # Retry covers timeouts whatever that flag says, and the flag is deprecated.)
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=False,
+    )
+
+
 def load_scripts(client: redis.Redis, scripts: list) -> None:
     """Load scripts (opening connections) so their first EVALSHA finds them: one round trip, or one per script
     on a cluster, whose client loads each on every primary and allows no SCRIPT LOAD in a pipeline."""
@@ -265,20 +284,7 @@ class RedisIdempotencyStore:
         cls, url: str, *, namespace: str, ttl_seconds: int, socket_timeout: float = 2.0
     ) -> "RedisIdempotencyStore":
         """A store with its own client: short timeouts and no automatic retries."""
-        client = redis_client(
-            url,
-            socket_connect_timeout=socket_timeout,
-            socket_timeout=socket_timeout,
-            health_check_interval=HEALTH_CHECK_INTERVAL,
-            # A script whose reply was lost may have run; sending it again could turn our own claim
-            # into BUSY or our own completion into a lost race, so a failure surfaces as
-            # StoreUnavailable instead. A dropped connection is replaced on the next command.
-            # (`retry_on_timeout=False` alone no longer does this: since redis-py 6 the default
-            # Retry covers timeouts whatever that flag says, and the flag is deprecated.)
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=False,
-        )
-        store = cls(client, namespace=namespace, ttl_seconds=ttl_seconds)
+        store = cls(store_client(url, socket_timeout), namespace=namespace, ttl_seconds=ttl_seconds)
         store._owns_client = True
         return store
 
@@ -309,9 +315,17 @@ class RedisIdempotencyStore:
             return Claim(outcome, record, token, previous=self._record_from_hash(key, reply[3]), now=now)
         return Claim(outcome, record, now=now)
 
-    def complete(self, key: str, token: str, order_id: str, response: bytes) -> bool:
-        args = [token, order_id, bytes(response), self._ttl]
+    def complete(self, key: str, token: str, order_id: str, response: bytes, body_digest: str = "") -> bool:
+        args = [token, order_id, bytes(response), self._ttl, body_digest]
         return bool(self._call(lambda: self._complete(keys=[self.redis_key(key)], args=args)))
+
+    def replay(self, key: str, body_digest: str) -> Replay | None:
+        # One plain read: a record is done for good, so no script (and no clock) is needed to trust it.
+        state, digest, order_id, response = self._call(
+            lambda: self._client.hmget(self.redis_key(key), "state", "body_digest", "order_id", "response"))
+        if state != b"done" or digest is None or digest.decode() != body_digest or order_id is None:
+            return None
+        return Replay(order_id.decode(), response or b"")
 
     def mark_unknown(self, key: str, token: str) -> bool:
         return bool(self._call(lambda: self._mark_unknown(keys=[self.redis_key(key)], args=[token, self._ttl])))

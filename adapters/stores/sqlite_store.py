@@ -21,7 +21,7 @@ from typing import Callable, TypeVar
 
 from adapters.sqlite import os_thread_local
 from bridge.core.errors import StoreUnavailable
-from bridge.core.ports import Claim, ClaimOutcome, IdempotencyRecord, QueueStats, RecordState
+from bridge.core.ports import Claim, ClaimOutcome, IdempotencyRecord, QueueStats, RecordState, Replay
 
 T = TypeVar("T")
 
@@ -46,6 +46,7 @@ SCHEMA = (
         enqueued_at REAL,
         platform_order_id TEXT,
         reason      TEXT,
+        body_digest TEXT,
         PRIMARY KEY (namespace, key)
     )""",
     "CREATE INDEX IF NOT EXISTS idempotency_records_expiry ON idempotency_records (namespace, expires_at)",
@@ -58,7 +59,7 @@ SCHEMA = (
 )
 # Columns added since the first schema: a file made before them gets them on first use (`_add_columns`).
 ADDED_COLUMNS = (("created_at", "REAL"), ("request", "BLOB"), ("enqueued_at", "REAL"), ("platform_order_id", "TEXT"),
-                 ("reason", "TEXT"))
+                 ("reason", "TEXT"), ("body_digest", "TEXT"))
 QUEUE_INDEX = ("CREATE INDEX IF NOT EXISTS idempotency_records_queue ON idempotency_records"
                " (namespace, state, enqueued_at)")
 
@@ -197,17 +198,29 @@ class SqliteIdempotencyStore:
 
         return self._write(decide)
 
-    def complete(self, key: str, token: str, order_id: str, response: bytes) -> bool:
+    def complete(self, key: str, token: str, order_id: str, response: bytes, body_digest: str = "") -> bool:
         def apply(conn: sqlite3.Connection) -> bool:
             now = self._clock()
             cursor = conn.execute(
-                "UPDATE idempotency_records SET state = 'done', order_id = ?, response = ?, updated_at = ?,"
-                f" expires_at = ? WHERE {FENCE}",
-                (order_id, bytes(response), now, now + self._ttl, self._namespace, key, token, now),
+                "UPDATE idempotency_records SET state = 'done', order_id = ?, response = ?, body_digest = ?,"
+                f" updated_at = ?, expires_at = ? WHERE {FENCE}",
+                (order_id, bytes(response), body_digest or None, now, now + self._ttl, self._namespace, key, token,
+                 now),
             )
             return cursor.rowcount == 1
 
         return self._write(apply)
+
+    def replay(self, key: str, body_digest: str) -> Replay | None:
+        def read() -> Replay | None:
+            row = self._conn().execute(
+                "SELECT order_id, response FROM idempotency_records WHERE namespace = ? AND key = ?"
+                " AND expires_at > ? AND state = 'done' AND body_digest = ?",
+                (self._namespace, key, self._clock(), body_digest),
+            ).fetchone()
+            return Replay(row["order_id"], bytes(row["response"] or b"")) if row is not None else None
+
+        return self._call(read)
 
     def mark_unknown(self, key: str, token: str) -> bool:
         def apply(conn: sqlite3.Connection) -> bool:

@@ -126,6 +126,14 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Replay:
+    """What a done record answers a byte-identical retry with, read without a claim."""
+
+    order_id: str
+    response: bytes
+
+
+@dataclass(frozen=True)
 class QueueStats:
     """The overflow queue at one moment, by the store's clock."""
 
@@ -145,8 +153,12 @@ class IdempotencyStore(Protocol):
     def claim(self, key: str, fingerprint: str, lease_seconds: float) -> Claim:
         """Atomically create, take over, or report the record for `key`, with the store's `now`."""
 
-    def complete(self, key: str, token: str, order_id: str, response: bytes) -> bool:
-        """Mark done with the response to replay; False when `token` no longer owns the record."""
+    def complete(self, key: str, token: str, order_id: str, response: bytes, body_digest: str = "") -> bool:
+        """Mark done with the response to replay, and the digest of the request body that placed it (if given);
+        False when `token` no longer owns the record."""
+
+    def replay(self, key: str, body_digest: str) -> Replay | None:
+        """The answer of a done record whose placing request's body had `body_digest`; None otherwise."""
 
     def mark_unknown(self, key: str, token: str) -> bool:
         """Keep the record but drop the lease: a create may have landed and must be looked up."""

@@ -6,6 +6,7 @@ owner of a record that is not fresh looks the draft up on the platform before it
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -59,6 +60,11 @@ QUEUEABLE = (RateLimited, UpstreamUnreachable)
 # Under overflow placement a fresh placeOrder waits at most this long for a slot of the store's quota: a queued
 # order answered at once beats one held for seconds in the gate.
 OVERFLOW_QUOTA_PATIENCE_SECONDS = 0.5
+
+
+def body_digest(body: bytes) -> str:
+    """What identifies a request body byte for byte."""
+    return hashlib.sha256(body).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -127,10 +133,27 @@ class OrderService:
 
     # placeOrder ---------------------------------------------------------------------------
 
-    def place_order(self, request: PlaceOrderRequest) -> PlaceResult:
-        """Place the order once per draftOrderId; duplicates replay, wait, or get 409."""
+    def replay(self, key: str, body: bytes) -> Optional[PlaceResult]:
+        """The answer already given to a request with exactly these body bytes for draft `key`, if it was placed.
+
+        Bik's retries resend the same bytes: they are answered with one read of the record, before any validation
+        or claim. Anything else (another body for the draft, a draft not done yet) returns None: `place_order`.
+        """
+        replay = self.store.replay(key, body_digest(body))
+        if replay is None:
+            return None
+        self._note_decision(key, "replayed", replay.order_id)
+        return PlaceResult(replay.response, replay.order_id, "replayed")
+
+    def place_order(self, request: PlaceOrderRequest, body: bytes = b"") -> PlaceResult:
+        """Place the order once per draftOrderId; duplicates replay, wait, or get 409.
+
+        `body` is the request as received: the record of an order this request places keeps its digest, so that
+        a byte-identical retry is answered by `replay`.
+        """
         key = request.draftOrderId
         fingerprint = request.fingerprint()
+        digest = body_digest(body) if body else ""
         first: Optional[Claim] = None
         # One budget for the whole Bik call, started before any claim: whatever this request sends ends before
         # its record's started_at + budget (which its lease outlasts by a positive grace), and time spent waiting
@@ -151,13 +174,17 @@ class OrderService:
             last: Claim = state.outcome.result()
             return last.now + state.upcoming_sleep > first.now + self.settings.wait_seconds
 
-        # BUSY: another request owns the draft right now; claim again, a little less often each time, bounded.
-        polling = Retrying(retry=retry_if_result(lambda last: last.outcome is ClaimOutcome.BUSY),
-                           wait=wait_exponential(multiplier=0.02, max=0.2), stop=waited_enough, sleep=self._sleep,
-                           retry_error_callback=lambda state: state.outcome.result())
-        claim = polling(claim_draft)
+        claim = claim_draft()
+        if claim.outcome is ClaimOutcome.BUSY:
+            # Another request owns the draft right now; claim again, a little less often each time, bounded. The
+            # poller is built only here: most claims are answered at once, and building it costs a replay dearly.
+            made = [claim]  # the poller's first attempt is the claim already made
+            polling = Retrying(retry=retry_if_result(lambda last: last.outcome is ClaimOutcome.BUSY),
+                               wait=wait_exponential(multiplier=0.02, max=0.2), stop=waited_enough,
+                               sleep=self._sleep, retry_error_callback=lambda state: state.outcome.result())
+            claim = polling(lambda: made.pop() if made else claim_draft())
         if claim.outcome in (ClaimOutcome.NEW, ClaimOutcome.TAKEOVER):
-            return self._place(request, claim, deadline)
+            return self._place(request, claim, deadline, digest)
         if claim.outcome is ClaimOutcome.DONE:
             if claim.record.state is RecordState.REFUSED:
                 # Queued, then refused by the store (or cancelled): no order exists and none will be placed.
@@ -170,7 +197,7 @@ class OrderService:
         self._note_decision(key, "in_flight")
         raise InFlight(f"order {key} is being placed; retry shortly", retry_after=retry_after)
 
-    def _place(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline) -> PlaceResult:
+    def _place(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline, digest: str) -> PlaceResult:
         """Own the draft: place it exactly once, then answer Bik with what came of it."""
         key, token = request.draftOrderId, claim.token
         if claim.outcome is ClaimOutcome.TAKEOVER:
@@ -183,14 +210,14 @@ class OrderService:
                                       before_takeover_create=lambda: self._before_takeover_create(request, claim))
         result = placement.result
         if result is PlacementResult.FOUND:
-            answer = self._complete_and_answer(key, token, placement.order, "recovered")
+            answer = self._complete_and_answer(key, token, placement.order, "recovered", digest)
             if claim.outcome is ClaimOutcome.TAKEOVER and placement.step is Step.LOOKUP:
                 self._check_payload(claim.record, request.fingerprint())
             return answer
         if result is PlacementResult.CREATED:
             if placement.order.total != request.order.total:
                 self._note_decision(key, "total_mismatch", placement.order.id)
-            return self._complete_and_answer(key, token, placement.order, "created")
+            return self._complete_and_answer(key, token, placement.order, "created", digest)
         if result is PlacementResult.INCONCLUSIVE:
             # This claim knows no more than the lookup did: a new one is dropped, so the next retry's search is as
             # wide; a taken-over one stays unknown.
@@ -261,11 +288,12 @@ class OrderService:
         self._note_decision(key, "queued", order.id)
         return PlaceResult(body, order.id, "queued")
 
-    def _complete_and_answer(self, key: str, token: str, order: BikOrder, decision: str) -> PlaceResult:
-        """Record the placed order on the claim and answer it."""
+    def _complete_and_answer(self, key: str, token: str, order: BikOrder, decision: str,
+                             digest: str) -> PlaceResult:
+        """Record the placed order on the claim, with the digest of the request body that placed it, and answer it."""
         body = order.to_json_bytes()
         try:
-            if not self.store.complete(key, token, order.id, body):
+            if not self.store.complete(key, token, order.id, body, digest):
                 log.warning("record was taken over before completion", extra={"draftOrderId": key})
         except StoreUnavailable:
             # The order exists; a retry will find it by its draft id on the platform.

@@ -4,12 +4,9 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import re
-import time
-import uuid
 from typing import TYPE_CHECKING, Any, Optional
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -28,6 +25,7 @@ from bridge.core.errors import (
 from bridge.core.models import GetOrderRequest, PlaceOrderRequest
 from bridge.core.service import OrderService
 from bridge.http.auth import Authenticator
+from bridge.http.observed import Observed
 from bridge.http.openapi import build_openapi
 from bridge.ops import context
 
@@ -36,7 +34,6 @@ if TYPE_CHECKING:  # prometheus-client is imported by the worker that builds the
 
 log = logging.getLogger("bik_bridge.http")
 EXTENSION = "bik_bridge"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def json_response(body: Any, status: int = 200, headers: Optional[dict] = None) -> Response:
@@ -104,11 +101,12 @@ def _repeated_paths(document: Any) -> list[str]:
     return paths
 
 
-def read_json(max_bytes: int) -> dict:
-    """The request body as a JSON object, or a 4xx error that says why not."""
+def read_body(max_bytes: int) -> bytes:
+    """The request body's bytes, or a 4xx error that says why not."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"request body over {max_bytes} bytes")
-    if request.mimetype != "application/json":
+    # The media type as werkzeug's `mimetype` reads it, without parsing the parameters it would throw away.
+    if request.environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != "application/json":
         raise UnsupportedMediaType("Content-Type must be application/json")
     try:
         raw = request.get_data(cache=False)
@@ -122,12 +120,16 @@ def read_json(max_bytes: int) -> dict:
             raise RequestTimeout(str(timeout) or "request body not received in time") from None
         # The server's body reader fails on a malformed chunked body or a body cut short (gunicorn raises
         # its own parse errors, not OSError): the caller's fault, so a 400, not a 500.
-        log.warning("request body could not be read", extra={"request_id": g.get("request_id"),
-                                                             "error_type": type(exc).__name__})
+        log.warning("request body could not be read", extra={"error_type": type(exc).__name__})
         raise BadRequest("request body could not be read") from None
     if request.content_length is None and len(raw) >= max_bytes:
         # A chunked body is cut at the limit without an error; the limit itself counts as over it.
         raise PayloadTooLarge(f"request body over {max_bytes} bytes")
+    return raw
+
+
+def json_object(raw: bytes) -> dict:
+    """A request body as a JSON object, or a 400 that says why not."""
     try:
         body = parse_json(raw)
     except (ValueError, RecursionError, UnicodeDecodeError):
@@ -135,6 +137,19 @@ def read_json(max_bytes: int) -> dict:
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     return body
+
+
+def draft_order_id_in(raw: bytes) -> Optional[str]:
+    """The draftOrderId a body names, read without validating the rest; None when it names none.
+
+    Only for finding a record to replay: a record answers only the exact bytes that placed it, which were valid.
+    """
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return None
+    draft = body.get("draftOrderId") if isinstance(body, dict) else None
+    return draft if isinstance(draft, str) and draft else None
 
 
 def validate(model, body: dict):
@@ -166,26 +181,34 @@ def create_app(config: Config, *, service: OrderService, metrics: Optional["Metr
     base = config.server.base_path
     max_bytes = config.server.max_body_bytes
 
-    def guard(endpoint: str) -> None:
-        g.endpoint = endpoint
+    def guard(endpoint: str) -> context.RequestContext:
+        """The request's context, named for its endpoint, once its credentials are checked."""
+        served = context.current()
+        served.endpoint = endpoint
         if not authenticators[endpoint].allows(request.headers):
             raise Unauthorized("missing or invalid credentials")
+        return served
 
     @app.post(f"{base}/placeOrder")
     def place_order() -> Response:
-        guard("placeOrder")
-        order_request = validate(PlaceOrderRequest, read_json(max_bytes))
-        g.draft_order_id = order_request.draftOrderId
-        check_currency(order_request, config.store.currency)
-        result = service.place_order(order_request)
-        g.order_id, g.decision = result.order_id, result.decision
+        served = guard("placeOrder")
+        raw = read_body(max_bytes)
+        draft = draft_order_id_in(raw)
+        # A retry of a placed order, byte for byte, is answered from its record before anything else is done.
+        result = service.replay(draft, raw) if draft is not None else None
+        if result is None:
+            order_request = validate(PlaceOrderRequest, json_object(raw))
+            served.draft_order_id = draft = order_request.draftOrderId
+            check_currency(order_request, config.store.currency)
+            result = service.place_order(order_request, raw)
+        served.draft_order_id, served.order_id, served.decision = draft, result.order_id, result.decision
         return json_response(result.body)
 
     @app.post(f"{base}/getOrder")
     def get_order() -> Response:
-        guard("getOrder")
-        order_request = validate(GetOrderRequest, read_json(max_bytes))
-        g.order_id = order_request.orderId
+        served = guard("getOrder")
+        order_request = validate(GetOrderRequest, json_object(read_body(max_bytes)))
+        served.order_id = order_request.orderId
         return json_response(service.get_order(order_request.orderId))
 
     def healthz() -> Response:
@@ -218,50 +241,13 @@ def create_app(config: Config, *, service: OrderService, metrics: Optional["Metr
     openapi_body = json.dumps(build_openapi(config), separators=(",", ":")).encode()
     app.add_url_rule("/openapi.json", "openapi", lambda: json_response(openapi_body), methods=["GET"])
 
-    @app.before_request
-    def start() -> None:
-        g.started = time.perf_counter()
-        given = request.headers.get("X-Request-Id", "")
-        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-        g.context = context.begin(g.request_id)
-
-    @app.after_request
-    def finish(response: Response) -> Response:
-        response.headers["X-Request-Id"] = g.get("request_id", "")
-        if g.get("endpoint"):
-            seconds = time.perf_counter() - g.started
-            summary = request_summary(response.status_code, seconds)
-            # Written once the answer has left: Bik waits for the answer, not for the log line.
-            response.call_on_close(lambda: log.info("request", extra=summary))
-            if metrics is not None:
-                metrics.request(g.endpoint, response.status_code, seconds)
-        return response
-
-    def request_summary(status: int, seconds: float) -> dict:
-        """The one line a Bik request leaves: what was asked, what the platform was asked, what came of it."""
-        decision = g.get("decision")
-        summary = {
-            "request_id": g.get("request_id"), "endpoint": g.endpoint, "status": status,
-            "platform": config.platform, "draftOrderId": g.get("draft_order_id"), "orderId": g.get("order_id"),
-            "outcome": decision or ("ok" if status < 400 else g.get("error_type", "error")),
-            "upstream": g.context.upstream if g.get("context") else [], "ms": round(seconds * 1000, 1),
-        }
-        if decision:
-            summary["idempotency"] = "replay" if decision == "replayed" else "fresh"
-        return summary
-
-    @app.teardown_request
-    def forget(_exc: Optional[BaseException]) -> None:
-        context.end()
-
     @app.errorhandler(BridgeError)
     def bridge_error(exc: BridgeError) -> Response:
-        g.error_type = type(exc).__name__
+        _note_error(type(exc).__name__)
         # Everything Bik sees comes from the class: its status, and Retry-After when a retry may succeed.
         headers = {"Retry-After": str(int(max(1, round(exc.retry_after))))} if exc.retryable else None
         if exc.status >= 500:
-            log.warning("request failed", extra={"request_id": g.get("request_id"), "error": exc.message,
-                                                 "error_type": type(exc).__name__})
+            log.warning("request failed", extra={"error": exc.message, "error_type": type(exc).__name__})
         return json_response(exc.body(), exc.status, headers)
 
     @app.errorhandler(HTTPException)
@@ -274,8 +260,16 @@ def create_app(config: Config, *, service: OrderService, metrics: Optional["Metr
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
-        g.error_type = "internal"
-        log.exception("unexpected error", extra={"request_id": g.get("request_id")})
+        _note_error("internal")
+        log.exception("unexpected error")
         return json_response({"error": "internal error"}, 500)
 
+    # The request id, the request line and the metrics come from around the app, so that every answer has them.
+    app.wsgi_app = Observed(app.wsgi_app, config.platform, metrics)
     return app
+
+
+def _note_error(error_type: str) -> None:
+    served = context.current()
+    if served is not None:
+        served.error_type = error_type

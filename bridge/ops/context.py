@@ -9,11 +9,17 @@ from typing import Any, Callable, Optional
 
 @dataclass
 class RequestContext:
-    """What one Bik request has done so far, for its log line."""
+    """What one Bik request has done so far, for its log line and metrics."""
 
     request_id: str
     upstream: list[dict] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)  # why a read took a slower path than usual, if it did
+    # Set by the views and error handlers: a request that names no endpoint (health, metrics) leaves no line.
+    endpoint: Optional[str] = None
+    draft_order_id: Optional[str] = None
+    order_id: Optional[str] = None
+    decision: Optional[str] = None  # how placeOrder settled the draft (created, replayed, ...)
+    error_type: Optional[str] = None
 
 
 _current: contextvars.ContextVar[Optional[RequestContext]] = contextvars.ContextVar("bik_bridge_request",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter as Tally
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -102,27 +102,38 @@ class Metrics:
                                   "Seconds the oldest queued draft not yet placed has waited (0 when none).",
                                   registry=r, multiprocess_mode="livemostrecent")
         self._queue_stats: Optional[Callable[[], "QueueStats"]] = None
+        self._children: dict[tuple, Any] = {}
 
     @classmethod
     def from_environment(cls, platform: str) -> "Metrics":
         """Metrics shared across worker processes when the server set PROMETHEUS_MULTIPROC_DIR."""
         return cls(platform, multiprocess_dir=os.environ.get(MULTIPROC_ENV) or None)
 
+    def _labelled(self, metric: Any, *values: str) -> Any:
+        """`metric.labels(*values)`, kept: each call of `labels` takes a lock and checks the values again."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     # hooks ----------------------------------------------------------------------------------
 
-    def request(self, endpoint: str, status: int, seconds: float) -> None:
-        """One Bik request answered; what it cost upstream is read from the request's context."""
-        self.requests.labels(endpoint, str(status)).inc()
-        self.request_seconds.labels(endpoint).observe(seconds)
-        served = context.current()
+    def request(self, endpoint: str, status: int, seconds: float,
+                served: Optional[context.RequestContext] = None) -> None:
+        """One Bik request answered; what it cost upstream is read from its context (by default, the current one)."""
+        self._labelled(self.requests, endpoint, str(status)).inc()
+        self._labelled(self.request_seconds, endpoint).observe(seconds)
+        served = served or context.current()
         if served is None:
             return
         calls = list(served.upstream)  # parallel reads of this request have all returned by now
-        self.requests_per_call.labels(endpoint, self.platform, ALL_OPERATIONS).observe(len(calls))
-        for operation, count in Tally(call.get("operation", "other") for call in calls).items():
-            self.requests_per_call.labels(endpoint, self.platform, operation).observe(count)
+        self._labelled(self.requests_per_call, endpoint, self.platform, ALL_OPERATIONS).observe(len(calls))
+        if calls:
+            for operation, count in Tally(call.get("operation", "other") for call in calls).items():
+                self._labelled(self.requests_per_call, endpoint, self.platform, operation).observe(count)
         for reason in served.fallbacks:
-            self.read_fallbacks.labels(self.platform, reason).inc()
+            self._labelled(self.read_fallbacks, self.platform, reason).inc()
 
     def watch_quota(self, usage: Callable[[], Optional["Usage"]]) -> None:
         """Read the quota's use from `usage` (the quota gate's) at every scrape."""
@@ -134,22 +145,22 @@ class Metrics:
 
     def upstream(self, *, platform: str, operation: str, status, ms: float, attempt: int) -> None:
         """One attempt at the platform; the `observer` of `bridge.upstream.client.Upstream`."""
-        self.upstream_calls.labels(platform, operation, str(status)).inc()
-        self.upstream_seconds.labels(platform, operation).observe(ms / 1000)
+        self._labelled(self.upstream_calls, platform, operation, str(status)).inc()
+        self._labelled(self.upstream_seconds, platform, operation).observe(ms / 1000)
         if attempt > 1:
-            self.upstream_retries.labels(platform, operation).inc()
+            self._labelled(self.upstream_retries, platform, operation).inc()
 
     def decision(self, decision: str) -> None:
         """One placeOrder decision of the service; the `on_decision` hook of `OrderService`."""
-        self.decisions.labels(decision).inc()
+        self._labelled(self.decisions, decision).inc()
         if decision == "replayed":
             self.replays.inc()
         elif decision == "total_mismatch":
-            self.total_mismatches.labels(self.platform).inc()
+            self._labelled(self.total_mismatches, self.platform).inc()
         if decision in OVERFLOW:
-            self.overflow.labels(OVERFLOW[decision]).inc()
+            self._labelled(self.overflow, OVERFLOW[decision]).inc()
         if decision in RECONCILED:
-            self.reconciliations.labels(*RECONCILED[decision]).inc()
+            self._labelled(self.reconciliations, *RECONCILED[decision]).inc()
 
     # exposition -----------------------------------------------------------------------------
 

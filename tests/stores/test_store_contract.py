@@ -473,3 +473,39 @@ def test_a_lapsed_placer_lease_passes_to_another_holder(store):
         assert time.monotonic() < deadline
         time.sleep(0.005)
     assert store.take_placer_lease("a", LIVE) is False
+
+
+# replay: a byte-identical retry answered with one read --------------------------------------------------------
+
+def test_replay_answers_a_done_record_only_for_the_body_that_placed_it(store):
+    claim = store.claim("d-1", "fp", LIVE)
+    assert store.replay("d-1", "digest-a") is None  # in flight: nothing to replay yet
+    assert store.complete("d-1", claim.token, "order-7", BINARY, "digest-a")
+
+    replay = store.replay("d-1", "digest-a")
+    assert (replay.order_id, replay.response) == ("order-7", BINARY)
+    assert store.replay("d-1", "digest-b") is None  # another body: the claim decides (replay or mismatch)
+    assert store.replay("d-2", "digest-a") is None  # another draft
+    assert store.get("d-1").state is RecordState.DONE
+
+
+def test_replay_needs_a_digest_recorded_with_the_order(store):
+    """Orders recorded without a body (reconcile, records written before digests) are replayed by the claim only."""
+    claim = store.claim("d-1", "fp", LIVE)
+    assert store.complete("d-1", claim.token, "order-7", b"body")
+
+    assert store.replay("d-1", "") is None
+    assert store.replay("d-1", "digest-a") is None
+    assert store.claim("d-1", "fp", LIVE).outcome is ClaimOutcome.DONE
+
+
+def test_replay_never_answers_an_unsettled_record(store):
+    unknown = store.claim("d-1", "fp", LIVE)
+    assert store.mark_unknown("d-1", unknown.token)
+    assert store.replay("d-1", "digest-a") is None
+
+    queued = store.claim("d-2", "fp", LIVE)
+    assert store.enqueue("d-2", queued.token, b"{}", "BK-d-2", b"queued answer")
+    placing = store.claim_queued("d-2", LIVE)
+    assert store.complete_queued("d-2", placing.token, "order-9")
+    assert store.replay("d-2", "") is None  # a queued draft's answer comes from its claim, never from here

@@ -105,7 +105,7 @@ class DownStore:
     def _down(self, *args, **kwargs):
         raise StoreUnavailable()
 
-    claim = complete = mark_unknown = release = get = unsettled = ping = warm_up = memory_began = _down
+    claim = complete = replay = mark_unknown = release = get = unsettled = ping = warm_up = memory_began = _down
 
     def close(self) -> None:
         pass

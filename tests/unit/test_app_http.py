@@ -108,6 +108,66 @@ def test_same_draft_again_is_byte_identical(client, place_order_body):
     assert other.get_json()["order"]["id"] == "L-1002"
 
 
+class ClaimCounter:
+    """The service's store, counting the claims made through it."""
+
+    def __init__(self, store):
+        self.store, self.claims = store, 0
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def claim(self, *args):
+        self.claims += 1
+        return self.store.claim(*args)
+
+
+@pytest.fixture
+def counted(config):
+    service = build_service(config)
+    service.store = counter = ClaimCounter(service.store)
+    yield create_app(config, service=service).test_client(), counter
+    counter.store.close()
+
+
+def test_a_byte_identical_retry_is_answered_without_a_claim(counted, place_order_body):
+    """Bik's retry of a placed order, byte for byte, is answered from its record with one read."""
+    client, store = counted
+    raw = json.dumps(place_order_body).encode()
+    first = post(client, "/placeOrder", raw)
+    assert first.status_code == 200 and store.claims == 1
+
+    again = post(client, "/placeOrder", raw)
+    assert again.status_code == 200 and again.get_data() == first.get_data()
+    assert store.claims == 1
+
+
+def test_the_same_payload_in_other_bytes_is_still_replayed(counted, place_order_body):
+    """Reformatted (spaces, key order), the same payload is replayed through the claim, never placed again."""
+    client, store = counted
+    first = post(client, "/placeOrder", json.dumps(place_order_body).encode())
+    reformatted = json.dumps(place_order_body, indent=2, sort_keys=True).encode()
+
+    again = post(client, "/placeOrder", reformatted)
+    assert again.status_code == 200 and again.get_data() == first.get_data()
+    assert store.claims == 2
+    assert post(client, "/placeOrder", {**place_order_body, "draftOrderId": "nb_other"}).get_json()["order"]["id"] \
+        == "L-1002"
+
+
+def test_a_byte_identical_retry_still_needs_credentials(client, place_order_body):
+    raw = json.dumps(place_order_body).encode()
+    assert post(client, "/placeOrder", raw).status_code == 200
+    assert_json_error(post(client, "/placeOrder", raw, headers={}), 401)
+
+
+@pytest.mark.parametrize("raw", [b'{"draftOrderId": "nb_x"', b'{"draftOrderId": 7}', b'[]', b'{"draftOrderId": ""}',
+                                 b'{"draftOrderId": "nb_x", "draftOrderId": "nb_x"}', b"\xff"])
+def test_a_body_that_is_no_retry_gets_the_full_checks(client, raw):
+    """Nothing read to find a replay lets a bad body through: it gets the 400 it always got."""
+    assert_json_error(post(client, "/placeOrder", raw), 400)
+
+
 def test_get_order_returns_the_current_state(client, place_order_body):
     """getOrder on the id placeOrder returned shows the order, including later changes."""
     order_id = post(client, "/placeOrder", place_order_body).get_json()["order"]["id"]
