@@ -1,14 +1,17 @@
 """The platform's quota shared through Redis, so every worker and instance of one store holds back together.
 
-The rules are `bridge.upstream.quota`'s pure functions, applied here to a ledger kept in Redis by an optimistic
-transaction: one round trip WATCHes the ledger and reads it with the server's clock (TIME, the one clock every
-process shares), the rule decides in Python, and a second writes what it decided in MULTI/EXEC, which Redis
-refuses if another process wrote the ledger in between; then the whole is tried again on a fresh read.
+The rules are `bridge.upstream.quota`'s pure functions. A reservation, the one call every upstream request makes,
+is `take_slot` stated again as a Lua script (`RESERVE`): it reads the ledger with the server's clock (TIME, the one
+clock every process shares), decides, and logs the send in one atomic round trip, however many requests ask at
+once (tests/stores/test_redis_quota.py checks that it decides as `take_slot` does). What answers say is learnt by
+an optimistic transaction, the rule deciding in Python: one round trip WATCHes the hash and reads it, a second
+writes in MULTI/EXEC, which Redis refuses if another process wrote the hash in between; then the whole is tried
+again on a fresh read. Answers seldom say anything new, so that is seldom.
 
 Two keys per store, outside the `<namespace>:` keys of the idempotency records: a hash at
 `{<namespace>|ratelimit}` with what the answers said (`quota`, `window_us`, `blocked_until_us`) and a sorted set at
 `{<namespace>|ratelimit}|sent`, the send log (microseconds of the server's clock). The braces are a hash tag: on a
-Redis Cluster both keys live in one slot, as a transaction over them requires. A reservation costs two round trips; an answer costs two more only
+Redis Cluster both keys live in one slot, as a transaction over them requires. A reservation costs one round trip; an answer costs two more only
 when it says something the hash did not hold at this process's last call (a quota first announced or changed, a
 spent quota). When Redis does not answer, each process falls back to its own `LocalQuota` for a moment: pacing is
 an efficiency, never a reason to refuse an order or a read.
@@ -29,18 +32,20 @@ from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
 from adapters.stores.redis_optional import OptionalRedis
+from adapters.stores.redis_store import load_scripts
 from adapters.stores.redis_url import redis_client
 from bridge.upstream.quota import (
+    FIRST_CONTACT,
     FIRST_CONTACT_POLL_SECONDS,
+    SPREAD_CAP_SECONDS,
+    SPREAD_SHARE,
     UNMETERED,
     Ledger,
     LocalQuota,
     QuotaNews,
     Usage,
     blocked_for,
-    counted,
     learned,
-    take_slot,
     usage,
 )
 
@@ -54,6 +59,38 @@ UNKNOWN = (-1, -1)  # what `known` holds before the hash says anything
 # Transactions refused because other processes wrote the ledger first, before a reservation asks again later.
 MAX_CONFLICTS = 8
 FIELDS = ("quota", "window_us", "blocked_until_us")
+
+# `take_slot` (bridge/upstream/quota.py) on the shared ledger, and the send logged when it says so, atomically.
+# KEYS[1] the hash, KEYS[2] the send log. ARGV member, FIRST_CONTACT's quota and window (us),
+# FIRST_CONTACT_POLL_SECONDS (us), SPREAD_CAP_SECONDS (us), SPREAD_SHARE, KEEP_MS. Answers 'send' or 'wait', the
+# wait in microseconds, and the hash's quota and window_us ('' when absent) for the caller to remember.
+RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local function us(n) return string.format('%.0f', n) end
+local state = redis.call('HMGET', KEYS[1], 'quota', 'window_us', 'blocked_until_us')
+local known_quota, known_window = state[1] or '', state[2] or ''
+local quota, window = tonumber(state[1]), tonumber(state[2])
+local blocked_until = tonumber(state[3]) or 0
+if now < blocked_until then return {'wait', us(blocked_until - now), known_quota, known_window} end
+local announced = quota ~= nil and quota >= 0
+if not announced then quota, window = tonumber(ARGV[2]), tonumber(ARGV[3]) end
+if quota == 0 then return {'send', '0', known_quota, known_window} end
+local span = window + math.min(tonumber(ARGV[5]), window * tonumber(ARGV[6]))
+-- The send `quota` places from the newest: while it still counts, so do `quota` sends, and no slot is free.
+local deciding = redis.call('ZRANGE', KEYS[2], -quota, -quota, 'WITHSCORES')
+if deciding[2] and tonumber(deciding[2]) > now - span then
+  local wait = math.max(1, tonumber(deciding[2]) + span - now)
+  if not announced then wait = math.min(wait, tonumber(ARGV[4])) end
+  return {'wait', us(wait), known_quota, known_window}
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', us(now - span))
+redis.call('ZADD', KEYS[2], us(now), ARGV[1])
+redis.call('PEXPIRE', KEYS[2], math.floor(span / 1000) + 1000)
+-- Touched only now and then, so that learning (which watches the hash alone) rarely conflicts.
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[7]) / 2 then redis.call('PEXPIRE', KEYS[1], ARGV[7]) end
+return {'send', '0', known_quota, known_window}
+"""
 
 
 def quota_keys(key: str) -> tuple[str, str]:
@@ -73,6 +110,9 @@ class RedisQuota:
         # Send-log members must be unique across processes and hosts: a random prefix and a counter.
         self._member_prefix = secrets.token_hex(6)
         self._member_count = itertools.count()
+        self._reserve_script = client.register_script(RESERVE)
+        self._rule = (FIRST_CONTACT[0], _us(FIRST_CONTACT[1]), _us(FIRST_CONTACT_POLL_SECONDS), _us(SPREAD_CAP_SECONDS),
+                      SPREAD_SHARE)
         # The quota and window the state held at the last call: an answer that says the same needs no call.
         self._known = UNKNOWN
 
@@ -93,8 +133,8 @@ class RedisQuota:
             self._call(lambda: self._learn(news))
 
     def warm_up(self) -> None:
-        """Open a connection, so that the first request does not wait for one."""
-        self._call(lambda: self._client.ping())
+        """Open a connection and load the reservation script, so that the first request waits for neither."""
+        self._call(lambda: load_scripts(self._client, [self._reserve_script]))
 
     def blocked_for(self) -> float:
         def read() -> float:
@@ -128,35 +168,11 @@ class RedisQuota:
 
     def _reserve(self) -> float:
         member = f"{self._member_prefix}:{next(self._member_count)}"
-        for _ in range(MAX_CONFLICTS):
-            with self._connection() as conn:
-                # The one send the rule looks at sits `counted(limit)` places from the newest, for the limit the
-                # state held at this process's last call; if the state now says another, read that place instead.
-                rank = -counted(_limit_of(self._known))
-                _, clock, state, sent, ttl = _round_trip(
-                    conn, ("WATCH", self._state_key, self._log_key), ("TIME",),
-                    ("HMGET", self._state_key, *FIELDS), ("ZRANGE", self._log_key, rank, rank, "WITHSCORES"),
-                    ("PTTL", self._state_key))
-                ledger = _ledger(state, sent)
-                self._known = _limit_fields(ledger)
-                if -counted(ledger.limit) != rank:
-                    rank = -counted(ledger.limit)
-                    ledger = _ledger(state, _command(conn, "ZRANGE", self._log_key, rank, rank, "WITHSCORES"))
-                now_us = _us_of(clock)
-                slot = take_slot(ledger, now_us / 1_000_000)
-                if not slot.logged:
-                    _command(conn, "UNWATCH")
-                    return slot.wait
-                span_us = _us(slot.span)
-                writes = [("ZREMRANGEBYSCORE", self._log_key, "-inf", now_us - span_us),
-                          ("ZADD", self._log_key, now_us, member),
-                          ("PEXPIRE", self._log_key, span_us // 1000 + 1000)]
-                if ttl < KEEP_MS // 2:
-                    # Touched only now and then, so that learning (which watches the hash alone) rarely conflicts.
-                    writes.append(("PEXPIRE", self._state_key, KEEP_MS))
-                if _transaction(conn, writes):
-                    return 0.0
-        return FIRST_CONTACT_POLL_SECONDS  # others keep taking slots: ask again in a moment
+        decided, wait_us, quota, window_us = self._reserve_script(
+            keys=[self._state_key, self._log_key], args=[member, *self._rule, KEEP_MS])
+        # What the hash said, remembered so that an answer saying the same needs no call (`_is_new`).
+        self._known = _limit_fields(_ledger([quota or None, window_us or None, None], []))
+        return 0.0 if decided == b"send" else int(wait_us) / 1_000_000
 
     def _learn(self, news: QuotaNews) -> None:
         for _ in range(MAX_CONFLICTS):
@@ -242,13 +258,6 @@ def _ledger(state: list[Any], sent: list[Any]) -> Ledger:
         scores = [float(score) for score in sent[1::2]]
     deciding = scores[0] / 1_000_000 if scores and limit != UNMETERED else None
     return Ledger(limit, deciding, (blocked_until_us or 0) / 1_000_000)
-
-
-def _limit_of(fields: tuple[int, int]) -> Optional[tuple[int, float]]:
-    """The limit a hash's `quota` and `window_us` stand for (the inverse of `_limit_fields`)."""
-    if fields == UNKNOWN:
-        return None
-    return UNMETERED if fields[0] == 0 else (fields[0], fields[1] / 1_000_000)
 
 
 def _limit_fields(ledger: Ledger) -> tuple[int, int]:

@@ -45,7 +45,8 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local function us(n) return string.format('%.0f', n) end
 """
 
-# KEYS[1] record; ARGV token, fingerprint, lease_us, ttl_seconds
+# KEYS[1] record, KEYS[2] (when the memory marker shares the record's server) the memory marker;
+# ARGV token, fingerprint, lease_us, ttl_seconds. A new claim also answers the marker, as MEMORY does.
 CLAIM = SERVER_CLOCK + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then
@@ -54,7 +55,12 @@ if not state then
     'created_at_us', us(now), 'started_at_us', us(now), 'lease_until_us', us(now + tonumber(ARGV[3])),
     'updated_at_us', us(now))
   redis.call('EXPIRE', KEYS[1], ARGV[4])
-  return {'new', redis.call('HGETALL', KEYS[1]), us(now)}
+  local memory = ''
+  if KEYS[2] then
+    redis.call('SET', KEYS[2], us(now), 'NX')
+    memory = redis.call('GET', KEYS[2])
+  end
+  return {'new', redis.call('HGETALL', KEYS[1]), us(now), memory}
 end
 -- A queued draft was answered when it was accepted: every retry replays that answer.
 if state == 'done' or redis.call('HEXISTS', KEYS[1], 'request') == 1 then
@@ -260,6 +266,9 @@ class RedisIdempotencyStore:
         self._namespace = namespace
         self._prefix = f"{namespace}:"
         self._ttl = int(ttl_seconds)
+        # One server holds every key: a new claim reads the memory marker in the same script, saving a round trip.
+        # On a cluster the marker lives in a slot of its own, so `memory_began` asks for it separately.
+        self._claim_reads_memory = not is_cluster(client)
         self._owns_client = False
         # Script objects run EVALSHA and load the source again on NOSCRIPT (after a restart or SCRIPT FLUSH).
         self._claim = client.register_script(CLAIM)
@@ -304,13 +313,12 @@ class RedisIdempotencyStore:
     def claim(self, key: str, fingerprint: str, lease_seconds: float) -> Claim:
         token = secrets.token_hex(16)
         lease_us = max(0, round(lease_seconds * 1_000_000))
-        reply = self._call(
-            lambda: self._claim(keys=[self.redis_key(key)], args=[token, fingerprint, lease_us, self._ttl])
-        )
+        keys = [self.redis_key(key), self._memory_key] if self._claim_reads_memory else [self.redis_key(key)]
+        reply = self._call(lambda: self._claim(keys=keys, args=[token, fingerprint, lease_us, self._ttl]))
         outcome = ClaimOutcome(reply[0].decode())
         record, now = self._record_from_hash(key, reply[1]), _seconds(reply[2])
         if outcome is ClaimOutcome.NEW:
-            return Claim(outcome, record, token, now=now)
+            return Claim(outcome, record, token, now=now, memory_began=_seconds(reply[3]) if reply[3] else None)
         if outcome is ClaimOutcome.TAKEOVER:
             return Claim(outcome, record, token, previous=self._record_from_hash(key, reply[3]), now=now)
         return Claim(outcome, record, now=now)

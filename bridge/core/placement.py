@@ -123,8 +123,11 @@ class ExactlyOnce:
             return Placement(PlacementResult.INCONCLUSIVE, Step.LOOKUP, reason=lookup.reason)
         if fresh:
             # No record, yet the store may have lost it a moment ago with a create of it still on its way: a lookup
-            # proves absence only once a budget has passed since the store began holding records again.
-            until = self.store.memory_began() + self._budget_seconds
+            # proves absence only once a budget has passed since the store began holding records again. Read with
+            # the claim, that is when the store last began holding them before this claim: a loss after it cannot
+            # make a second owner of this draft, since any claim after the loss holds as this one would.
+            began = claim.memory_began if claim.memory_began is not None else self.store.memory_began()
+            until = began + self._budget_seconds
             if claim.now < until:
                 self._decisions.note(key, "held_after_records_lost")
                 return Placement(PlacementResult.STILL_LANDING, Step.LOOKUP, until=until)

@@ -123,6 +123,8 @@ class Claim:
     token: str | None = None  # set when the caller owns the record (NEW, TAKEOVER)
     previous: IdempotencyRecord | None = None  # for TAKEOVER: the record as it was before
     now: float = 0.0  # the store's clock at the claim: the only clock a record's times are compared with
+    # NEW only: what `memory_began` would answer, when the store could read it with the claim (else None: ask it).
+    memory_began: float | None = None
 
 
 @dataclass(frozen=True)

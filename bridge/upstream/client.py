@@ -95,18 +95,22 @@ class Upstream:
                 return self.gate.blocked_for() or self._backoff(state)
             return self._backoff(state)
 
-        retrying = Retrying(
-            # The budget leaves room for the next attempt to do real work; a quota resetting after the cap is
-            # not waited for (the 429 is answered 503 with Retry-After).
-            stop=(stop_after_attempt(self.settings.max_attempts) | stop_before_deadline(deadline)
-                  | stop_before_wait_over(self._quota_patience(deadline))),
-            wait=wait,
-            retry=retry_if_result(lambda o: should_retry(o, idempotent=idempotent)),
-            sleep=self._sleep,
-            reraise=True,
-            retry_error_callback=lambda state: state.outcome.result(),
-        )
-        outcome = retrying(attempt)
+        outcome = attempt()
+        if should_retry(outcome, idempotent=idempotent):
+            # Built only now: most calls succeed at once, and building the retry policy costs a call dearly.
+            made = [outcome]  # the policy's first attempt is the one already made
+            retrying = Retrying(
+                # The budget leaves room for the next attempt to do real work; a quota resetting after the cap is
+                # not waited for (the 429 is answered 503 with Retry-After).
+                stop=(stop_after_attempt(self.settings.max_attempts) | stop_before_deadline(deadline)
+                      | stop_before_wait_over(self._quota_patience(deadline))),
+                wait=wait,
+                retry=retry_if_result(lambda o: should_retry(o, idempotent=idempotent)),
+                sleep=self._sleep,
+                reraise=True,
+                retry_error_callback=lambda state: state.outcome.result(),
+            )
+            outcome = retrying(lambda: made.pop() if made else attempt())
         return self._settle(request, outcome, idempotent)
 
     def _quota_patience(self, deadline: Deadline) -> float:

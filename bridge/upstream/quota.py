@@ -1,7 +1,8 @@
 """The platform's request quota, kept by the bridge so that it never sends more than the platform announced.
 
-The rules, written once as pure functions over a `Ledger` (`take_slot`, `learned`, `blocked_for`) and applied in
-one process (`LocalQuota`) or atomically to a ledger shared through Redis (`adapters.stores.redis_quota`):
+The rules, written as pure functions over a `Ledger` (`take_slot`, `learned`, `blocked_for`), are applied in one
+process (`LocalQuota`) or atomically to a ledger shared through Redis (`adapters.stores.redis_quota`, where
+`take_slot` runs again as a Lua script, checked against this one by tests/stores/test_redis_quota.py):
 
 1. Every request, retries included, first takes a slot. With a quota of Q requests per window of W seconds, at
    most Q requests are sent in any W + `spread(W)` seconds: a sliding log of send times. Whatever instant the
@@ -35,9 +36,15 @@ RESET_MARGIN_SECONDS = 0.01
 UNMETERED = (0, 0.0)
 
 
+# How much later than another a request sent earlier may reach the platform (a new connection's handshake): a share
+# of the window, at most a cap.
+SPREAD_SHARE = 1 / 20
+SPREAD_CAP_SECONDS = 0.5
+
+
 def spread(window: float) -> float:
     """How much later than another a request sent earlier may reach the platform (a new connection's handshake)."""
-    return min(0.5, window / 20)
+    return min(SPREAD_CAP_SECONDS, window * SPREAD_SHARE)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,16 @@ from redis.retry import Retry
 from adapters.stores.redis_optional import FALLBACK_SECONDS
 from adapters.stores.redis_quota import RedisQuota, quota_keys
 from adapters.stores.redis_store import RedisIdempotencyStore
-from bridge.upstream.quota import FIRST_CONTACT, FIRST_CONTACT_POLL_SECONDS, RESET_MARGIN_SECONDS, QuotaNews, spread
+from bridge.upstream.quota import (
+    FIRST_CONTACT,
+    FIRST_CONTACT_POLL_SECONDS,
+    RESET_MARGIN_SECONDS,
+    UNMETERED,
+    Ledger,
+    QuotaNews,
+    spread,
+    take_slot,
+)
 from tests.support.waiting import wait_until
 
 from .conftest import redis_url
@@ -19,8 +28,8 @@ from .conftest import redis_url
 pytestmark = pytest.mark.redis
 
 BIGCOMMERCE = QuotaNews(quota=3, window=10.0)
-# A reservation reads the ledger under WATCH, then writes its slot in MULTI/EXEC (or UNWATCHes): two round trips.
-RESERVE_ROUND_TRIPS = 2
+# A reservation is one script: it reads the ledger, decides and logs the send in one round trip.
+RESERVE_ROUND_TRIPS = 1
 
 
 @pytest.fixture
@@ -109,8 +118,8 @@ def test_an_answer_that_says_what_the_store_knows_costs_no_call(key, redis_admin
     other.learn(QuotaNews(quota=5, window=10.0))  # the plan changed, as another process heard
     quota.reserve()
     quota.learn(QuotaNews(quota=5, window=10.0))
-    # The reservation brought the news along, and read the log's deciding entry again for the new quota.
-    assert counting.calls == calls + 3 * RESERVE_ROUND_TRIPS + 1
+    # The reservation brought the news along.
+    assert counting.calls == calls + 3 * RESERVE_ROUND_TRIPS
 
 
 def test_an_answer_without_quota_headers_leaves_the_store_unmetered(key):
@@ -206,3 +215,61 @@ def test_usage_without_redis_is_this_process_own():
     assert (quota.usage().sent, quota.usage().quota) == (1, 2)
     now[0] += 10.0
     assert quota.usage().sent == 0
+
+
+def _write_ledger(admin: redis.Redis, key: str, ledger: Ledger, sends: list[float]) -> None:
+    """Put a ledger in Redis as RedisQuota keeps it: the hash's fields and the send log's times."""
+    state_key, log_key = quota_keys(key)
+    admin.delete(state_key, log_key)
+    if ledger.limit is not None:
+        quota, window = ledger.limit
+        admin.hset(state_key, mapping={"quota": quota, "window_us": round(window * 1e6)})
+    if ledger.blocked_until:
+        admin.hset(state_key, "blocked_until_us", round(ledger.blocked_until * 1e6))
+    for n, sent in enumerate(sends):
+        admin.zadd(log_key, {f"m{n}": round(sent * 1e6)})
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_the_reservation_script_decides_as_take_slot_does(key, redis_admin, seed):
+    """The Lua reservation is `take_slot` again: on the same ledger it sends or waits alike, for as long."""
+    import random
+
+    rng = random.Random(seed)
+    now = server_now(redis_admin)
+    limit = rng.choice([None, UNMETERED, (3, 10.0), (1, 2.0), (5, 30.0)])
+    quota, window = limit if limit and limit != UNMETERED else FIRST_CONTACT
+    span = window + spread(window)
+    # Sends from just before now to two spans back, none within 0.2 s of the span's edge: the decision cannot flip
+    # while the script runs a few milliseconds after `now`.
+    sends = sorted(now - rng.uniform(0.2, rng.choice([0.6, 2 * span])) for _ in range(rng.randint(0, 6)))
+    sends = [t for t in sends if abs(t - (now - span)) > 0.2]
+    blocked = now + rng.uniform(0.5, 3.0) if rng.random() < 0.2 else 0.0
+    deciding = sends[-quota] if limit != UNMETERED and 0 < quota <= len(sends) else None
+    ledger = Ledger(limit, deciding, blocked)
+    _write_ledger(redis_admin, key, ledger, sends)
+
+    expected = take_slot(ledger, now)
+    started = server_now(redis_admin)
+    wait = quota_at(key).reserve()
+
+    if expected.wait == 0:
+        assert wait == 0.0
+        logged = redis_admin.zcard(quota_keys(key)[1])
+        assert logged == (len([t for t in sends if t > now - span]) + 1 if expected.logged else len(sends))
+    elif limit is None and expected.wait == FIRST_CONTACT_POLL_SECONDS:
+        assert wait == FIRST_CONTACT_POLL_SECONDS  # before an announcement: ask again soon, whatever the log says
+    else:
+        assert within(wait, expected.wait - (started - now), started, redis_admin)
+
+
+def test_concurrent_reservations_never_take_more_than_the_quota(key):
+    """Many processes asking at once: each slot is taken once, with no conflict to retry."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    quota_at(key).learn(QuotaNews(quota=20, window=30.0))
+    processes = [quota_at(key) for _ in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        waits = list(pool.map(lambda n: processes[n % 8].reserve(), range(200)))
+
+    assert waits.count(0.0) == 20

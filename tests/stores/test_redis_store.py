@@ -181,3 +181,24 @@ def test_a_redis_that_lost_its_records_says_when_it_began_again(redis_store, red
     assert seconds + micros / 1e6 <= began <= seconds + micros / 1e6 + 5
     assert redis_store.memory_began() == began  # kept: the first moment it was found empty
     redis_admin.delete(f"{redis_store.namespace}|memory")
+
+
+def test_a_new_claim_reads_when_redis_began_holding_records(redis_store, redis_admin):
+    """On one server the claim answers the memory marker itself, as `memory_began` would: no second round trip."""
+    redis_store.warm_up()
+    assert redis_store.claim("d-1", "fp", 60).memory_began == 0.0
+
+    redis_admin.delete(f"{redis_store.namespace}|memory")  # records lost
+    claim = redis_store.claim("d-2", "fp", 60)
+    assert claim.memory_began == claim.now == redis_store.memory_began()
+    assert redis_store.claim("d-2", "fp", 60).memory_began is None  # only a new claim reads it
+    redis_admin.delete(f"{redis_store.namespace}|memory")
+
+
+def test_on_a_cluster_a_new_claim_leaves_the_memory_marker_to_its_own_call(redis_cluster):
+    store = RedisIdempotencyStore.from_url(redis_cluster.url, namespace=f"bik-bridge-test:{uuid.uuid4().hex}",
+                                           ttl_seconds=60)
+    store.warm_up()
+    claim = store.claim("d-1", "fp", 60)
+    assert claim.outcome is ClaimOutcome.NEW and claim.memory_began is None
+    assert store.memory_began() == 0.0

@@ -1,6 +1,7 @@
 """Absence only by proof, one clock, one budget: what the service does with each lookup answer."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -218,6 +219,31 @@ def test_a_new_draft_just_after_the_store_lost_its_records_waits_out_a_budget(ad
     clock.advance(BUDGET + 6)  # past the loss's budget and the holding claim's lease
     assert service.place_order(request_).decision == "created"
     assert adapter.creates == 1
+
+
+class ClaimsReadMemory:
+    """The store as one Redis server: each new claim answers the memory marker, which came back `ago` s ago."""
+
+    def __init__(self, store, clock, ago: float):
+        self._store, self.began = store, clock.now - ago
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def claim(self, *args):
+        claim = self._store.claim(*args)
+        return dataclasses.replace(claim, memory_began=self.began) if claim.outcome is ClaimOutcome.NEW else claim
+
+    def memory_began(self) -> float:
+        raise AssertionError("the claim already said when the store began holding records")
+
+
+def test_the_memory_marker_read_with_the_claim_holds_a_new_draft_alike(adapter, store, clock, request_):
+    service = make_service(adapter, ClaimsReadMemory(store, clock, ago=5), clock)
+
+    with pytest.raises(InFlight) as held:
+        service.place_order(request_)
+    assert held.value.retry_after == BUDGET - 5 and adapter.creates == 0
 
 
 def test_a_store_that_kept_its_records_holds_no_new_draft(adapter, store, clock, request_):
