@@ -110,8 +110,10 @@ def _json_number(value: Any) -> Any:
 
 # Bik's request as sent: ids untrimmed, booleans and counts of their JSON type, money as JSON numbers.
 BikId = Annotated[Union[int, str], BeforeValidator(_bik_id)]
+DRAFT_ID_MAX_LENGTH = 128
 DraftOrderId = Annotated[
-    str, StringConstraints(min_length=1, max_length=128), BeforeValidator(_control_free), AfterValidator(_draft_id)
+    str, StringConstraints(min_length=1, max_length=DRAFT_ID_MAX_LENGTH), BeforeValidator(_control_free),
+    AfterValidator(_draft_id)
 ]
 # Room for the bridge's own id of a queued order, `BK-` + a draft id of the longest kind.
 OrderId = Annotated[

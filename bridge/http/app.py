@@ -22,7 +22,7 @@ from bridge.core.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from bridge.core.models import GetOrderRequest, PlaceOrderRequest
+from bridge.core.models import DRAFT_ID_MAX_LENGTH, GetOrderRequest, PlaceOrderRequest
 from bridge.core.service import OrderService
 from bridge.http.auth import Authenticator
 from bridge.http.observed import Observed
@@ -149,7 +149,7 @@ def draft_order_id_in(raw: bytes) -> Optional[str]:
     except (ValueError, RecursionError, UnicodeDecodeError):
         return None
     draft = body.get("draftOrderId") if isinstance(body, dict) else None
-    return draft if isinstance(draft, str) and draft else None
+    return draft if isinstance(draft, str) and 0 < len(draft) <= DRAFT_ID_MAX_LENGTH else None
 
 
 def validate(model, body: dict):
@@ -193,15 +193,15 @@ def create_app(config: Config, *, service: OrderService, metrics: Optional["Metr
     def place_order() -> Response:
         served = guard("placeOrder")
         raw = read_body(max_bytes)
-        draft = draft_order_id_in(raw)
+        # Named in the request line even when the answer comes before validation (a store that cannot answer).
+        served.draft_order_id = draft = draft_order_id_in(raw)
         # A retry of a placed order, byte for byte, is answered from its record before anything else is done.
         result = service.replay(draft, raw) if draft is not None else None
         if result is None:
             order_request = validate(PlaceOrderRequest, json_object(raw))
-            served.draft_order_id = draft = order_request.draftOrderId
             check_currency(order_request, config.store.currency)
             result = service.place_order(order_request, raw)
-        served.draft_order_id, served.order_id, served.decision = draft, result.order_id, result.decision
+        served.order_id, served.decision = result.order_id, result.decision
         return json_response(result.body)
 
     @app.post(f"{base}/getOrder")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import logging
 
 import pytest
 
@@ -162,6 +163,7 @@ def test_a_byte_identical_retry_still_needs_credentials(client, place_order_body
 
 
 @pytest.mark.parametrize("raw", [b'{"draftOrderId": "nb_x"', b'{"draftOrderId": 7}', b'[]', b'{"draftOrderId": ""}',
+                                 b'{"draftOrderId": "' + b"x" * 129 + b'"}',
                                  b'{"draftOrderId": "nb_x", "draftOrderId": "nb_x"}', b"\xff"])
 def test_a_body_that_is_no_retry_gets_the_full_checks(client, raw):
     """Nothing read to find a replay lets a bad body through: it gets the 400 it always got."""
@@ -577,13 +579,27 @@ def test_readyz_is_503_when_the_store_is_down(config):
 
 
 def test_store_down_on_place_order_is_503_and_sends_nothing(config, place_order_body):
-    """placeOrder with the store down is 503 with Retry-After, and the platform is never called."""
+    """placeOrder with the store down is 503 with Retry-After, the platform is never called, and the request line
+    names the draft."""
     adapter = FakeAdapter()
     client, _ = make_client(config, build_service(config, adapter=adapter, store=DownStore()))
-    response = post(client, "/placeOrder", place_order_body)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger, level = logging.getLogger("bik_bridge.http"), logging.getLogger("bik_bridge.http").level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        response = post(client, "/placeOrder", place_order_body)
+        response.close()  # the line is written once the answer has gone
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     assert_json_error(response, 503)
     assert int(response.headers["Retry-After"]) >= 1
     assert adapter.creates == 0 and adapter.lookups == 0
+    [line] = [r for r in records if r.getMessage() == "request"]
+    assert (line.status, line.draftOrderId, line.outcome) == (503, DRAFT, "StoreUnavailable")
 
 
 def test_in_flight_duplicate_is_409_with_retry_after(client, place_order_body):
