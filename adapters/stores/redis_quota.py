@@ -32,7 +32,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
 from adapters.stores.redis_optional import OptionalRedis
-from adapters.stores.redis_store import load_scripts
+from adapters.stores.redis_store import SERVER_CLOCK, load_scripts
 from adapters.stores.redis_url import redis_client
 from bridge.upstream.quota import (
     FIRST_CONTACT,
@@ -64,10 +64,7 @@ FIELDS = ("quota", "window_us", "blocked_until_us")
 # KEYS[1] the hash, KEYS[2] the send log. ARGV member, FIRST_CONTACT's quota and window (us),
 # FIRST_CONTACT_POLL_SECONDS (us), SPREAD_CAP_SECONDS (us), SPREAD_SHARE, KEEP_MS. Answers 'send' or 'wait', the
 # wait in microseconds, and the hash's quota and window_us ('' when absent) for the caller to remember.
-RESERVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local function us(n) return string.format('%.0f', n) end
+RESERVE = SERVER_CLOCK + """
 local state = redis.call('HMGET', KEYS[1], 'quota', 'window_us', 'blocked_until_us')
 local known_quota, known_window = state[1] or '', state[2] or ''
 local quota, window = tonumber(state[1]), tonumber(state[2])

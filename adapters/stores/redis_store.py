@@ -10,7 +10,8 @@ and only while the record is in flight: a done or unknown record is never downgr
 Queued drafts (overflow placement) are records that carry `request` and `enqueued_at_us` (then `platform_order_id`
 once placed, or `reason` once refused). A sorted set `{<namespace>|queue}` indexes them by queue time, and
 `{<namespace>|queue}|refused` the refused ones; `{<namespace>|queue}|placer` is the placer's lease. Every script
-touches one key, so each runs on one slot of a cluster; the index is written before a record enters the queue and
+touches one key (the claim also reads the memory marker when one server holds every key), so each runs on one
+slot of a cluster; the index is written before a record enters the queue and
 cleared after it leaves, so a crash in between leaves a stale entry (dropped when read), never a lost draft.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Callable, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
 from adapters.stores.redis_url import is_cluster, redis_client
@@ -313,8 +314,7 @@ class RedisIdempotencyStore:
     def claim(self, key: str, fingerprint: str, lease_seconds: float) -> Claim:
         token = secrets.token_hex(16)
         lease_us = max(0, round(lease_seconds * 1_000_000))
-        keys = [self.redis_key(key), self._memory_key] if self._claim_reads_memory else [self.redis_key(key)]
-        reply = self._call(lambda: self._claim(keys=keys, args=[token, fingerprint, lease_us, self._ttl]))
+        reply = self._call(lambda: self._run_claim(key, [token, fingerprint, lease_us, self._ttl]))
         outcome = ClaimOutcome(reply[0].decode())
         record, now = self._record_from_hash(key, reply[1]), _seconds(reply[2])
         if outcome is ClaimOutcome.NEW:
@@ -322,6 +322,18 @@ class RedisIdempotencyStore:
         if outcome is ClaimOutcome.TAKEOVER:
             return Claim(outcome, record, token, previous=self._record_from_hash(key, reply[3]), now=now)
         return Claim(outcome, record, now=now)
+
+    def _run_claim(self, key: str, args: list) -> list:
+        if self._claim_reads_memory:
+            try:
+                return self._claim(keys=[self.redis_key(key), self._memory_key], args=args)
+            except ResponseError as exc:
+                if "CROSSSLOT" not in str(exc):
+                    raise
+                # A proxy that shards one endpoint refuses a script over two slots before running it: from now on
+                # the marker is asked for on its own, as on a cluster.
+                self._claim_reads_memory = False
+        return self._claim(keys=[self.redis_key(key)], args=args)
 
     def complete(self, key: str, token: str, order_id: str, response: bytes, body_digest: str = "") -> bool:
         args = [token, order_id, bytes(response), self._ttl, body_digest]
@@ -490,11 +502,14 @@ class RedisIdempotencyStore:
     def ping(self) -> None:
         self._call(self._client.ping)
 
-    def warm_up(self) -> None:
+    def warm_up(self, first_start: bool = True) -> None:
         self._call(lambda: load_scripts(self._client, [self._claim, self._complete, self._mark_unknown,
                                                        self._release, self._enqueue, self._memory]))
-        # A worker starting holds no create from before: whatever this Redis holds now, it held before it.
-        self._call(lambda: self._client.set(self._memory_key, 0, nx=True))
+        if first_start:
+            # An instance starting holds no create from before: whatever this Redis holds now, it held before.
+            # A replacement worker must not say so: its siblings may have creates on their way while Redis, a moment
+            # ago, restarted empty; the marker left missing, the next claim finds the records lost.
+            self._call(lambda: self._client.set(self._memory_key, 0, nx=True))
 
     def memory_began(self) -> float:
         reply = self._call(lambda: self._memory(keys=[self._memory_key], args=[]))

@@ -409,7 +409,7 @@ class SqliteIdempotencyStore:
     def ping(self) -> None:
         self._call(lambda: self._conn().execute("SELECT 1 FROM idempotency_records LIMIT 1").fetchall())
 
-    def warm_up(self) -> None:
+    def warm_up(self, first_start: bool = True) -> None:
         self.ping()
 
     def memory_began(self) -> float:

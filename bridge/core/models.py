@@ -76,6 +76,11 @@ def _as_sent(value: str) -> str:
     return value
 
 
+def looks_like_draft_id(value: Any) -> bool:
+    """Whether `value` passes as a draftOrderId as sent: printable ASCII without spaces, of a draft id's length."""
+    return isinstance(value, str) and 0 < len(value) <= DRAFT_ID_MAX_LENGTH and _DRAFT_ID.fullmatch(value) is not None
+
+
 def _draft_id(value: str) -> str:
     if not _DRAFT_ID.match(_as_sent(value)):
         raise ValueError("must be printable ASCII without spaces")

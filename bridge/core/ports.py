@@ -216,8 +216,11 @@ class IdempotencyStore(Protocol):
         """When, by the store's clock, it began to hold its records: 0.0 when from before this bridge started, else
         the first moment it was found without them (a Redis restarted empty or flushed)."""
 
-    def warm_up(self) -> None:
-        """Connect and load what the first claim needs; raise `StoreUnavailable` unless the store answers."""
+    def warm_up(self, first_start: bool = True) -> None:
+        """Connect and load what the first claim needs; raise `StoreUnavailable` unless the store answers.
+
+        `first_start`: this process starts with its instance, so no create of this bridge can be on its way from
+        before (a worker replacing one that died cannot say that of its siblings)."""
 
     def close(self) -> None:
         """Release connections."""

@@ -184,7 +184,10 @@ class OrderService:
                                sleep=self._sleep, retry_error_callback=lambda state: state.outcome.result())
             claim = polling(lambda: made.pop() if made else claim_draft())
         if claim.outcome in (ClaimOutcome.NEW, ClaimOutcome.TAKEOVER):
-            return self._place(request, claim, deadline, digest)
+            # A body is kept for replays only with the payload the record holds: another payload for the draft
+            # always goes through the claim, which warns or refuses (`on_mismatch`).
+            same_payload = claim.record.fingerprint == fingerprint
+            return self._place(request, claim, deadline, digest if same_payload else "")
         if claim.outcome is ClaimOutcome.DONE:
             if claim.record.state is RecordState.REFUSED:
                 # Queued, then refused by the store (or cancelled): no order exists and none will be placed.
@@ -399,11 +402,12 @@ class OrderService:
         """Raise unless the idempotency store answers."""
         self.store.ping()
 
-    def warm_up(self) -> None:
-        """Open connections and load scripts now, so the first order does not wait for them."""
+    def warm_up(self, first_start: bool = True) -> None:
+        """Open connections and load scripts now, so the first order does not wait for them; `first_start` as the
+        store's `warm_up` takes it."""
         self.adapter.warm_up()
         try:
-            self.store.warm_up()
+            self.store.warm_up(first_start)
         except StoreUnavailable as exc:
             # Not fatal: the store may come up later, and every request connects again.
             log.warning("idempotency store not reachable at start-up", extra={"error": exc.message})

@@ -90,6 +90,7 @@ class BridgeServer(BaseApplication):
         self.metrics_dir = metrics_dir
         self.owns_metrics_dir = owns_metrics_dir
         self.first_worker = False
+        self.first_start = True
         self.placer = None  # this worker's overflow placer, when `placement: overflow`
         self.worker = None
         super().__init__()
@@ -112,6 +113,8 @@ class BridgeServer(BaseApplication):
         # The start-up warnings are the first worker's to give: the master must not import the platform
         # clients, which gevent can only make cooperative when it patches before they are imported.
         self.first_worker = worker.age == 1
+        # Workers are numbered from 1 as the master starts them: past the configured count, one replaces another.
+        self.first_start = worker.age <= self.config_model.server.workers
         self.worker = worker
         # gunicorn answers malformed HTTP itself, before the app; in this worker it answers in JSON too.
         gunicorn_util.write_error = write_json_error
@@ -136,7 +139,7 @@ class BridgeServer(BaseApplication):
 
         app = build_app(self.config_model)
         service = app.extensions[EXTENSION]
-        service.warm_up()
+        service.warm_up(self.first_start)
         if self.first_worker:
             # Asked of the worker's own store: the warnings cost no connection of their own.
             for warning in durability_warnings(self.config_model, service.store):

@@ -202,3 +202,37 @@ def test_on_a_cluster_a_new_claim_leaves_the_memory_marker_to_its_own_call(redis
     claim = store.claim("d-1", "fp", 60)
     assert claim.outcome is ClaimOutcome.NEW and claim.memory_began is None
     assert store.memory_began() == 0.0
+
+
+def test_behind_a_proxy_that_refuses_two_slots_the_claim_leaves_the_marker_to_its_own_call(redis_store):
+    """A sharding proxy behind one `redis://` endpoint refuses a script naming keys of two slots before running it:
+    the claim is made again with the record alone, and the marker is asked for separately from then on."""
+    real, calls = redis_store._claim, []
+
+    def proxied(keys, args):
+        calls.append(len(keys))
+        if len(keys) > 1:
+            raise redis.exceptions.ResponseError("CROSSSLOT Keys in request don't hash to the same slot")
+        return real(keys=keys, args=args)
+
+    redis_store.warm_up()
+    redis_store._claim = proxied
+    first, second = redis_store.claim("d-1", "fp", 60), redis_store.claim("d-2", "fp", 60)
+
+    assert (first.outcome, second.outcome) == (ClaimOutcome.NEW, ClaimOutcome.NEW)
+    assert first.memory_began is None and calls == [2, 1, 1]
+    assert redis_store.memory_began() == 0.0
+
+
+def test_a_replacement_worker_does_not_vouch_for_records_a_restart_may_have_lost(redis_store, redis_admin):
+    """Redis restarted empty a moment ago while other workers' creates may be on their way: a worker replacing a
+    dead one leaves the marker missing, so the next new claim finds the records lost and holds."""
+    redis_admin.delete(f"{redis_store.namespace}|memory")
+    redis_store.warm_up(first_start=False)
+    assert redis_admin.get(f"{redis_store.namespace}|memory") is None
+
+    claim = redis_store.claim("d-1", "fp", 60)
+    assert claim.memory_began == claim.now  # a budget of holding starts now
+    redis_store.warm_up(first_start=True)  # an instance starting later changes nothing
+    assert redis_store.memory_began() == claim.now
+    redis_admin.delete(f"{redis_store.namespace}|memory")

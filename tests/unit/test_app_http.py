@@ -163,7 +163,8 @@ def test_a_byte_identical_retry_still_needs_credentials(client, place_order_body
 
 
 @pytest.mark.parametrize("raw", [b'{"draftOrderId": "nb_x"', b'{"draftOrderId": 7}', b'[]', b'{"draftOrderId": ""}',
-                                 b'{"draftOrderId": "' + b"x" * 129 + b'"}',
+                                 b'{"draftOrderId": "' + b"x" * 129 + b'"}', b'{"draftOrderId": "\\ud800"}',
+                                 b'{"draftOrderId": "nb x"}', b'{"draftOrderId": "nb_x\\n"}',
                                  b'{"draftOrderId": "nb_x", "draftOrderId": "nb_x"}', b"\xff"])
 def test_a_body_that_is_no_retry_gets_the_full_checks(client, raw):
     """Nothing read to find a replay lets a bad body through: it gets the 400 it always got."""

@@ -8,7 +8,7 @@ import pytest
 
 from bridge.core.deadline import Deadline
 from bridge.core.drafts import CLOCK_MARGIN_SECONDS
-from bridge.core.errors import InFlight, LookupInconclusive, UpstreamAmbiguous
+from bridge.core.errors import InFlight, LookupInconclusive, PayloadMismatch, UpstreamAmbiguous
 from bridge.core.models import PlaceOrderRequest
 from bridge.core.ports import ClaimOutcome, RecordState
 from bridge.core.service import OrderService, ServiceSettings
@@ -250,3 +250,28 @@ def test_a_store_that_kept_its_records_holds_no_new_draft(adapter, store, clock,
     service = make_service(adapter, LostRecords(store, clock, ago=BUDGET + 1), clock)
 
     assert service.place_order(request_).decision == "created"
+
+
+def test_another_payload_that_took_a_record_over_is_never_replayed_by_its_bytes(adapter, store, clock, request_):
+    """Under `on_mismatch: reject`, a changed payload that took over an unsure record and found the first order is
+    refused, and its byte-identical retry too: only the payload the record holds is kept for replays."""
+    service = make_service(adapter, store, clock, on_mismatch="reject")
+    first = json.dumps(json.loads(request_.model_dump_json())).encode()
+    adapter.create_then_fail()
+    adapter.miss_lookups(2)  # the lookup before the create, and the one after it: the landed order is not seen yet
+    with pytest.raises(UpstreamAmbiguous):
+        service.place_order(request_, first)  # the order landed; the record is left unknown
+    clock.advance(BUDGET + 1)
+    changed_body = json.loads(request_.model_dump_json())
+    changed_body["order"]["items"][0]["quantity"] += 1
+    changed = PlaceOrderRequest.model_validate(changed_body)
+    raw = json.dumps(changed_body).encode()
+
+    with pytest.raises(PayloadMismatch):
+        service.place_order(changed, raw)  # takes over, finds the first order, refuses the payload
+    assert service.replay(changed.draftOrderId, raw) is None
+    with pytest.raises(PayloadMismatch):
+        service.place_order(changed, raw)
+    assert service.replay(request_.draftOrderId, first) is None  # recorded by the other payload: the claim answers
+    assert service.place_order(request_, first).decision == "replayed"
+    assert adapter.creates == 1

@@ -80,3 +80,30 @@ def test_a_worker_freezes_what_it_built_so_full_collections_skip_it(tmp_path):
         assert app.test_client().get("/healthz").status_code == 200
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize(("age", "first_start"), [(1, True), (2, True), (3, False), (7, False)])
+def test_only_the_workers_an_instance_starts_with_vouch_for_the_store(tmp_path, monkeypatch, age, first_start):
+    """Workers are numbered as the master starts them: past `server.workers` (2), one replaces a dead one, and its
+    store must not be told that no create of this bridge can be on its way."""
+    from gunicorn import util as gunicorn_util
+
+    from bridge.bootstrap import parse_config
+    from bridge.core.service import OrderService
+    from bridge.http.server import BridgeServer
+
+    config = parse_config({"local": {"db_path": str(tmp_path / "orders.db")}, "metrics": {"enabled": False},
+                           "idempotency": {"sqlite_path": str(tmp_path / "idempotency.db")}}, environ={})
+    told: list[bool] = []
+    monkeypatch.setattr(OrderService, "warm_up", lambda self, first=True: told.append(first))
+    # What else the hook does to the process (its logging, gunicorn's error page) is undone after the test.
+    monkeypatch.setattr("bridge.http.server.configure_logging", lambda *args, **kwargs: None)
+    monkeypatch.setattr(gunicorn_util, "write_error", gunicorn_util.write_error)
+    server = BridgeServer(config)
+    server._post_fork(None, type("Worker", (), {"age": age})())
+    gc.unfreeze()
+    try:
+        server.load()
+    finally:
+        gc.unfreeze()
+    assert told == [first_start]
