@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import copy
+import os
 import shutil
+import signal
+import threading
 import uuid
 
 import pytest
 import redis
 
-from .support import fault_config, order_id, posts_to_orders
+from tests.fakes.server import HeldCall
+from tests.support.waiting import wait_until
+
+from .support import fault_config, order_id, place_like_bik, posts_to_orders
 from .test_redis_outage import PrivateRedis
 
 pytestmark = pytest.mark.integration
@@ -77,3 +83,36 @@ def test_records_evicted_by_another_tenant_make_no_second_order(start_bridges, f
     assert evicted, "the memory limit evicted no record: the test proves nothing"
     assert retried == placed
     assert fake.create_count == DRAFTS and posts_to_orders(fake) == DRAFTS
+
+
+def test_a_worker_replaced_just_after_redis_came_back_empty_does_not_hide_the_loss(start_bridges, fake,
+                                                                                     redis_server, place_body):
+    """Redis restarts empty while a create is on its way, and a worker dies: its replacement starts before any claim.
+    A retry of the draft is held, not created again; once the create has landed, the retry is answered with it."""
+    config = fault_config(fake, redis_server.url, idempotency={"namespace": f"replaced:{uuid.uuid4().hex}"})
+    first, other = start_bridges(config, "replaced-a"), start_bridges(config, "replaced-b")
+    held = HeldCall(apply_first=False)  # the create lands only when released, after its caller gave up
+    fake.faults.script("create", held)
+    caller = threading.Thread(target=lambda: first.post("placeOrder", place_body))
+    caller.start()
+    try:
+        assert held.arrived.wait(10)
+        redis_server.stop()
+        redis_server.start()  # no persistence: the draft's record is gone, its create still on its way
+        before = set(other.worker_pids())
+        os.kill(before.pop(), signal.SIGKILL)
+
+        def replaced() -> bool:
+            new = set(other.worker_pids()) - before
+            return len(new) == 1 and f'"worker ready", "pid": {new.pop()}' in other.logs()
+
+        wait_until(replaced, "gunicorn to start the replacement worker", timeout=30)
+        retry = other.post("placeOrder", place_body)
+        assert retry.status_code == 409, retry.text  # held: the create sent before the loss may still land
+    finally:
+        held.release.set()
+        caller.join(15)
+
+    settled = place_like_bik(other, place_body)
+    assert order_id(settled.final) == str(next(iter(fake.orders)))
+    assert fake.create_count == 1 and posts_to_orders(fake) == 1
