@@ -85,12 +85,20 @@ def test_records_evicted_by_another_tenant_make_no_second_order(start_bridges, f
     assert fake.create_count == DRAFTS and posts_to_orders(fake) == DRAFTS
 
 
+def ready_workers(bridge) -> set[int]:
+    """The running workers of an instance that have said `worker ready`."""
+    logs = bridge.logs()
+    return {pid for pid in bridge.worker_pids() if f'"worker ready", "pid": {pid},' in logs}
+
+
 def test_a_worker_replaced_just_after_redis_came_back_empty_does_not_hide_the_loss(start_bridges, fake,
                                                                                      redis_server, place_body):
     """Redis restarts empty while a create is on its way, and a worker dies: its replacement starts before any claim.
     A retry of the draft is held, not created again; once the create has landed, the retry is answered with it."""
     config = fault_config(fake, redis_server.url, idempotency={"namespace": f"replaced:{uuid.uuid4().hex}"})
     first, other = start_bridges(config, "replaced-a"), start_bridges(config, "replaced-b")
+    for bridge in (first, other):  # every worker an instance starts with has warmed up before Redis is lost
+        wait_until(lambda: len(ready_workers(bridge)) == 2, "both workers to be ready", timeout=30)
     held = HeldCall(apply_first=False)  # the create lands only when released, after its caller gave up
     fake.faults.script("create", held)
     caller = threading.Thread(target=lambda: first.post("placeOrder", place_body))
@@ -99,14 +107,10 @@ def test_a_worker_replaced_just_after_redis_came_back_empty_does_not_hide_the_lo
         assert held.arrived.wait(10)
         redis_server.stop()
         redis_server.start()  # no persistence: the draft's record is gone, its create still on its way
-        before = set(other.worker_pids())
-        os.kill(before.pop(), signal.SIGKILL)
-
-        def replaced() -> bool:
-            new = set(other.worker_pids()) - before
-            return len(new) == 1 and f'"worker ready", "pid": {new.pop()}' in other.logs()
-
-        wait_until(replaced, "gunicorn to start the replacement worker", timeout=30)
+        started_with = set(other.worker_pids())
+        os.kill(next(iter(started_with)), signal.SIGKILL)
+        wait_until(lambda: len(ready_workers(other) - started_with) == 1, "the replacement worker to be ready",
+                   timeout=30)
         retry = other.post("placeOrder", place_body)
         assert retry.status_code == 409, retry.text  # held: the create sent before the loss may still land
     finally:
