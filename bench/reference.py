@@ -2,9 +2,9 @@
 
 POST /replay looks the draft id up in Redis and returns what is stored there (storing the body it was sent the
 first time: an answer of about the size the bridge replays), with the Redis client the bridge's idempotency store
-makes (its timeouts, no retries). POST /place looks the draft up on the store (`GET /v2/orders?external_order_id=`, the bridge's lookup
-before create) and, when the store answers that no order carries it, sends the create body for the draft (the
-bridge's create), with one pooled requests session; it returns the store's answer. No auth, validation,
+makes (its timeouts, no retries). POST /place looks the draft up on the store (`GET /v2/orders?external_order_id=`,
+the bridge's lookup before create) and, when the store answers that no order carries it, sends the create body for
+the draft (the bridge's create), with one pooled requests session; it returns the store's answer. No auth, validation,
 idempotency record, quota gate, mapping or logging: what is left is gunicorn, Flask, Redis and requests.
 
 `python -m bench.reference serve --config FILE` serves it under gunicorn with exactly the options

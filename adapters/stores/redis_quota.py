@@ -11,9 +11,9 @@ again on a fresh read. Answers seldom say anything new, so that is seldom.
 Two keys per store, outside the `<namespace>:` keys of the idempotency records: a hash at
 `{<namespace>|ratelimit}` with what the answers said (`quota`, `window_us`, `blocked_until_us`) and a sorted set at
 `{<namespace>|ratelimit}|sent`, the send log (microseconds of the server's clock). The braces are a hash tag: on a
-Redis Cluster both keys live in one slot, as a transaction over them requires. A reservation costs one round trip; an answer costs two more only
-when it says something the hash did not hold at this process's last call (a quota first announced or changed, a
-spent quota). When Redis does not answer, each process falls back to its own `LocalQuota` for a moment: pacing is
+Redis Cluster both keys live in one slot, as a script or a transaction over them requires. A reservation costs one
+round trip; an answer costs two more only when it says something the hash did not hold at this process's last call
+(a quota first announced or changed, a spent quota). When Redis does not answer, each process falls back to its own `LocalQuota` for a moment: pacing is
 an efficiency, never a reason to refuse an order or a read.
 """
 from __future__ import annotations

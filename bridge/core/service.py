@@ -133,27 +133,26 @@ class OrderService:
 
     # placeOrder ---------------------------------------------------------------------------
 
-    def replay(self, key: str, body: bytes) -> Optional[PlaceResult]:
-        """The answer already given to a request with exactly these body bytes for draft `key`, if it was placed.
+    def replay(self, key: str, digest: str) -> Optional[PlaceResult]:
+        """The answer already given to a request whose body had `digest` (`body_digest`) for draft `key`, if placed.
 
         Bik's retries resend the same bytes: they are answered with one read of the record, before any validation
         or claim. Anything else (another body for the draft, a draft not done yet) returns None: `place_order`.
         """
-        replay = self.store.replay(key, body_digest(body))
+        replay = self.store.replay(key, digest)
         if replay is None:
             return None
         self._note_decision(key, "replayed", replay.order_id)
         return PlaceResult(replay.response, replay.order_id, "replayed")
 
-    def place_order(self, request: PlaceOrderRequest, body: bytes = b"") -> PlaceResult:
+    def place_order(self, request: PlaceOrderRequest, digest: str = "") -> PlaceResult:
         """Place the order once per draftOrderId; duplicates replay, wait, or get 409.
 
-        `body` is the request as received: the record of an order this request places keeps its digest, so that
-        a byte-identical retry is answered by `replay`.
+        `digest` is the `body_digest` of the request as received: the record of an order this request places keeps
+        it, so that a byte-identical retry is answered by `replay`.
         """
         key = request.draftOrderId
         fingerprint = request.fingerprint()
-        digest = body_digest(body) if body else ""
         first: Optional[Claim] = None
         # One budget for the whole Bik call, started before any claim: whatever this request sends ends before
         # its record's started_at + budget (which its lease outlasts by a positive grace), and time spent waiting

@@ -23,7 +23,7 @@ from bridge.core.errors import (
     UnsupportedMediaType,
 )
 from bridge.core.models import GetOrderRequest, PlaceOrderRequest, looks_like_draft_id
-from bridge.core.service import OrderService
+from bridge.core.service import OrderService, body_digest
 from bridge.http.auth import Authenticator
 from bridge.http.observed import Observed
 from bridge.http.openapi import build_openapi
@@ -139,20 +139,6 @@ def json_object(raw: bytes) -> dict:
     return body
 
 
-def draft_order_id_in(raw: bytes) -> Optional[str]:
-    """The draftOrderId a body names, read without validating the rest; None when it names none.
-
-    Only for finding a record to replay: a record answers only the exact bytes that placed it, which were valid.
-    """
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError, UnicodeDecodeError):
-        return None
-    draft = body.get("draftOrderId") if isinstance(body, dict) else None
-    # Only what validation would let through reaches the store and the log: no key a store cannot encode.
-    return draft if looks_like_draft_id(draft) else None
-
-
 def validate(model, body: dict):
     """Bik's payload as a model, or 400 naming each bad field."""
     try:
@@ -194,14 +180,17 @@ def create_app(config: Config, *, service: OrderService, metrics: Optional["Metr
     def place_order() -> Response:
         served = guard("placeOrder")
         raw = read_body(max_bytes)
-        # Named in the request line even when the answer comes before validation (a store that cannot answer).
-        served.draft_order_id = draft = draft_order_id_in(raw)
-        # A retry of a placed order, byte for byte, is answered from its record before anything else is done.
-        result = service.replay(draft, raw) if draft is not None else None
+        document, digest = json_object(raw), body_digest(raw)
+        # Only an id validation would let through reaches the store and the log, before validation: a retry of a
+        # placed order, byte for byte, is answered from its record, and the request line names the draft even when
+        # the store cannot answer.
+        draft = document.get("draftOrderId")
+        served.draft_order_id = draft = draft if looks_like_draft_id(draft) else None
+        result = service.replay(draft, digest) if draft is not None else None
         if result is None:
-            order_request = validate(PlaceOrderRequest, json_object(raw))
+            order_request = validate(PlaceOrderRequest, document)
             check_currency(order_request, config.store.currency)
-            result = service.place_order(order_request, raw)
+            result = service.place_order(order_request, digest)
         served.order_id, served.decision = result.order_id, result.decision
         return json_response(result.body)
 

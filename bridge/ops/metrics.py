@@ -119,14 +119,10 @@ class Metrics:
 
     # hooks ----------------------------------------------------------------------------------
 
-    def request(self, endpoint: str, status: int, seconds: float,
-                served: Optional[context.RequestContext] = None) -> None:
-        """One Bik request answered; what it cost upstream is read from its context (by default, the current one)."""
+    def request(self, endpoint: str, status: int, seconds: float, served: context.RequestContext) -> None:
+        """One Bik request answered; what it cost upstream is read from its context."""
         self._labelled(self.requests, endpoint, str(status)).inc()
         self._labelled(self.request_seconds, endpoint).observe(seconds)
-        served = served or context.current()
-        if served is None:
-            return
         calls = list(served.upstream)  # parallel reads of this request have all returned by now
         self._labelled(self.requests_per_call, endpoint, self.platform, ALL_OPERATIONS).observe(len(calls))
         if calls:

@@ -11,7 +11,7 @@ from bridge.core.drafts import CLOCK_MARGIN_SECONDS
 from bridge.core.errors import InFlight, LookupInconclusive, PayloadMismatch, UpstreamAmbiguous
 from bridge.core.models import PlaceOrderRequest
 from bridge.core.ports import ClaimOutcome, RecordState
-from bridge.core.service import OrderService, ServiceSettings
+from bridge.core.service import OrderService, ServiceSettings, body_digest
 
 from .fakes import FakeAdapter, FakeClock, RecordingSleep
 
@@ -221,14 +221,8 @@ def test_a_new_draft_just_after_the_store_lost_its_records_waits_out_a_budget(ad
     assert adapter.creates == 1
 
 
-class ClaimsReadMemory:
+class ClaimsReadMemory(LostRecords):
     """The store as one Redis server: each new claim answers the memory marker, which came back `ago` s ago."""
-
-    def __init__(self, store, clock, ago: float):
-        self._store, self.began = store, clock.now - ago
-
-    def __getattr__(self, name):
-        return getattr(self._store, name)
 
     def claim(self, *args):
         claim = self._store.claim(*args)
@@ -256,7 +250,7 @@ def test_another_payload_that_took_a_record_over_is_never_replayed_by_its_bytes(
     """Under `on_mismatch: reject`, a changed payload that took over an unsure record and found the first order is
     refused, and its byte-identical retry too: only the payload the record holds is kept for replays."""
     service = make_service(adapter, store, clock, on_mismatch="reject")
-    first = json.dumps(json.loads(request_.model_dump_json())).encode()
+    first = body_digest(json.dumps(json.loads(request_.model_dump_json())).encode())
     adapter.create_then_fail()
     adapter.miss_lookups(2)  # the lookup before the create, and the one after it: the landed order is not seen yet
     with pytest.raises(UpstreamAmbiguous):
@@ -265,7 +259,7 @@ def test_another_payload_that_took_a_record_over_is_never_replayed_by_its_bytes(
     changed_body = json.loads(request_.model_dump_json())
     changed_body["order"]["items"][0]["quantity"] += 1
     changed = PlaceOrderRequest.model_validate(changed_body)
-    raw = json.dumps(changed_body).encode()
+    raw = body_digest(json.dumps(changed_body).encode())
 
     with pytest.raises(PayloadMismatch):
         service.place_order(changed, raw)  # takes over, finds the first order, refuses the payload
