@@ -1,9 +1,10 @@
 """The platform's quota shared through Redis, so every worker and instance of one store holds back together.
 
-The rules are `bridge.upstream.quota`'s pure functions. A reservation, the one call every upstream request makes,
-is `take_slot` stated again as a Lua script (`RESERVE`): it reads the ledger with the server's clock (TIME, the one
-clock every process shares), decides, and logs the send in one atomic round trip, however many requests ask at
-once (tests/stores/test_redis_quota.py checks that it decides as `take_slot` does). What answers say is learnt by
+The rules are `bridge.upstream.quota`'s pure functions. A reservation, the one call every upstream request makes
+(or the request before it made for it: a fresh draft's lookup takes its create's slot too), is `take_slot` stated
+again as a Lua script (`RESERVE`): it reads the ledger with the server's clock (TIME, the one clock every process
+shares), decides, and logs the send (or the two) in one atomic round trip, however many requests ask at once
+(tests/stores/test_redis_quota.py checks that it decides as `take_slot` does). What answers say is learnt by
 an optimistic transaction, the rule deciding in Python: one round trip WATCHes the hash and reads it, a second
 writes in MULTI/EXEC, which Redis refuses if another process wrote the hash in between; then the whole is tried
 again on a fresh read. Answers seldom say anything new, so that is seldom.
@@ -13,13 +14,14 @@ Two keys per store, outside the `<namespace>:` keys of the idempotency records: 
 `{<namespace>|ratelimit}|sent`, the send log (microseconds of the server's clock). The braces are a hash tag: on a
 Redis Cluster both keys live in one slot, as a script or a transaction over them requires. A reservation costs one
 round trip; an answer costs two more only when it says something the hash did not hold at this process's last call
-(a quota first announced or changed, a spent quota). When Redis does not answer, each process falls back to its own `LocalQuota` for a moment: pacing is
-an efficiency, never a reason to refuse an order or a read.
+(a quota first announced or changed, a spent quota). When Redis does not answer, each process falls back to its
+own `LocalQuota` for a moment: pacing is an efficiency, never a reason to refuse an order or a read.
 """
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import secrets
 import time
 from contextlib import contextmanager
@@ -62,31 +64,41 @@ FIELDS = ("quota", "window_us", "blocked_until_us")
 
 # `take_slot` (bridge/upstream/quota.py) on the shared ledger, and the send logged when it says so, atomically.
 # KEYS[1] the hash, KEYS[2] the send log. ARGV member, FIRST_CONTACT's quota and window (us),
-# FIRST_CONTACT_POLL_SECONDS (us), SPREAD_CAP_SECONDS (us), SPREAD_SHARE, KEEP_MS. Answers 'send' or 'wait', the
-# wait in microseconds, and the hash's quota and window_us ('' when absent) for the caller to remember.
+# FIRST_CONTACT_POLL_SECONDS (us), SPREAD_CAP_SECONDS (us), SPREAD_SHARE, KEEP_MS, '1' to take the next request's
+# slot too when it is free. Answers 'send' or 'wait', the wait in microseconds, the hash's quota and window_us
+# ('' when absent) for the caller to remember, and the microseconds the next request's slot may be used in ('0':
+# none taken; '-1': unmetered, no limit).
 RESERVE = SERVER_CLOCK + """
 local state = redis.call('HMGET', KEYS[1], 'quota', 'window_us', 'blocked_until_us')
 local known_quota, known_window = state[1] or '', state[2] or ''
 local quota, window = tonumber(state[1]), tonumber(state[2])
 local blocked_until = tonumber(state[3]) or 0
-if now < blocked_until then return {'wait', us(blocked_until - now), known_quota, known_window} end
+if now < blocked_until then return {'wait', us(blocked_until - now), known_quota, known_window, '0'} end
 local announced = quota ~= nil and quota >= 0
 if not announced then quota, window = tonumber(ARGV[2]), tonumber(ARGV[3]) end
-if quota == 0 then return {'send', '0', known_quota, known_window} end
+if quota == 0 then return {'send', '0', known_quota, known_window, ARGV[8] == '1' and '-1' or '0'} end
 local span = window + math.min(tonumber(ARGV[5]), window * tonumber(ARGV[6]))
 -- The send `quota` places from the newest: while it still counts, so do `quota` sends, and no slot is free.
 local deciding = redis.call('ZRANGE', KEYS[2], -quota, -quota, 'WITHSCORES')
 if deciding[2] and tonumber(deciding[2]) > now - span then
   local wait = math.max(1, tonumber(deciding[2]) + span - now)
   if not announced then wait = math.min(wait, tonumber(ARGV[4])) end
-  return {'wait', us(wait), known_quota, known_window}
+  return {'wait', us(wait), known_quota, known_window, '0'}
+end
+-- Once this send is logged, the send a place newer than the deciding one decides whether the next slot is free.
+-- That slot is logged `span - window` (the spread) ahead, the longest it may wait to be used.
+local next_for = 0
+if ARGV[8] == '1' and quota > 1 then
+  local following = redis.call('ZRANGE', KEYS[2], 1 - quota, 1 - quota, 'WITHSCORES')
+  if not (following[2] and tonumber(following[2]) > now - span) then next_for = span - window end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', us(now - span))
 redis.call('ZADD', KEYS[2], us(now), ARGV[1])
+if next_for > 0 then redis.call('ZADD', KEYS[2], us(now + next_for), ARGV[1] .. '+') end
 redis.call('PEXPIRE', KEYS[2], math.floor(span / 1000) + 1000)
 -- Touched only now and then, so that learning (which watches the hash alone) rarely conflicts.
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[7]) / 2 then redis.call('PEXPIRE', KEYS[1], ARGV[7]) end
-return {'send', '0', known_quota, known_window}
+return {'send', '0', known_quota, known_window, us(next_for)}
 """
 
 
@@ -121,8 +133,16 @@ class RedisQuota:
         return cls(client, key)
 
     def reserve(self) -> float:
-        waited = self._call(self._reserve)
-        return self._fallback.reserve() if waited is None else waited
+        return self._take(False)[0]
+
+    def reserve_with_next(self) -> tuple[float, float]:
+        return self._take(True)
+
+    def _take(self, with_next: bool) -> tuple[float, float]:
+        taken = self._call(lambda: self._reserve(with_next))
+        if taken is None:
+            return self._fallback.reserve_with_next() if with_next else (self._fallback.reserve(), 0.0)
+        return taken
 
     def learn(self, news: QuotaNews) -> None:
         self._fallback.learn(news)  # kept current for the moments Redis is away
@@ -163,13 +183,16 @@ class RedisQuota:
 
     # ------------------------------------------------------------------------------------ the transactions
 
-    def _reserve(self) -> float:
+    def _reserve(self, with_next: bool) -> tuple[float, float]:
         member = f"{self._member_prefix}:{next(self._member_count)}"
-        decided, wait_us, quota, window_us = self._reserve_script(
-            keys=[self._state_key, self._log_key], args=[member, *self._rule, KEEP_MS])
+        decided, wait_us, quota, window_us, next_us = self._reserve_script(
+            keys=[self._state_key, self._log_key], args=[member, *self._rule, KEEP_MS, "1" if with_next else "0"])
         # What the hash said, remembered so that an answer saying the same needs no call (`_is_new`).
         self._known = _limit_fields(_ledger([quota or None, window_us or None, None], []))
-        return 0.0 if decided == b"send" else int(wait_us) / 1_000_000
+        if decided != b"send":
+            return int(wait_us) / 1_000_000, 0.0
+        next_for = int(next_us)
+        return 0.0, math.inf if next_for < 0 else next_for / 1_000_000
 
     def _learn(self, news: QuotaNews) -> None:
         for _ in range(MAX_CONFLICTS):

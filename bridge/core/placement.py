@@ -107,6 +107,8 @@ class ExactlyOnce:
         key, fresh = request.draftOrderId, claim.outcome is ClaimOutcome.NEW
         if fresh and not self._lookup_before_create:
             return self._create(request, claim, deadline)
+        # A fresh draft's create follows its lookup at once, most often: both take their slots of the quota together.
+        deadline.pair_next_slot = fresh
         try:
             lookup = self.adapter.find_by_draft(key, request, deadline, search_from(key, claim.now))
         except BridgeError as exc:

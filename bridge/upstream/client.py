@@ -84,8 +84,10 @@ class Upstream:
         def attempt() -> Attempt:
             nonlocal attempt_no
             # Every attempt, retries included, takes its slot of the quota first; it raises, sending nothing,
-            # when the quota will not come back within the budget.
-            self._wait_for_quota(deadline)
+            # when the quota will not come back within the budget. A first attempt may have had its slot taken
+            # with the request before it (`Deadline.pair_next_slot`); a retry, after a 429 perhaps, never has.
+            if not (attempt_no == 0 and deadline.use_held_slot()):
+                self._wait_for_quota(deadline)
             attempt_no += 1
             return self._attempt(request, deadline, attempt_no)
 
@@ -124,8 +126,16 @@ class Upstream:
         patience = self._quota_patience(deadline)
         waited = 0.0
         while True:
-            wait = self.gate.reserve()
+            if deadline.pair_next_slot:
+                # Read before asking: the slot's time on this clock is then never later than the one logged.
+                asked = deadline.now()
+                wait, next_for = self.gate.reserve_with_next()
+                if wait <= 0 and next_for > 0:
+                    deadline.hold_slot(asked, next_for)
+            else:
+                wait = self.gate.reserve()
             if wait <= 0:
+                deadline.pair_next_slot = False
                 return
             if waited + wait > min(patience, deadline.remaining()):
                 blocked = max(wait, self.gate.blocked_for())

@@ -6,7 +6,10 @@ process (`LocalQuota`) or atomically to a ledger shared through Redis (`adapters
 
 1. Every request, retries included, first takes a slot. With a quota of Q requests per window of W seconds, at
    most Q requests are sent in any W + `spread(W)` seconds: a sliding log of send times. Whatever instant the
-   platform's own fixed windows start at, none of them can then receive more than Q from the bridge.
+   platform's own fixed windows start at, none of them can then receive more than Q from the bridge. A request
+   may take a second slot with its own, for the request its caller sends next, when one is free at that moment
+   (a fresh draft's lookup, for its create). That slot is logged `spread(W)` later than the first and may be
+   used only until then: a send is never logged earlier than it leaves, so it never counts for less than W.
 2. Until an answer has announced the quota, the log holds to `FIRST_CONTACT` (a few requests a second, far below
    any platform's quota), so a burst at start-up cannot overrun a small quota before the first answer arrives.
 3. An answer that announces no quota (a platform or proxy without the headers) leaves the bridge unmetered.
@@ -17,9 +20,10 @@ rule 4 waits them out.
 """
 from __future__ import annotations
 
+import bisect
+import math
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, replace
 from typing import Callable, Optional, Protocol
 
@@ -90,6 +94,10 @@ class QuotaState(Protocol):
     def reserve(self) -> float:
         """Take a slot to send now (0.0), or say how many seconds to wait before asking again."""
 
+    def reserve_with_next(self) -> tuple[float, float]:
+        """As `reserve`; when it takes a slot, it also takes one for the next request if one is free now, and says
+        for how many seconds that one may be used (0.0: none taken)."""
+
     def learn(self, news: QuotaNews) -> None:
         """Take in what one answer said."""
 
@@ -124,6 +132,9 @@ class Ledger:
     # The sends are in time order, so whether that one still counts says whether `counted` of them do.
     deciding_send: Optional[float] = None
     blocked_until: float = 0.0  # a spent quota resets then
+    # The send one place newer than `deciding_send` (None likewise): whether it still counts says whether a slot
+    # taken now leaves another free for the next request.
+    next_deciding_send: Optional[float] = None
 
 
 def counted(limit: Optional[tuple[int, float]]) -> int:
@@ -138,21 +149,27 @@ class Slot:
     wait: float = 0.0  # seconds to wait before asking again; 0.0: send now
     logged: bool = False  # the send goes into the log (the quota is metered)
     span: float = 0.0  # how long a logged send counts: sends at or before `now - span` have aged out of the log
+    # A slot for the next request was taken too, to be used within this many seconds (0.0: none): logged that much
+    # later than `now` when `logged`; unlimited (inf) for an unmetered platform.
+    next_for: float = 0.0
 
 
-def take_slot(ledger: Ledger, now: float) -> Slot:
-    """Rules 1, 2 and 4: whether a request may be sent at `now`, or how long until it should ask again."""
+def take_slot(ledger: Ledger, now: float, with_next: bool = False) -> Slot:
+    """Rules 1, 2 and 4: whether a request may be sent at `now`, or how long until it should ask again; with
+    `with_next`, whether the next request's slot is free now as well."""
     if now < ledger.blocked_until:
         return Slot(wait=ledger.blocked_until - now)
     quota, window = ledger.limit or FIRST_CONTACT
     if quota == 0:
-        return Slot()
+        return Slot(next_for=math.inf if with_next else 0.0)
     span = window + spread(window)
     if ledger.deciding_send is not None and ledger.deciding_send > now - span:
         # `quota` sends still count: the slot frees when the oldest of them (more than one if the quota fell) ages out.
         wait = max(1e-6, ledger.deciding_send + span - now)
         return Slot(wait=wait if ledger.limit else min(wait, FIRST_CONTACT_POLL_SECONDS))
-    return Slot(logged=True, span=span)
+    # Once this send is logged, the one a place newer than the deciding send decides: free if absent or aged out.
+    next_free = quota > 1 and (ledger.next_deciding_send is None or ledger.next_deciding_send <= now - span)
+    return Slot(logged=True, span=span, next_for=span - window if with_next and next_free else 0.0)
 
 
 def learned(ledger: Ledger, news: QuotaNews, now: float) -> Ledger:
@@ -187,18 +204,25 @@ class LocalQuota:
         self._clock = clock
         self._lock = threading.Lock()
         self._limit: Optional[tuple[int, float]] = None
-        self._sent: deque[float] = deque()
+        self._sent: list[float] = []  # in time order; a next request's slot is logged ahead of now
         self._blocked_until = 0.0
 
     def reserve(self) -> float:
+        return self._take(False)[0]
+
+    def reserve_with_next(self) -> tuple[float, float]:
+        return self._take(True)
+
+    def _take(self, with_next: bool) -> tuple[float, float]:
         with self._lock:
             now = self._clock()
-            slot = take_slot(self._ledger(), now)
+            slot = take_slot(self._ledger(), now, with_next)
             if slot.logged:
-                while self._sent and self._sent[0] <= now - slot.span:
-                    self._sent.popleft()
-                self._sent.append(now)
-            return slot.wait
+                del self._sent[:bisect.bisect_right(self._sent, now - slot.span)]
+                bisect.insort(self._sent, now)
+                if slot.next_for:
+                    bisect.insort(self._sent, now + slot.next_for)
+            return slot.wait, slot.next_for
 
     def learn(self, news: QuotaNews) -> None:
         with self._lock:
@@ -221,7 +245,8 @@ class LocalQuota:
     def _ledger(self) -> Ledger:
         quota = counted(self._limit)
         deciding = self._sent[-quota] if 0 < quota <= len(self._sent) else None
-        return Ledger(self._limit, deciding, self._blocked_until)
+        following = self._sent[1 - quota] if 1 < quota <= len(self._sent) + 1 else None
+        return Ledger(self._limit, deciding, self._blocked_until, following)
 
 
 class RateGate:
@@ -238,6 +263,10 @@ class RateGate:
     def reserve(self) -> float:
         """0.0 when a request may be sent now (it took a slot), else the seconds to wait before asking again."""
         return self._state.reserve()
+
+    def reserve_with_next(self) -> tuple[float, float]:
+        """As `reserve`, also taking the next request's slot when one is free now: the seconds it may be used in."""
+        return self._state.reserve_with_next()
 
     def warm_up(self) -> None:
         self._state.warm_up()

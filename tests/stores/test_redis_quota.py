@@ -166,6 +166,17 @@ def test_warm_up_opens_the_connection_the_first_request_uses_and_a_missing_redis
     RedisQuota.from_url("redis://127.0.0.1:1/0", key).warm_up()  # no Redis: pacing falls back to the process
 
 
+def test_the_next_requests_slot_is_logged_the_spread_after_the_first(key, redis_admin):
+    """Shared, as in one process: logged at the latest time it may be used, it never counts for less than W."""
+    quota = quota_at(key)
+    quota.learn(QuotaNews(quota=3, window=10.0))
+
+    assert quota.reserve_with_next() == (0.0, pytest.approx(spread(10.0)))
+    (_, first), (_, second) = redis_admin.zrange(quota_keys(key)[1], 0, -1, withscores=True)
+    assert second - first == pytest.approx(spread(10.0) * 1e6, abs=1)
+    assert quota.reserve_with_next() == (0.0, 0.0)  # one slot was left: none for a next request
+
+
 def test_without_redis_each_process_paces_alone_and_asks_redis_again_later():
     now = [100.0]
     client = CountingClient("redis://127.0.0.1:1/0")  # nothing listens there: every connection is refused
@@ -232,12 +243,13 @@ def _write_ledger(admin: redis.Redis, key: str, ledger: Ledger, sends: list[floa
 
 @pytest.mark.parametrize("seed", range(60))
 def test_the_reservation_script_decides_as_take_slot_does(key, redis_admin, seed):
-    """The Lua reservation is `take_slot` again: on the same ledger it sends or waits alike, for as long."""
+    """The Lua reservation is `take_slot` again: on the same ledger it sends or waits alike, for as long, and takes
+    the next request's slot too alike."""
     import random
 
     rng = random.Random(seed)
     now = server_now(redis_admin)
-    limit = rng.choice([None, UNMETERED, (3, 10.0), (1, 2.0), (5, 30.0)])
+    limit = rng.choice([None, UNMETERED, (3, 10.0), (1, 2.0), (5, 30.0), (2, 10.0)])
     quota, window = limit if limit and limit != UNMETERED else FIRST_CONTACT
     span = window + spread(window)
     # Sends from just before now to two spans back, none within 0.2 s of the span's edge: the decision cannot flip
@@ -245,22 +257,28 @@ def test_the_reservation_script_decides_as_take_slot_does(key, redis_admin, seed
     sends = sorted(now - rng.uniform(0.2, rng.choice([0.6, 2 * span])) for _ in range(rng.randint(0, 6)))
     sends = [t for t in sends if abs(t - (now - span)) > 0.2]
     blocked = now + rng.uniform(0.5, 3.0) if rng.random() < 0.2 else 0.0
-    deciding = sends[-quota] if limit != UNMETERED and 0 < quota <= len(sends) else None
-    ledger = Ledger(limit, deciding, blocked)
+    metered = limit != UNMETERED
+    deciding = sends[-quota] if metered and 0 < quota <= len(sends) else None
+    following = sends[1 - quota] if metered and 1 < quota <= len(sends) + 1 else None
+    ledger = Ledger(limit, deciding, blocked, following)
     _write_ledger(redis_admin, key, ledger, sends)
+    with_next = rng.random() < 0.5
 
-    expected = take_slot(ledger, now)
+    expected = take_slot(ledger, now, with_next)
     started = server_now(redis_admin)
-    wait = quota_at(key).reserve()
+    wait, next_for = quota_at(key).reserve_with_next() if with_next else (quota_at(key).reserve(), 0.0)
 
     if expected.wait == 0:
-        assert wait == 0.0
+        assert wait == 0.0 and next_for == pytest.approx(expected.next_for, abs=1e-6)
         logged = redis_admin.zcard(quota_keys(key)[1])
-        assert logged == (len([t for t in sends if t > now - span]) + 1 if expected.logged else len(sends))
+        taken = 1 + (expected.next_for > 0)
+        assert logged == (len([t for t in sends if t > now - span]) + taken if expected.logged else len(sends))
     elif limit is None and expected.wait == FIRST_CONTACT_POLL_SECONDS:
         assert wait == FIRST_CONTACT_POLL_SECONDS  # before an announcement: ask again soon, whatever the log says
+        assert next_for == 0.0
     else:
         assert within(wait, expected.wait - (started - now), started, redis_admin)
+        assert next_for == 0.0
 
 
 def test_concurrent_reservations_never_take_more_than_the_quota(key):

@@ -93,6 +93,43 @@ def test_the_announced_quota_is_never_exceeded_in_any_window(quota, clock):
     assert quota.reserve() == 0.0  # the oldest send has aged out: one slot
 
 
+def test_a_slot_for_the_next_request_is_taken_only_when_one_is_free_now(quota, clock):
+    quota.learn(QuotaNews(quota=3, window=10.0))
+
+    assert quota.reserve_with_next() == (0.0, pytest.approx(spread(10.0)))  # two of the three slots
+    assert quota.reserve_with_next() == (0.0, 0.0)  # the last one: none left for the next request
+    span = 10.0 + spread(10.0)
+    assert quota.reserve_with_next() == (pytest.approx(span), 0.0)
+
+
+def test_the_next_requests_slot_counts_from_the_latest_time_it_may_be_used(quota, clock):
+    """Logged the spread ahead: a request sent with it, however late it may be, counts a whole window."""
+    quota.learn(QuotaNews(quota=2, window=10.0))
+    span = 10.0 + spread(10.0)
+
+    assert quota.reserve_with_next() == (0.0, pytest.approx(spread(10.0)))
+    clock.advance(span)
+    assert quota.reserve() == 0.0  # the first send has aged out, the next one's has not
+    assert quota.reserve() == pytest.approx(spread(10.0))
+    clock.advance(spread(10.0))
+    assert quota.reserve() == 0.0
+
+
+@pytest.mark.parametrize("news, expected", [
+    (QuotaNews(quota=1, window=10.0), (0.0, 0.0)),  # a quota of one never has a second slot
+    (QuotaNews(), (0.0, math.inf)),  # unmetered: any number, whenever
+])
+def test_the_next_slot_under_the_smallest_and_no_quota(quota, news, expected):
+    quota.learn(news)
+    assert quota.reserve_with_next() == expected
+
+
+def test_a_spent_quota_takes_no_next_slot(quota, clock):
+    quota.learn(QuotaNews(quota=100, window=30.0, spent_for=2.0))
+    wait, next_for = quota.reserve_with_next()
+    assert wait > 0 and next_for == 0.0
+
+
 def test_sends_before_the_announcement_count_against_the_quota(quota, clock):
     assert takes(quota, 2) == [0.0, 0.0]
     quota.learn(QuotaNews(quota=3, window=10.0))
@@ -129,10 +166,11 @@ def test_an_earlier_reset_does_not_shorten_a_longer_one(quota, clock):
     assert quota.blocked_for() == pytest.approx(5.0 + RESET_MARGIN_SECONDS)
 
 
-@pytest.mark.parametrize("limit", [(3, 10.0), None])
+@pytest.mark.parametrize("limit", [(3, 10.0), (2, 10.0), None])
 @pytest.mark.parametrize("now", [1005.0, 1012.0, 1014.9, 1016.0, 1030.0])
-def test_one_entry_of_the_log_decides_as_the_whole_log_would(limit, now):
-    """What the shared ledger reads of its log: the send `quota` places from the newest decides for all of them."""
+def test_two_entries_of_the_log_decide_as_the_whole_log_would(limit, now):
+    """What the shared ledger reads of its log: the send `quota` places from the newest decides for all of them,
+    and the one a place newer whether the next request's slot is free too."""
     log = [1000.0 + i for i in range(10)]
     quota = counted(limit)
     span = (limit or FIRST_CONTACT)[1] + spread((limit or FIRST_CONTACT)[1])
@@ -141,7 +179,9 @@ def test_one_entry_of_the_log_decides_as_the_whole_log_would(limit, now):
     if not limit:
         expected_wait = min(expected_wait, FIRST_CONTACT_POLL_SECONDS) if expected_wait else 0.0
 
-    assert take_slot(Ledger(limit, log[-quota]), now).wait == pytest.approx(expected_wait)
+    slot = take_slot(Ledger(limit, log[-quota], next_deciding_send=log[1 - quota]), now, with_next=True)
+    assert slot.wait == pytest.approx(expected_wait)
+    assert (slot.next_for > 0) is (len(live) + 2 <= quota)
 
 
 @pytest.mark.parametrize("status, headers, expected", [

@@ -37,7 +37,7 @@ from bridge.upstream.attempts import (
 )
 from bridge.upstream.client import Upstream
 from bridge.upstream.outbound import OutboundRequest
-from bridge.upstream.quota import FIRST_CONTACT, RateGate
+from bridge.upstream.quota import FIRST_CONTACT, LocalQuota, QuotaNews, RateGate, spread
 from tests.support.jitter import jitter_at
 
 from .fakes import FakeClock
@@ -354,6 +354,70 @@ def test_rate_gate_blocks_until_the_announced_reset():
 
 
 # --------------------------------------------------------------------------------------- Upstream.send
+
+
+class CountedQuota(LocalQuota):
+    """The local quota, counting the slots it gave out."""
+
+    def __init__(self, clock):
+        super().__init__(clock)
+        self.slots = 0
+
+    def reserve(self) -> float:
+        wait = super().reserve()
+        self.slots += wait == 0
+        return wait
+
+    def reserve_with_next(self) -> tuple[float, float]:
+        wait, next_for = super().reserve_with_next()
+        self.slots += (wait == 0) + (next_for > 0)
+        return wait, next_for
+
+
+def paired(sleep: Sleeps) -> tuple[Upstream, CountedQuota, Deadline]:
+    """An Upstream whose quota counts its slots, and a budget on `sleep.clock` whose next two requests go together."""
+    upstream = make_upstream(sleep)
+    quota = CountedQuota(sleep.clock)
+    quota.learn(QuotaNews(quota=150, window=30.0))
+    upstream.gate = RateGate(BigCommerceRateLimit(), state=quota)
+    deadline = Deadline(upstream.settings.total_timeout_seconds, clock=sleep.clock)
+    deadline.pair_next_slot = True
+    return upstream, quota, deadline
+
+
+def test_a_paired_request_takes_the_next_ones_slot_with_its_own(rsps, sleeps):
+    """A lookup then a create on a paired budget: two slots, taken in one reservation, one per request sent."""
+    rsps.add(responses.GET, URL + "/118", json={"id": 118}, status=200)
+    rsps.add(responses.POST, URL, json={"id": 1}, status=201)
+    upstream, quota, deadline = paired(sleeps)
+    upstream.send(get(), deadline)
+    assert quota.slots == 2
+    upstream.send(post(), deadline)
+    assert quota.slots == 2
+    upstream.send(get(), deadline)
+    assert quota.slots == 3  # the pairing was for the next request only
+    assert len(rsps.calls) == 3
+
+
+def test_a_slot_held_past_the_time_it_was_logged_for_is_not_used(rsps, sleeps):
+    """A create later than the spread after its lookup's reservation takes a slot of its own."""
+    rsps.add(responses.GET, URL + "/118", json={"id": 118}, status=200)
+    rsps.add(responses.POST, URL, json={"id": 1}, status=201)
+    upstream, quota, deadline = paired(sleeps)
+    upstream.send(get(), deadline)
+    sleeps.clock.advance(spread(30.0))
+    upstream.send(post(), deadline)
+    assert quota.slots == 3 and len(rsps.calls) == 2
+
+
+def test_a_retry_takes_a_slot_of_its_own_and_leaves_the_held_one_to_the_next_request(rsps, sleeps):
+    rsps.add(responses.GET, URL + "/118", status=503)
+    rsps.add(responses.GET, URL + "/118", json={"id": 118}, status=200)
+    rsps.add(responses.POST, URL, json={"id": 1}, status=201)
+    upstream, quota, deadline = paired(sleeps)
+    upstream.send(get(), deadline)
+    upstream.send(post(), deadline)
+    assert len(rsps.calls) == quota.slots == 3
 
 
 def test_get_is_retried_after_a_503(rsps, sleeps):
