@@ -22,8 +22,6 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.sentinel import Sentinel, SentinelManagedSSLConnection
 
-from adapters.stores.redis_readiness import QuickReadinessParser
-
 SENTINEL_PORT = 26379
 REDIS_PORT = 6379
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
@@ -34,8 +32,7 @@ def redis_client(url: str, **options: Any) -> redis.Redis | RedisCluster:
     """A client for `url`; `options` (timeouts, retry, ...) apply to connections to the primary (or primaries)."""
     parts = urlsplit(url)
     if parts.scheme in CLUSTER_SCHEMES:
-        return _cluster_client(parts, options)  # a cluster's node connections take no parser of ours
-    options.setdefault("parser_class", QuickReadinessParser)
+        return _cluster_client(parts, options)
     if parts.scheme in SENTINEL_SCHEMES:
         return _sentinel_client(parts, options)
     return redis.Redis.from_url(url, **options)
