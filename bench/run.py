@@ -3,7 +3,7 @@
 One run starts the fake BigCommerce (its own process, 50 ms injected latency by default), the bridge exactly
 as `bik-bridge serve` runs it (Redis idempotency in a namespace of its own), the bare stack under the same
 gunicorn settings (bench/reference.py: the same upstream calls and nothing else), and wrk in its own process.
-Each load runs against the bare stack and then the bridge, back to back, so every target is a ratio or a
+Each load runs against the bare stack and the bridge in turns (`SLICES` each), so every target is a ratio or a
 difference from one run and measures what the bridge adds, not how many calls it makes. Results go to
 bench/results/latest.{json,md} (latest-quick.* for --quick).
 """
@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import redis
 
@@ -26,7 +26,7 @@ from bench.load import PythonLoad, load_generator
 from bench.machine import machine_facts as shared_machine_facts
 from bench.processes import Bridge, MachineLoad, Platform, bridge_config, cpu_seconds, free_port
 from bench.report import Figure, Report
-from bench.scenarios import FULL, QUICK, Files, Scenarios, median
+from bench.scenarios import FULL, QUICK, Files, Scenarios, Seen, combine, median
 from bridge.config import IdempotencyConfig
 
 HERE = Path(__file__).resolve().parent
@@ -71,56 +71,80 @@ FRESH_CLIENTS = 64  # wrk connections of the fresh placeOrder runs: the most the
 REPLAY_CLIENTS = 32
 
 
+# Each comparison alternates the bare stack and the bridge this many times, each slice a share of the load: a
+# shared machine that slows down for a while slows both alike, instead of whichever ran then.
+SLICES = 3
+STORE_OPERATIONS = ("list_orders", "create")  # the store's own service times kept for the 1-client placeOrder
+
+
+def alternate(name: str, bare_slice: Optional[Callable[[int], Seen]], bridge_slice: Callable[[int], Seen],
+              ours: dict, theirs: dict, bare_name: str = "") -> None:
+    """`ours[name]` and `theirs[bare_name or name]`: SLICES slices of each, bare first, combined; the bridge alone
+    in one slice when there is no bare load."""
+    mine: list[Seen] = []
+    others: list[Seen] = []
+    for n in range(SLICES if bare_slice else 1):
+        if bare_slice:
+            others.append(bare_slice(n))
+        mine.append(bridge_slice(n))
+    ours[name] = combine(mine)
+    if others:
+        theirs[bare_name or name] = combine(others)
+
+
 def measure_pairs(s: Scenarios, bridge: Bridge, bare: Optional[Bridge], plan) -> tuple[dict, dict]:
-    """Every load against the bare stack, then the same against the bridge; the bridge also for memory."""
-    ours: dict = {"connections_before": s.platform.stats()["connections_total"]}
+    """Every load against the bare stack and the bridge in alternating slices; the bridge also for memory."""
+    ours: dict = {}
     theirs: dict = {}
+    slices = SLICES if bare else 1
     # Steady state: a worker's first orders also open its connections to the store.
     s.place_fresh(bridge, "bridge_warm_", connections=1, seconds=1)
     if bare:
         s.bare_place(bare, "bare_warm_", connections=1, seconds=1)
-        say(f"bare lookup-then-create, 1 client, {plan.one_client_seconds:.0f} s")
-        theirs["place1"] = s.bare_place(bare, "bare_one_", connections=1, seconds=plan.one_client_seconds)
-        theirs["place1_service"] = {op: s.service_ms(op) for op in ("list_orders", "create")}
-    say(f"bridge: placeOrder, 1 client, {plan.one_client_seconds:.0f} s")
-    ours["place1"] = s.place_fresh(bridge, "bridge_one_", connections=1, seconds=plan.one_client_seconds)
-    ours["place1_service"] = {op: s.service_ms(op) for op in ("list_orders", "create")}
+    seconds = plan.one_client_seconds / slices
+    say(f"placeOrder, 1 client: {slices} × {seconds:.0f} s each" + (", bare and bridge in turn" if bare else ""))
+    alternate("place1",
+              bare and (lambda n: s.bare_place(bare, f"bare_one{n}_", connections=1, seconds=seconds,
+                                               service=STORE_OPERATIONS)),
+              lambda n: s.place_fresh(bridge, f"bridge_one{n}_", connections=1, seconds=seconds,
+                                      service=STORE_OPERATIONS), ours, theirs)
 
-    say(f"bridge: replay, placing {plan.replay_pool} drafts first")
+    say(f"replay: placing {plan.replay_pool} drafts first")
     s.prefill(bridge, "bridge_replay_", plan.replay_pool)
-    for clients, seconds in ((1, plan.replay_seconds / 2), (REPLAY_CLIENTS, plan.replay_seconds)):
-        key = f"replay{clients}"
-        if bare:
-            if clients == 1:
-                s.bare_prefill(bare, "bare_replay_")
-            say(f"bare Redis lookup, {clients} client(s), {seconds:.0f} s")
-            theirs[key] = s.bare_replay(bare, "bare_replay_", connections=clients, seconds=seconds)
-        say(f"bridge: replay, {clients} client(s), {seconds:.0f} s")
-        ours[key] = s.replay(bridge, "bridge_replay_", connections=clients, seconds=seconds)
+    if bare:
+        s.bare_prefill(bare, "bare_replay_")
+    for clients, total in ((1, plan.replay_seconds / 2), (REPLAY_CLIENTS, plan.replay_seconds)):
+        seconds = total / slices
+        say(f"replay, {clients} client(s): {slices} × {seconds:.0f} s")
+        alternate(f"replay{clients}",
+                  bare and (lambda n: s.bare_replay(bare, "bare_replay_", connections=clients, seconds=seconds)),
+                  lambda n: s.replay(bridge, "bridge_replay_", connections=clients, seconds=seconds), ours, theirs)
 
     requests_ = plan.fresh_requests
-    if bare:
-        say(f"bare lookup-then-create, {FRESH_CLIENTS} clients, {requests_} requests")
-        theirs["fresh64"] = s.bare_place(bare, "bare_fresh_", connections=FRESH_CLIENTS, requests_=requests_)
-    say(f"bridge: fresh placeOrder, {FRESH_CLIENTS} clients, {requests_} requests")
+    share = -(-requests_ // slices)
+    say(f"fresh placeOrder, {FRESH_CLIENTS} clients: {slices} × {share} requests")
     stats = s.platform.stats()
-    connections_before_fresh = stats["connections_total"]
     first_id = stats["order_ids"][1] + 1 if stats["order_ids"] else 0
-    ours["fresh64"] = s.place_fresh(bridge, "bridge_fresh_", connections=FRESH_CLIENTS, requests_=requests_)
+    alternate("fresh64",
+              bare and (lambda n: s.bare_place(bare, f"bare_fresh{n}_", connections=FRESH_CLIENTS, requests_=share)),
+              lambda n: s.place_fresh(bridge, f"bridge_fresh{n}_", connections=FRESH_CLIENTS, requests_=share),
+              ours, theirs)
     ours["rss1"] = bridge.rss_mib()
     say(f"bridge: fresh placeOrder, {FRESH_CLIENTS} clients, {requests_} more requests (memory growth)")
     ours["fresh64b"] = s.place_fresh(bridge, "bridge_fresh2_", connections=FRESH_CLIENTS, requests_=requests_)
     ours["rss2"] = bridge.rss_mib()
-    ours["connections"] = s.platform.stats()["connections_total"] - connections_before_fresh
+    # Connections the store accepted while the bridge's fresh loads ran (the bare app's slices not counted).
+    ours["connections"] = sum(ours[k].stats["connections_accepted"] for k in ("fresh64", "fresh64b"))
     ours["requests"] = sum(ours[k].load.requests for k in ("fresh64", "fresh64b"))
 
-    # getOrder reads orders the bridge placed in the two runs above; the bare GET reads the same ones.
+    # getOrder reads orders placed by the 64-client runs above (the bare app's creates carry the bridge's create
+    # bodies, so they are the same orders to read); the bare GET reads the same ones.
     ids = [i for i in s.order_ids() if i >= first_id]
     unshipped = s.files.ids("unshipped", ids[len(ids) // 2: len(ids) // 2 + 200])
-    say(f"bare upstream GET of an order, 1 client, {plan.get_seconds:.0f} s")
-    theirs["read1"] = s.direct_read(unshipped, plan.get_seconds)
-    say(f"bridge: getOrder, 1 client, {plan.get_seconds:.0f} s")
-    ours["get1"] = s.get_orders(bridge, unshipped, connections=1, seconds=plan.get_seconds)
+    seconds = plan.get_seconds / SLICES
+    say(f"getOrder, 1 client: {SLICES} × {seconds:.0f} s, a bare GET straight at the store and the bridge in turn")
+    alternate("get1", lambda n: s.direct_read(unshipped, seconds),
+              lambda n: s.get_orders(bridge, unshipped, connections=1, seconds=seconds), ours, theirs, "read1")
     shipped = ids[len(ids) // 4: len(ids) // 4 + plan.shipped_orders]
     for order_id in shipped:
         s.platform.ship(order_id)
@@ -260,7 +284,7 @@ def fill(report: Report, plan, config: dict, ours: dict, theirs: dict, cached, q
                       bare("place1", lambda x: x.load.p50_ms), "difference",
                       note=f"p99 {place1.load.p99_ms:.1f} ms (bare "
                            f"{bare('place1', lambda x: f'{x.load.p99_ms:.1f}') or '–'} ms); the store's own "
-                           f"median ms: {store_ms(ours['place1_service'])}"))
+                           f"median ms: {store_ms(ours['place1'].service)}"))
     fresh = ours["fresh64"]
     report.add(Figure("fresh.rps", f"fresh placeOrder: {FRESH_CLIENTS} clients, throughput", fresh.load.rps,
                       "req/s", 0.9, ">=", bare("fresh64", lambda x: x.load.rps), "ratio",

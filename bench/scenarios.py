@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import statistics
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -44,6 +44,7 @@ class Seen:
     load: LoadResult
     stats: dict
     cpu_ms_per_request: Optional[float] = None
+    service: dict = field(default_factory=dict)  # the store's own service times (ms) by operation, when asked for
 
     @property
     def upstream(self) -> int:
@@ -67,6 +68,26 @@ class Seen:
             return "none"
         return ", ".join(f"{k} {v / once:.2f}".rstrip("0").rstrip(".")
                          for k, v in sorted(self.stats["by_operation"].items()))
+
+
+def combine(slices: list[Seen]) -> Seen:
+    """One figure from the slices of a load: counts and CPU summed, the median of the slices' medians, the highest
+    of their tails; what the store saw, per operation, summed."""
+    loads = [seen.load for seen in slices]
+    load = LoadResult(sum(x.requests for x in loads), sum(x.seconds for x in loads), sum(x.errors for x in loads),
+                      statistics.median(x.p50_ms for x in loads), max(x.p90_ms for x in loads),
+                      max(x.p99_ms for x in loads), max(x.max_ms for x in loads))
+    by_operation: dict = {}
+    for seen in slices:
+        for operation, count in seen.stats["by_operation"].items():
+            by_operation[operation] = by_operation.get(operation, 0) + count
+    stats = {**slices[-1].stats, "requests": sum(seen.upstream for seen in slices), "by_operation": by_operation,
+             "connections_accepted": sum(seen.stats["connections_accepted"] for seen in slices)}
+    cpu = None
+    if all(seen.cpu_ms_per_request is not None for seen in slices) and load.requests:
+        cpu = sum(seen.cpu_ms_per_request * seen.load.requests for seen in slices) / load.requests
+    return Seen(load, stats, cpu, {op: [ms for seen in slices for ms in seen.service.get(op, [])]
+                                   for op in slices[-1].service})
 
 
 def percentile(values: list[float], p: float) -> Optional[float]:
@@ -115,8 +136,9 @@ class Scenarios:
         self.plan = plan
 
     def measure(self, bridge: Optional[Bridge], work: Workload, connections: int, seconds: float,
-             creates: int = 0) -> Seen:
-        """One load run; with `creates`, it ends once the store has created that many orders."""
+                creates: int = 0, service: tuple[str, ...] = ()) -> Seen:
+        """One load run; with `creates`, it ends once the store has created that many orders; with `service`, the
+        store's own service times of those operations are kept."""
         self.platform.reset()
         cpu_before = bridge.cpu_seconds() if bridge else 0.0
         until = None
@@ -129,7 +151,7 @@ class Scenarios:
         cpu = None
         if bridge and load.requests:
             cpu = (bridge.cpu_seconds() - cpu_before) * 1000 / load.requests
-        return Seen(load, stats, cpu)
+        return Seen(load, stats, cpu, {op: self.platform.service_ms(op) for op in service})
 
     # the bare stack: the same upstream calls without the bridge
 
@@ -138,15 +160,12 @@ class Scenarios:
         url = f"{self.platform.api}/stores/{self.platform.store_hash}/v2/orders"
         return self.measure(None, Workload(url, "read", ids, self.platform.token), 1, seconds)
 
-    def service_ms(self, operation: str) -> list[float]:
-        return self.platform.service_ms(operation)
-
     # through a bridge
 
     def place_fresh(self, bridge: Bridge, prefix: str, *, connections: int, seconds: float = 0,
-                    requests_: int = 0) -> Seen:
+                    requests_: int = 0, service: tuple[str, ...] = ()) -> Seen:
         work = Workload(f"{bridge.url}/placeOrder", "fresh", self.files.place, TOKEN, prefix)
-        return self.measure(bridge, work, connections, seconds or 600, creates=requests_)
+        return self.measure(bridge, work, connections, seconds or 600, creates=requests_, service=service)
 
     def prefill(self, bridge: Bridge, prefix: str, count: int) -> None:
         """Place drafts <prefix>0 .. <prefix>count-1 so that they can be replayed."""
@@ -179,10 +198,10 @@ class Scenarios:
             self.platform.set_quota(1_000_000, 30_000)
 
     def bare_place(self, bare: Bridge, prefix: str, *, connections: int, seconds: float = 0,
-                   requests_: int = 0) -> Seen:
+                   requests_: int = 0, service: tuple[str, ...] = ()) -> Seen:
         """The bare lookup-then-create (bench/reference.py), each request a new draft."""
         work = Workload(f"{bare.url}/place", "fresh", self.files.place, "", prefix)
-        return self.measure(bare, work, connections, seconds or 600, creates=requests_)
+        return self.measure(bare, work, connections, seconds or 600, creates=requests_, service=service)
 
     def bare_prefill(self, bare: Bridge, prefix: str) -> None:
         """Store every key the bare replay will read: it stores a key the first time it misses it."""
