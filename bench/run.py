@@ -104,9 +104,9 @@ def measure_pairs(s: Scenarios, bridge: Bridge, bare: Optional[Bridge], plan) ->
     seconds = plan.one_client_seconds / slices
     say(f"placeOrder, 1 client: {slices} × {seconds:.0f} s each" + (", bare and bridge in turn" if bare else ""))
     alternate("place1",
-              bare and (lambda n: s.bare_place(bare, f"bare_one{n}_", connections=1, seconds=seconds,
+              bare and (lambda n: s.bare_place(bare, f"bare_one_{n}_", connections=1, seconds=seconds,
                                                service=STORE_OPERATIONS)),
-              lambda n: s.place_fresh(bridge, f"bridge_one{n}_", connections=1, seconds=seconds,
+              lambda n: s.place_fresh(bridge, f"bridge_one_{n}_", connections=1, seconds=seconds,
                                       service=STORE_OPERATIONS), ours, theirs)
 
     say(f"replay: placing {plan.replay_pool} drafts first")
@@ -126,12 +126,12 @@ def measure_pairs(s: Scenarios, bridge: Bridge, bare: Optional[Bridge], plan) ->
     stats = s.platform.stats()
     first_id = stats["order_ids"][1] + 1 if stats["order_ids"] else 0
     alternate("fresh64",
-              bare and (lambda n: s.bare_place(bare, f"bare_fresh{n}_", connections=FRESH_CLIENTS, requests_=share)),
-              lambda n: s.place_fresh(bridge, f"bridge_fresh{n}_", connections=FRESH_CLIENTS, requests_=share),
+              bare and (lambda n: s.bare_place(bare, f"bare_fresh_{n}_", connections=FRESH_CLIENTS, requests_=share)),
+              lambda n: s.place_fresh(bridge, f"bridge_fresh_{n}_", connections=FRESH_CLIENTS, requests_=share),
               ours, theirs)
     ours["rss1"] = bridge.rss_mib()
     say(f"bridge: fresh placeOrder, {FRESH_CLIENTS} clients, {requests_} more requests (memory growth)")
-    ours["fresh64b"] = s.place_fresh(bridge, "bridge_fresh2_", connections=FRESH_CLIENTS, requests_=requests_)
+    ours["fresh64b"] = s.place_fresh(bridge, "bridge_more_", connections=FRESH_CLIENTS, requests_=requests_)
     ours["rss2"] = bridge.rss_mib()
     # Connections the store accepted while the bridge's fresh loads ran (the bare app's slices not counted).
     ours["connections"] = sum(ours[k].stats["connections_accepted"] for k in ("fresh64", "fresh64b"))
