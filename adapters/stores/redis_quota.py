@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import secrets
 import time
 from contextlib import contextmanager
@@ -67,7 +66,7 @@ FIELDS = ("quota", "window_us", "blocked_until_us")
 # FIRST_CONTACT_POLL_SECONDS (us), SPREAD_CAP_SECONDS (us), SPREAD_SHARE, KEEP_MS, '1' to take the next request's
 # slot too when it is free. Answers 'send' or 'wait', the wait in microseconds, the hash's quota and window_us
 # ('' when absent) for the caller to remember, and the microseconds the next request's slot may be used in ('0':
-# none taken; '-1': unmetered, no limit).
+# none taken; only under an announced quota).
 RESERVE = SERVER_CLOCK + """
 local state = redis.call('HMGET', KEYS[1], 'quota', 'window_us', 'blocked_until_us')
 local known_quota, known_window = state[1] or '', state[2] or ''
@@ -76,7 +75,7 @@ local blocked_until = tonumber(state[3]) or 0
 if now < blocked_until then return {'wait', us(blocked_until - now), known_quota, known_window, '0'} end
 local announced = quota ~= nil and quota >= 0
 if not announced then quota, window = tonumber(ARGV[2]), tonumber(ARGV[3]) end
-if quota == 0 then return {'send', '0', known_quota, known_window, ARGV[8] == '1' and '-1' or '0'} end
+if quota == 0 then return {'send', '0', known_quota, known_window, '0'} end
 local span = window + math.min(tonumber(ARGV[5]), window * tonumber(ARGV[6]))
 -- The send `quota` places from the newest: while it still counts, so do `quota` sends, and no slot is free.
 local deciding = redis.call('ZRANGE', KEYS[2], -quota, -quota, 'WITHSCORES')
@@ -88,7 +87,7 @@ end
 -- Once this send is logged, the send a place newer than the deciding one decides whether the next slot is free.
 -- That slot is logged `span - window` (the spread) ahead, the longest it may wait to be used.
 local next_for = 0
-if ARGV[8] == '1' and quota > 1 then
+if ARGV[8] == '1' and announced and quota > 1 then
   local following = redis.call('ZRANGE', KEYS[2], 1 - quota, 1 - quota, 'WITHSCORES')
   if not (following[2] and tonumber(following[2]) > now - span) then next_for = span - window end
 end
@@ -144,6 +143,12 @@ class RedisQuota:
             return self._fallback.reserve_with_next() if with_next else (self._fallback.reserve(), 0.0)
         return taken
 
+    def seen_spent(self) -> bool:
+        # What this process's own answers said, kept by its fallback: asking Redis would cost the round trip a held
+        # slot saves. Another process's 429 reaches this one at its next reservation, as for any request already
+        # past its reservation.
+        return self._fallback.seen_spent()
+
     def learn(self, news: QuotaNews) -> None:
         self._fallback.learn(news)  # kept current for the moments Redis is away
         if self._is_new(news):
@@ -191,8 +196,7 @@ class RedisQuota:
         self._known = _limit_fields(_ledger([quota or None, window_us or None, None], []))
         if decided != b"send":
             return int(wait_us) / 1_000_000, 0.0
-        next_for = int(next_us)
-        return 0.0, math.inf if next_for < 0 else next_for / 1_000_000
+        return 0.0, int(next_us) / 1_000_000
 
     def _learn(self, news: QuotaNews) -> None:
         for _ in range(MAX_CONFLICTS):

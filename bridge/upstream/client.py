@@ -84,9 +84,10 @@ class Upstream:
         def attempt() -> Attempt:
             nonlocal attempt_no
             # Every attempt, retries included, takes its slot of the quota first; it raises, sending nothing,
-            # when the quota will not come back within the budget. A first attempt may have had its slot taken
-            # with the request before it (`Deadline.pair_next_slot`); a retry, after a 429 perhaps, never has.
-            if not (attempt_no == 0 and deadline.use_held_slot()):
+            # when the quota will not come back within the budget. A first attempt may use the slot the request
+            # before it took for it (`Deadline.pair_next_slot`) unless the quota was seen spent since; a retry,
+            # after a 429 perhaps, never does.
+            if not (attempt_no == 0 and deadline.use_held_slot() and not self.gate.seen_spent()):
                 self._wait_for_quota(deadline)
             attempt_no += 1
             return self._attempt(request, deadline, attempt_no)

@@ -6,10 +6,11 @@ process (`LocalQuota`) or atomically to a ledger shared through Redis (`adapters
 
 1. Every request, retries included, first takes a slot. With a quota of Q requests per window of W seconds, at
    most Q requests are sent in any W + `spread(W)` seconds: a sliding log of send times. Whatever instant the
-   platform's own fixed windows start at, none of them can then receive more than Q from the bridge. A request
-   may take a second slot with its own, for the request its caller sends next, when one is free at that moment
-   (a fresh draft's lookup, for its create). That slot is logged `spread(W)` later than the first and may be
-   used only until then: a send is never logged earlier than it leaves, so it never counts for less than W.
+   platform's own fixed windows start at, none of them can then receive more than Q from the bridge. Once a
+   quota is announced, a request may take a second slot with its own, for the request its caller sends next,
+   when one is free at that moment (a fresh draft's lookup, for its create). That slot is logged `spread(W)`
+   later than the first and may be used only until then: a send is never logged earlier than it leaves, so it
+   never counts for less than W. It is not used once this process has seen the quota spent (rule 4).
 2. Until an answer has announced the quota, the log holds to `FIRST_CONTACT` (a few requests a second, far below
    any platform's quota), so a burst at start-up cannot overrun a small quota before the first answer arrives.
 3. An answer that announces no quota (a platform or proxy without the headers) leaves the bridge unmetered.
@@ -21,7 +22,6 @@ rule 4 waits them out.
 from __future__ import annotations
 
 import bisect
-import math
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -95,14 +95,17 @@ class QuotaState(Protocol):
         """Take a slot to send now (0.0), or say how many seconds to wait before asking again."""
 
     def reserve_with_next(self) -> tuple[float, float]:
-        """As `reserve`; when it takes a slot, it also takes one for the next request if one is free now, and says
-        for how many seconds that one may be used (0.0: none taken)."""
+        """As `reserve`; when it takes a slot under an announced quota, it also takes one for the next request if
+        one is free now, and says for how many seconds that one may be used (0.0: none taken)."""
 
     def learn(self, news: QuotaNews) -> None:
         """Take in what one answer said."""
 
     def blocked_for(self) -> float:
         """Seconds until a spent quota resets; 0 when it is not spent."""
+
+    def seen_spent(self) -> bool:
+        """Whether an answer this process took in says the quota is spent now; asks nothing of a shared state."""
 
     def warm_up(self) -> None:
         """Connect to where the state is kept, if anywhere; never raises."""
@@ -149,8 +152,8 @@ class Slot:
     wait: float = 0.0  # seconds to wait before asking again; 0.0: send now
     logged: bool = False  # the send goes into the log (the quota is metered)
     span: float = 0.0  # how long a logged send counts: sends at or before `now - span` have aged out of the log
-    # A slot for the next request was taken too, to be used within this many seconds (0.0: none): logged that much
-    # later than `now` when `logged`; unlimited (inf) for an unmetered platform.
+    # A slot for the next request was taken too, to be used within this many seconds (0.0: none), and logged that
+    # much later than `now`. Only under an announced quota: before it, or unmetered, the next request asks anew.
     next_for: float = 0.0
 
 
@@ -161,14 +164,15 @@ def take_slot(ledger: Ledger, now: float, with_next: bool = False) -> Slot:
         return Slot(wait=ledger.blocked_until - now)
     quota, window = ledger.limit or FIRST_CONTACT
     if quota == 0:
-        return Slot(next_for=math.inf if with_next else 0.0)
+        return Slot()
     span = window + spread(window)
     if ledger.deciding_send is not None and ledger.deciding_send > now - span:
         # `quota` sends still count: the slot frees when the oldest of them (more than one if the quota fell) ages out.
         wait = max(1e-6, ledger.deciding_send + span - now)
         return Slot(wait=wait if ledger.limit else min(wait, FIRST_CONTACT_POLL_SECONDS))
     # Once this send is logged, the one a place newer than the deciding send decides: free if absent or aged out.
-    next_free = quota > 1 and (ledger.next_deciding_send is None or ledger.next_deciding_send <= now - span)
+    next_free = bool(ledger.limit) and quota > 1 and (
+        ledger.next_deciding_send is None or ledger.next_deciding_send <= now - span)
     return Slot(logged=True, span=span, next_for=span - window if with_next and next_free else 0.0)
 
 
@@ -233,6 +237,9 @@ class LocalQuota:
         with self._lock:
             return blocked_for(self._ledger(), self._clock())
 
+    def seen_spent(self) -> bool:
+        return self.blocked_for() > 0
+
     def warm_up(self) -> None:
         return None
 
@@ -259,6 +266,11 @@ class RateGate:
 
     def blocked_for(self) -> float:
         return self._state.blocked_for()
+
+    def seen_spent(self) -> bool:
+        """Whether this process has seen the quota spent until later (no Redis call): a slot held for the next
+        request is not used then."""
+        return self._state.seen_spent()
 
     def reserve(self) -> float:
         """0.0 when a request may be sent now (it took a slot), else the seconds to wait before asking again."""

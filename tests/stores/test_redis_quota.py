@@ -256,6 +256,8 @@ def test_the_reservation_script_decides_as_take_slot_does(key, redis_admin, seed
     # while the script runs a few milliseconds after `now`.
     sends = sorted(now - rng.uniform(0.2, rng.choice([0.6, 2 * span])) for _ in range(rng.randint(0, 6)))
     sends = [t for t in sends if abs(t - (now - span)) > 0.2]
+    if rng.random() < 0.3:
+        sends.append(now + rng.uniform(0.05, 0.4))  # a slot held for a next request, logged ahead of now
     blocked = now + rng.uniform(0.5, 3.0) if rng.random() < 0.2 else 0.0
     metered = limit != UNMETERED
     deciding = sends[-quota] if metered and 0 < quota <= len(sends) else None

@@ -410,6 +410,19 @@ def test_a_slot_held_past_the_time_it_was_logged_for_is_not_used(rsps, sleeps):
     assert quota.slots == 3 and len(rsps.calls) == 2
 
 
+def test_a_held_slot_is_not_used_once_the_lookups_answer_says_the_quota_is_spent(rsps, sleeps):
+    """Rule 4 holds for the create too: it waits for the announced reset instead of using its held slot."""
+    rsps.add(responses.GET, URL + "/118", json={"id": 118}, status=200,
+             headers={"X-Rate-Limit-Requests-Left": "0", RESET_HEADER: "1500",
+                      "X-Rate-Limit-Requests-Quota": "150", "X-Rate-Limit-Time-Window-Ms": "30000"})
+    rsps.add(responses.POST, URL, json={"id": 1}, status=201)
+    upstream, quota, deadline = paired(sleeps)
+    upstream.send(get(), deadline)
+    upstream.send(post(), deadline)
+    assert sleeps.calls == [pytest.approx(1.5, abs=0.05)]
+    assert quota.slots == 3 and len(rsps.calls) == 2
+
+
 def test_a_retry_takes_a_slot_of_its_own_and_leaves_the_held_one_to_the_next_request(rsps, sleeps):
     rsps.add(responses.GET, URL + "/118", status=503)
     rsps.add(responses.GET, URL + "/118", json={"id": 118}, status=200)
