@@ -162,7 +162,7 @@ class RedisQuota:
         def read() -> float:
             with self._connection() as conn:
                 clock, state = _round_trip(conn, ("TIME",), ("HMGET", self._state_key, *FIELDS))
-            return blocked_for(_ledger(state, []), _seconds(clock))
+            return blocked_for(_ledger(state), _seconds(clock))
 
         blocked = self._call(read)
         return self._fallback.blocked_for() if blocked is None else blocked
@@ -172,7 +172,7 @@ class RedisQuota:
         def read() -> Optional[Usage]:
             with self._connection() as conn:
                 clock, state = _round_trip(conn, ("TIME",), ("HMGET", self._state_key, *FIELDS))
-                limit = _ledger(state, []).limit
+                limit = _ledger(state).limit
                 if limit is None or limit == UNMETERED:
                     return None
                 since_us = _us_of(clock) - _us(limit[1])
@@ -193,7 +193,7 @@ class RedisQuota:
         decided, wait_us, quota, window_us, next_us = self._reserve_script(
             keys=[self._state_key, self._log_key], args=[member, *self._rule, KEEP_MS, "1" if with_next else "0"])
         # What the hash said, remembered so that an answer saying the same needs no call (`_is_new`).
-        self._known = _limit_fields(_ledger([quota or None, window_us or None, None], []))
+        self._known = _limit_fields(_ledger([quota or None, window_us or None, None]))
         if decided != b"send":
             return int(wait_us) / 1_000_000, 0.0
         return 0.0, int(next_us) / 1_000_000
@@ -203,7 +203,7 @@ class RedisQuota:
             with self._connection() as conn:
                 _, clock, state = _round_trip(conn, ("WATCH", self._state_key), ("TIME",),
                                               ("HMGET", self._state_key, *FIELDS))
-                ledger = _ledger(state, [])
+                ledger = _ledger(state)
                 after = learned(ledger, news, _seconds(clock))
                 writes: list[tuple[Any, ...]] = []
                 if after.limit != ledger.limit:
@@ -267,8 +267,8 @@ def _transaction(conn: Any, writes: list[tuple[Any, ...]]) -> bool:
     return True
 
 
-def _ledger(state: list[Any], sent: list[Any]) -> Ledger:
-    """The ledger in seconds from the hash's fields and the log's deciding member with its score (or none)."""
+def _ledger(state: list[Any]) -> Ledger:
+    """The ledger in seconds from the hash's fields (`FIELDS`); the send log is read only by the script."""
     quota, window_us, blocked_until_us = (int(value) if value is not None else None for value in state)
     if quota is None or quota < 0:
         limit = None
@@ -276,12 +276,7 @@ def _ledger(state: list[Any], sent: list[Any]) -> Ledger:
         limit = UNMETERED
     else:
         limit = (quota, window_us / 1_000_000)
-    if sent and isinstance(sent[0], list):  # RESP3: [member, score] pairs
-        scores = [float(score) for _, score in sent]
-    else:  # RESP2: member, score, member, score ...
-        scores = [float(score) for score in sent[1::2]]
-    deciding = scores[0] / 1_000_000 if scores and limit != UNMETERED else None
-    return Ledger(limit, deciding, (blocked_until_us or 0) / 1_000_000)
+    return Ledger(limit, blocked_until=(blocked_until_us or 0) / 1_000_000)
 
 
 def _limit_fields(ledger: Ledger) -> tuple[int, int]:
