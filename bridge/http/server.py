@@ -4,6 +4,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import multiprocessing
 import os
 from typing import Mapping, Optional
 
@@ -90,7 +91,8 @@ class BridgeServer(BaseApplication):
         self.metrics_dir = metrics_dir
         self.owns_metrics_dir = owns_metrics_dir
         self.first_worker = False
-        self.first_start = True
+        # Made by the master before it forks, shared by every worker it starts: set once one of them may serve.
+        self.serving = multiprocessing.Value("b", 0)
         self.placer = None  # this worker's overflow placer, when `placement: overflow`
         self.worker = None
         super().__init__()
@@ -113,8 +115,6 @@ class BridgeServer(BaseApplication):
         # The start-up warnings are the first worker's to give: the master must not import the platform
         # clients, which gevent can only make cooperative when it patches before they are imported.
         self.first_worker = worker.age == 1
-        # Workers are numbered from 1 as the master starts them: past the configured count, one replaces another.
-        self.first_start = worker.age <= self.config_model.server.workers
         self.worker = worker
         # gunicorn answers malformed HTTP itself, before the app; in this worker it answers in JSON too.
         gunicorn_util.write_error = write_json_error
@@ -139,7 +139,12 @@ class BridgeServer(BaseApplication):
 
         app = build_app(self.config_model)
         service = app.extensions[EXTENSION]
-        service.warm_up(self.first_start)
+        with self.serving.get_lock():
+            # While no worker of this instance serves, none can have a create on its way, and this one may vouch
+            # for the store (`warm_up`'s first_start). Checked, warmed up and marked under one lock, so that no
+            # sibling starts serving in between: a worker slower to start, or one replacing a dead one, does not.
+            service.warm_up(first_start=self.serving.value == 0)
+            self.serving.value = 1
         if self.first_worker:
             # Asked of the worker's own store: the warnings cost no connection of their own.
             for warning in durability_warnings(self.config_model, service.store):

@@ -82,10 +82,10 @@ def test_a_worker_freezes_what_it_built_so_full_collections_skip_it(tmp_path):
         gc.unfreeze()
 
 
-@pytest.mark.parametrize(("age", "first_start"), [(1, True), (2, True), (3, False), (7, False)])
-def test_only_the_workers_an_instance_starts_with_vouch_for_the_store(tmp_path, monkeypatch, age, first_start):
-    """Workers are numbered as the master starts them: past `server.workers` (2), one replaces a dead one, and its
-    store must not be told that no create of this bridge can be on its way."""
+@pytest.mark.parametrize("age", [1, 2, 3, 7])
+def test_only_a_worker_starting_before_any_sibling_serves_vouches_for_the_store(tmp_path, monkeypatch, age):
+    """The first worker to warm up vouches that no create of this bridge can be on its way; every worker after it
+    (a sibling slower to start, whatever its number, or one replacing a dead one) must not, since one may serve."""
     from gunicorn import util as gunicorn_util
 
     from bridge.bootstrap import parse_config
@@ -95,15 +95,15 @@ def test_only_the_workers_an_instance_starts_with_vouch_for_the_store(tmp_path, 
     config = parse_config({"local": {"db_path": str(tmp_path / "orders.db")}, "metrics": {"enabled": False},
                            "idempotency": {"sqlite_path": str(tmp_path / "idempotency.db")}}, environ={})
     told: list[bool] = []
-    monkeypatch.setattr(OrderService, "warm_up", lambda self, first=True: told.append(first))
+    monkeypatch.setattr(OrderService, "warm_up", lambda self, first_start=True: told.append(first_start))
     # What else the hook does to the process (its logging, gunicorn's error page) is undone after the test.
     monkeypatch.setattr("bridge.http.server.configure_logging", lambda *args, **kwargs: None)
     monkeypatch.setattr(gunicorn_util, "write_error", gunicorn_util.write_error)
-    server = BridgeServer(config)
-    server._post_fork(None, type("Worker", (), {"age": age})())
-    gc.unfreeze()
+    server = BridgeServer(config)  # the master: its flag is what the workers it forks share
     try:
-        server.load()
+        for worker_age in (age, age + 1):  # two workers of the instance, the second loading after the first
+            server._post_fork(None, type("Worker", (), {"age": worker_age})())
+            server.load()
     finally:
         gc.unfreeze()
-    assert told == [first_start]
+    assert told == [True, False]
