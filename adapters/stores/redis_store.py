@@ -3,6 +3,8 @@
 Each record lives at `{namespace}:{key}` as a hash with the fields `state`, `fingerprint`, `token`,
 `created_at_us`, `started_at_us`, `lease_until_us`, `updated_at_us` and, once done, `order_id`, `response` and
 `body_digest` (the SHA-256 of the request body that placed it, which a byte-identical retry is answered by).
+A draft's first request claims it before its payload is read (`replay_or_claim`): its `fingerprint` stays empty
+until the owner's next write.
 Times are whole microseconds from the server's `TIME`, so instances on different hosts agree and
 lease comparisons are exact. Only the holder of the record's token may complete, mark or release it,
 and only while the record is in flight: a done or unknown record is never downgraded or deleted.
@@ -10,7 +12,7 @@ and only while the record is in flight: a done or unknown record is never downgr
 Queued drafts (overflow placement) are records that carry `request` and `enqueued_at_us` (then `platform_order_id`
 once placed, or `reason` once refused). A sorted set `{<namespace>|queue}` indexes them by queue time, and
 `{<namespace>|queue}|refused` the refused ones; `{<namespace>|queue}|placer` is the placer's lease. Every script
-touches one key (the claim also reads the memory marker when one server holds every key), so each runs on one
+touches one key (a new claim also reads the memory marker when one server holds every key), so each runs on one
 slot of a cluster; the index is written before a record enters the queue and
 cleared after it leaves, so a crash in between leaves a stale entry (dropped when read), never a lost draft.
 """
@@ -21,6 +23,7 @@ from typing import Callable, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
+from redis.commands.core import Script
 from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
@@ -46,11 +49,11 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local function us(n) return string.format('%.0f', n) end
 """
 
-# KEYS[1] record, KEYS[2] (when the memory marker shares the record's server) the memory marker;
-# ARGV token, fingerprint, lease_us, ttl_seconds. A new claim also answers the marker, as MEMORY does.
-CLAIM = SERVER_CLOCK + """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then
+# A new claim of a draft without record, shared by CLAIM and REPLAY_OR_CLAIM: KEYS[1] record, KEYS[2] (when the
+# memory marker shares the record's server) the memory marker; ARGV token, fingerprint, lease_us, ttl_seconds. It
+# also answers the marker, as MEMORY does.
+_NEW_CLAIM = """
+local function claim_new()
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'state', 'in_flight', 'fingerprint', ARGV[2], 'token', ARGV[1],
     'created_at_us', us(now), 'started_at_us', us(now), 'lease_until_us', us(now + tonumber(ARGV[3])),
@@ -63,6 +66,12 @@ if not state then
   end
   return {'new', redis.call('HGETALL', KEYS[1]), us(now), memory}
 end
+"""
+
+# KEYS and ARGV as _NEW_CLAIM's.
+CLAIM = SERVER_CLOCK + _NEW_CLAIM + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return claim_new() end
 -- A queued draft was answered when it was accepted: every retry replays that answer.
 if state == 'done' or redis.call('HEXISTS', KEYS[1], 'request') == 1 then
   return {'done', redis.call('HGETALL', KEYS[1]), us(now)}
@@ -86,17 +95,42 @@ local held = redis.call('HMGET', KEYS[1], 'state', 'token')
 if held[1] ~= 'in_flight' or held[2] ~= ARGV[1] then return 0 end
 """
 
-# KEYS[1] record; ARGV token, order_id, response, ttl_seconds, body_digest ('' when not known)
-COMPLETE = SERVER_CLOCK + _FENCE + """
+# KEYS and ARGV[1..4] as _NEW_CLAIM's (fingerprint '': the payload is read after), ARGV[5] body_digest. A
+# byte-identical retry of a placed order gets its answer, a draft without record is claimed, and anything else is
+# left to CLAIM, once the payload is read. Only a claim reads the clock: a replay costs a read and no more.
+REPLAY_OR_CLAIM = """
+local held = redis.call('HMGET', KEYS[1], 'state', 'body_digest', 'order_id', 'response')
+if held[1] then
+  if held[1] == 'done' and held[2] == ARGV[5] and held[3] then return {'replay', held[3], held[4]} end
+  return {'other'}
+end
+""" + SERVER_CLOCK + _NEW_CLAIM + """
+return claim_new()
+"""
+
+# Written by the owner's next write when the claim was made before its payload was read: KEYS[1] record; the
+# fingerprint given ('' when not known) is recorded where the record has none.
+_FINGERPRINT = """
+local function note_fingerprint(given)
+  if given ~= '' and redis.call('HGET', KEYS[1], 'fingerprint') == '' then
+    redis.call('HSET', KEYS[1], 'fingerprint', given)
+  end
+end
+"""
+
+# KEYS[1] record; ARGV token, order_id, response, ttl_seconds, body_digest ('' when not known), fingerprint
+COMPLETE = SERVER_CLOCK + _FENCE + _FINGERPRINT + """
 redis.call('HSET', KEYS[1], 'state', 'done', 'order_id', ARGV[2], 'response', ARGV[3], 'updated_at_us', us(now))
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'body_digest', ARGV[5]) end
+note_fingerprint(ARGV[6])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
-# KEYS[1] record; ARGV token, ttl_seconds
-MARK_UNKNOWN = SERVER_CLOCK + _FENCE + """
+# KEYS[1] record; ARGV token, ttl_seconds, fingerprint
+MARK_UNKNOWN = SERVER_CLOCK + _FENCE + _FINGERPRINT + """
 redis.call('HSET', KEYS[1], 'state', 'unknown', 'lease_until_us', us(now), 'updated_at_us', us(now))
+note_fingerprint(ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
@@ -111,10 +145,11 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
-# KEYS[1] record; ARGV token, request, order_id, response, enqueued_at_us, ttl_seconds
-ENQUEUE = SERVER_CLOCK + _FENCE + """
+# KEYS[1] record; ARGV token, request, order_id, response, enqueued_at_us, ttl_seconds, fingerprint
+ENQUEUE = SERVER_CLOCK + _FENCE + _FINGERPRINT + """
 redis.call('HSET', KEYS[1], 'state', 'queued', 'request', ARGV[2], 'order_id', ARGV[3], 'response', ARGV[4],
   'enqueued_at_us', ARGV[5], 'lease_until_us', us(now), 'updated_at_us', us(now))
+note_fingerprint(ARGV[7])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 return 1
 """
@@ -249,6 +284,11 @@ def durability_risks(info: dict, save: str | None) -> list[str]:
     return risks
 
 
+def _micros(seconds: float) -> int:
+    """A duration in whole microseconds, as the scripts take it (never negative)."""
+    return max(0, round(seconds * 1_000_000))
+
+
 def _seconds(raw: bytes) -> float:
     return int(raw) / 1_000_000
 
@@ -273,6 +313,7 @@ class RedisIdempotencyStore:
         self._owns_client = False
         # Script objects run EVALSHA and load the source again on NOSCRIPT (after a restart or SCRIPT FLUSH).
         self._claim = client.register_script(CLAIM)
+        self._replay_or_claim = client.register_script(REPLAY_OR_CLAIM)
         self._complete = client.register_script(COMPLETE)
         self._mark_unknown = client.register_script(MARK_UNKNOWN)
         self._release = client.register_script(RELEASE)
@@ -313,8 +354,22 @@ class RedisIdempotencyStore:
 
     def claim(self, key: str, fingerprint: str, lease_seconds: float) -> Claim:
         token = secrets.token_hex(16)
-        lease_us = max(0, round(lease_seconds * 1_000_000))
-        reply = self._call(lambda: self._run_claim(key, [token, fingerprint, lease_us, self._ttl]))
+        reply = self._call(lambda: self._run_claim(self._claim, key, [token, fingerprint, _micros(lease_seconds),
+                                                                      self._ttl]))
+        return self._claim_from_reply(key, token, reply)
+
+    def replay_or_claim(self, key: str, body_digest: str, lease_seconds: float) -> Replay | Claim | None:
+        # One round trip for what a fresh draft needs twice otherwise (a replay read, then a claim).
+        token = secrets.token_hex(16)
+        args = [token, "", _micros(lease_seconds), self._ttl, body_digest]
+        reply = self._call(lambda: self._run_claim(self._replay_or_claim, key, args))
+        if reply[0] == b"replay":
+            return Replay(reply[1].decode(), reply[2] or b"")
+        if reply[0] == b"other":
+            return None
+        return self._claim_from_reply(key, token, reply)
+
+    def _claim_from_reply(self, key: str, token: str, reply: list) -> Claim:
         outcome = ClaimOutcome(reply[0].decode())
         record, now = self._record_from_hash(key, reply[1]), _seconds(reply[2])
         if outcome is ClaimOutcome.NEW:
@@ -323,20 +378,21 @@ class RedisIdempotencyStore:
             return Claim(outcome, record, token, previous=self._record_from_hash(key, reply[3]), now=now)
         return Claim(outcome, record, now=now)
 
-    def _run_claim(self, key: str, args: list) -> list:
+    def _run_claim(self, script: Script, key: str, args: list) -> list:
         if self._claim_reads_memory:
             try:
-                return self._claim(keys=[self.redis_key(key), self._memory_key], args=args)
+                return script(keys=[self.redis_key(key), self._memory_key], args=args)
             except ResponseError as exc:
                 if "CROSSSLOT" not in str(exc):
                     raise
                 # A proxy that shards one endpoint refuses a script over two slots before running it: from now on
                 # the marker is asked for on its own, as on a cluster.
                 self._claim_reads_memory = False
-        return self._claim(keys=[self.redis_key(key)], args=args)
+        return script(keys=[self.redis_key(key)], args=args)
 
-    def complete(self, key: str, token: str, order_id: str, response: bytes, body_digest: str = "") -> bool:
-        args = [token, order_id, bytes(response), self._ttl, body_digest]
+    def complete(self, key: str, token: str, order_id: str, response: bytes, body_digest: str = "",
+                 fingerprint: str = "") -> bool:
+        args = [token, order_id, bytes(response), self._ttl, body_digest, fingerprint]
         return bool(self._call(lambda: self._complete(keys=[self.redis_key(key)], args=args)))
 
     def replay(self, key: str, body_digest: str) -> Replay | None:
@@ -347,8 +403,9 @@ class RedisIdempotencyStore:
             return None
         return Replay(order_id.decode(), response or b"")
 
-    def mark_unknown(self, key: str, token: str) -> bool:
-        return bool(self._call(lambda: self._mark_unknown(keys=[self.redis_key(key)], args=[token, self._ttl])))
+    def mark_unknown(self, key: str, token: str, fingerprint: str = "") -> bool:
+        args = [token, self._ttl, fingerprint]
+        return bool(self._call(lambda: self._mark_unknown(keys=[self.redis_key(key)], args=args)))
 
     def release(self, key: str, token: str) -> bool:
         return bool(self._call(lambda: self._release(keys=[self.redis_key(key)], args=[token])))
@@ -362,11 +419,12 @@ class RedisIdempotencyStore:
 
     # overflow placement -------------------------------------------------------------------
 
-    def enqueue(self, key: str, token: str, request: bytes, order_id: str, response: bytes) -> bool:
+    def enqueue(self, key: str, token: str, request: bytes, order_id: str, response: bytes,
+                fingerprint: str = "") -> bool:
         def run() -> bool:
             # Indexed first: a crash before the record changes leaves an entry `queued` drops, never a lost draft.
             score = self._index(keys=[self._queue_key], args=[key])
-            args = [token, bytes(request), order_id, bytes(response), score, self._ttl]
+            args = [token, bytes(request), order_id, bytes(response), score, self._ttl, fingerprint]
             return bool(self._enqueue(keys=[self.redis_key(key)], args=args))
 
         return self._call(run)
@@ -384,8 +442,8 @@ class RedisIdempotencyStore:
 
     def claim_queued(self, key: str, lease_seconds: float) -> Claim | None:
         token = secrets.token_hex(16)
-        lease_us = max(0, round(lease_seconds * 1_000_000))
-        reply = self._call(lambda: self._claim_queued(keys=[self.redis_key(key)], args=[token, lease_us, self._ttl]))
+        args = [token, _micros(lease_seconds), self._ttl]
+        reply = self._call(lambda: self._claim_queued(keys=[self.redis_key(key)], args=args))
         outcome = reply[0].decode()
         if outcome == "none":
             return None
@@ -503,8 +561,9 @@ class RedisIdempotencyStore:
         self._call(self._client.ping)
 
     def warm_up(self, first_start: bool = True) -> None:
-        self._call(lambda: load_scripts(self._client, [self._claim, self._complete, self._mark_unknown,
-                                                       self._release, self._enqueue, self._memory]))
+        self._call(lambda: load_scripts(self._client, [self._claim, self._replay_or_claim, self._complete,
+                                                       self._mark_unknown, self._release, self._enqueue,
+                                                       self._memory]))
         if first_start:
             # An instance starting holds no create from before: whatever this Redis holds now, it held before.
             # A replacement worker must not say so: its siblings may have creates on their way while Redis, a moment

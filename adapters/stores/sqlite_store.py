@@ -68,6 +68,8 @@ COLUMNS = ("key, state, fingerprint, token, started_at, lease_until, order_id, r
 
 # The fence shared by the owner's writes: the live record is in flight and still carries our token.
 FENCE = "namespace = ? AND key = ? AND state = 'in_flight' AND token = ? AND expires_at > ?"
+# An owner's write records the payload's fingerprint (its parameter) on a record claimed without one.
+NOTE_FINGERPRINT = "fingerprint = CASE WHEN fingerprint = '' THEN ? ELSE fingerprint END"
 # Queued drafts not placed or refused yet; the placer takes those whose lease, if any, has lapsed.
 UNSETTLED_QUEUED = "request IS NOT NULL AND state IN ('queued', 'unknown', 'in_flight')"
 
@@ -198,14 +200,15 @@ class SqliteIdempotencyStore:
 
         return self._write(decide)
 
-    def complete(self, key: str, token: str, order_id: str, response: bytes, body_digest: str = "") -> bool:
+    def complete(self, key: str, token: str, order_id: str, response: bytes, body_digest: str = "",
+                 fingerprint: str = "") -> bool:
         def apply(conn: sqlite3.Connection) -> bool:
             now = self._clock()
             cursor = conn.execute(
                 "UPDATE idempotency_records SET state = 'done', order_id = ?, response = ?, body_digest = ?,"
-                f" updated_at = ?, expires_at = ? WHERE {FENCE}",
-                (order_id, bytes(response), body_digest or None, now, now + self._ttl, self._namespace, key, token,
-                 now),
+                f" {NOTE_FINGERPRINT}, updated_at = ?, expires_at = ? WHERE {FENCE}",
+                (order_id, bytes(response), body_digest or None, fingerprint, now, now + self._ttl, self._namespace,
+                 key, token, now),
             )
             return cursor.rowcount == 1
 
@@ -222,13 +225,17 @@ class SqliteIdempotencyStore:
 
         return self._call(read)
 
-    def mark_unknown(self, key: str, token: str) -> bool:
+    def replay_or_claim(self, key: str, body_digest: str, lease_seconds: float) -> Replay | Claim | None:
+        # A claim here would take the file's write lock for every retry: on one file, the read alone is cheaper.
+        return self.replay(key, body_digest)
+
+    def mark_unknown(self, key: str, token: str, fingerprint: str = "") -> bool:
         def apply(conn: sqlite3.Connection) -> bool:
             now = self._clock()
             cursor = conn.execute(
-                "UPDATE idempotency_records SET state = 'unknown', lease_until = ?, updated_at = ?,"
-                f" expires_at = ? WHERE {FENCE}",
-                (now, now, now + self._ttl, self._namespace, key, token, now),
+                f"UPDATE idempotency_records SET state = 'unknown', {NOTE_FINGERPRINT}, lease_until = ?,"
+                f" updated_at = ?, expires_at = ? WHERE {FENCE}",
+                (fingerprint, now, now, now + self._ttl, self._namespace, key, token, now),
             )
             return cursor.rowcount == 1
 
@@ -273,14 +280,15 @@ class SqliteIdempotencyStore:
 
     # overflow placement -------------------------------------------------------------------
 
-    def enqueue(self, key: str, token: str, request: bytes, order_id: str, response: bytes) -> bool:
+    def enqueue(self, key: str, token: str, request: bytes, order_id: str, response: bytes,
+                fingerprint: str = "") -> bool:
         def apply(conn: sqlite3.Connection) -> bool:
             now = self._clock()
             cursor = conn.execute(
                 "UPDATE idempotency_records SET state = 'queued', request = ?, order_id = ?, response = ?,"
-                f" enqueued_at = ?, lease_until = ?, updated_at = ?, expires_at = ? WHERE {FENCE}",
-                (bytes(request), order_id, bytes(response), now, now, now, now + self._ttl, self._namespace, key,
-                 token, now),
+                f" {NOTE_FINGERPRINT}, enqueued_at = ?, lease_until = ?, updated_at = ?, expires_at = ? WHERE {FENCE}",
+                (bytes(request), order_id, bytes(response), fingerprint, now, now, now, now + self._ttl,
+                 self._namespace, key, token, now),
             )
             return cursor.rowcount == 1
 

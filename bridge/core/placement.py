@@ -156,7 +156,7 @@ class ExactlyOnce:
             return Placement(PlacementResult.NOT_APPLIED, Step.CREATE, error=exc)
         except BaseException:
             # An unexpected failure may have followed a create: keep the record for lookup.
-            self.mark_unknown(key, claim.token)
+            self.mark_unknown(claim)
             raise
         return Placement(PlacementResult.CREATED, Step.CREATE, order=order)
 
@@ -173,7 +173,7 @@ class ExactlyOnce:
                               extra={"draftOrderId": key, "error": exc.message, **self._extra})
         if lookup is not None and lookup.result is LookupResult.FOUND:
             return Placement(PlacementResult.FOUND, Step.CREATE, order=lookup.order)
-        self.mark_unknown(key, claim.token)
+        self.mark_unknown(claim)
         self._decisions.note(key, "unknown")
         return Placement(PlacementResult.UNCONFIRMED, Step.CREATE)
 
@@ -184,7 +184,7 @@ class ExactlyOnce:
         if may_release(claim, step):
             self.release(claim.record.key, claim.token)
         else:
-            self.mark_unknown(claim.record.key, claim.token)
+            self.mark_unknown(claim)
 
     def release(self, key: str, token: str) -> None:
         try:
@@ -194,9 +194,10 @@ class ExactlyOnce:
         if self._notes_releases:
             self._decisions.note(key, "released")
 
-    def mark_unknown(self, key: str, token: str) -> None:
+    def mark_unknown(self, claim: Claim) -> None:
+        key = claim.record.key
         try:
-            self.store.mark_unknown(key, token)
+            self.store.mark_unknown(key, claim.token, claim.record.fingerprint)
         except StoreUnavailable:
             # The record stays in flight; after its lease a new owner looks the draft up anyway.
             self._log.error("could not mark a record unknown", extra={"draftOrderId": key})

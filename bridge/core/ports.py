@@ -83,7 +83,7 @@ class IdempotencyRecord:
 
     key: str
     state: RecordState
-    fingerprint: str
+    fingerprint: str  # "" until known: a claim made before its payload was read (`replay_or_claim`)
     token: str
     started_at: float  # unix seconds the current owner started; a create it sent ends by started_at + budget
     lease_until: float  # unix seconds; past it, another request may take the record over
@@ -155,15 +155,21 @@ class IdempotencyStore(Protocol):
     def claim(self, key: str, fingerprint: str, lease_seconds: float) -> Claim:
         """Atomically create, take over, or report the record for `key`, with the store's `now`."""
 
-    def complete(self, key: str, token: str, order_id: str, response: bytes, body_digest: str = "") -> bool:
+    def complete(self, key: str, token: str, order_id: str, response: bytes, body_digest: str = "",
+                 fingerprint: str = "") -> bool:
         """Mark done with the response to replay, and the digest of the request body that placed it (if given);
-        False when `token` no longer owns the record."""
+        False when `token` no longer owns the record. `fingerprint` is recorded if the record has none yet."""
 
     def replay(self, key: str, body_digest: str) -> Replay | None:
         """The answer of a done record whose placing request's body had `body_digest`; None otherwise."""
 
-    def mark_unknown(self, key: str, token: str) -> bool:
-        """Keep the record but drop the lease: a create may have landed and must be looked up."""
+    def replay_or_claim(self, key: str, body_digest: str, lease_seconds: float) -> Replay | Claim | None:
+        """`replay`'s answer; else, from a store where that saves a round trip, a NEW claim of a draft without record,
+        made before its payload is read (so with no fingerprint yet); else None: validate, then `claim`."""
+
+    def mark_unknown(self, key: str, token: str, fingerprint: str = "") -> bool:
+        """Keep the record but drop the lease: a create may have landed and must be looked up. `fingerprint` is
+        recorded if the record has none yet."""
 
     def release(self, key: str, token: str) -> bool:
         """Nothing reached the platform: delete the record, or put a queued draft back in the queue."""
@@ -176,8 +182,10 @@ class IdempotencyStore(Protocol):
 
     # overflow placement ---------------------------------------------------------------------
 
-    def enqueue(self, key: str, token: str, request: bytes, order_id: str, response: bytes) -> bool:
-        """Turn the owner's in-flight claim into a queued draft answered with `response`; False without the token."""
+    def enqueue(self, key: str, token: str, request: bytes, order_id: str, response: bytes,
+                fingerprint: str = "") -> bool:
+        """Turn the owner's in-flight claim into a queued draft answered with `response`; False without the token.
+        `fingerprint` is recorded if the record has none yet."""
 
     def queued(self, limit: int) -> list[IdempotencyRecord]:
         """Queued drafts awaiting placement, oldest first: queued, unknown, and in flight past their lease."""

@@ -10,8 +10,8 @@ import hashlib
 import logging
 import math
 import time
-from dataclasses import dataclass
-from typing import Callable, Optional
+from dataclasses import dataclass, replace
+from typing import Callable, Optional, Union
 
 from tenacity import RetryCallState, Retrying, retry_if_result, wait_exponential
 
@@ -48,6 +48,7 @@ from bridge.core.ports import (
     LookupResult,
     PlatformAdapter,
     RecordState,
+    Replay,
 )
 from bridge.core.presentation import Presentation
 
@@ -133,31 +134,64 @@ class OrderService:
 
     # placeOrder ---------------------------------------------------------------------------
 
-    def replay(self, key: str, digest: str) -> Optional[PlaceResult]:
-        """The answer already given to a request whose body had `digest` (`body_digest`) for draft `key`, if placed.
+    def place(self, key: Optional[str], digest: str, read: Callable[[], PlaceOrderRequest]) -> PlaceResult:
+        """Answer a placeOrder body: a retry of a placed order from its record, else the order `read` gives, once.
 
-        Bik's retries resend the same bytes: they are answered with one read of the record, before any validation
-        or claim. Anything else (another body for the draft, a draft not done yet) returns None: `place_order`.
+        `key` is the body's draftOrderId as sent (None when it would not pass validation) and `digest` the body's
+        `body_digest`. Bik's retries resend the same bytes: they are answered from the record before `read`
+        validates anything. A store may claim a draft it holds no record of in the same step: a claim `read`
+        refuses the payload of is given back, before anything was sent.
         """
-        replay = self.store.replay(key, digest)
-        if replay is None:
-            return None
-        self._note_decision(key, "replayed", replay.order_id)
-        return PlaceResult(replay.response, replay.order_id, "replayed")
+        # One budget for the whole Bik call, started before any claim (`place_order`).
+        deadline = self._place_deadline()
+        first: Union[Replay, Claim, None] = None
+        if key is not None:
+            # A claim made before the payload is read has no fingerprint until its owner's next write: only under
+            # `on_mismatch: replay` is that harmless (another payload meeting it is replayed the first order either
+            # way), so `reject` reads first and claims once the payload is known.
+            claims_early = self.settings.on_mismatch == "replay"
+            first = (self.store.replay_or_claim(key, digest, self.settings.lease_seconds) if claims_early
+                     else self.store.replay(key, digest))
+        if isinstance(first, Replay):
+            self._note_decision(key, "replayed", first.order_id)
+            return PlaceResult(first.response, first.order_id, "replayed")
+        try:
+            request = read()
+        except BaseException:
+            if first is not None:
+                self._give_back(first)
+            raise
+        if first is not None and request.draftOrderId != key:
+            # Validation keeps the id as sent; were it ever to change it, the claim would be another draft's.
+            self._give_back(first)
+            first = None
+        return self.place_order(request, digest, claim=first, deadline=deadline)
 
-    def place_order(self, request: PlaceOrderRequest, digest: str = "") -> PlaceResult:
+    def _give_back(self, claim: Claim) -> None:
+        """Release a claim made for a body that turned out invalid: nothing was sent for it."""
+        try:
+            self.store.release(claim.record.key, claim.token)
+        except StoreUnavailable:
+            log.error("could not release a claim; it expires with its lease", extra={"draftOrderId": claim.record.key})
+
+    def place_order(self, request: PlaceOrderRequest, digest: str = "", *, claim: Optional[Claim] = None,
+                    deadline: Optional[Deadline] = None) -> PlaceResult:
         """Place the order once per draftOrderId; duplicates replay, wait, or get 409.
 
         `digest` is the `body_digest` of the request as received: the record of an order this request places keeps
-        it, so that a byte-identical retry is answered by `replay`.
+        it, so that a byte-identical retry is answered by `place`. `claim` is a NEW claim `place` already made.
         """
         key = request.draftOrderId
         fingerprint = request.fingerprint()
-        first: Optional[Claim] = None
         # One budget for the whole Bik call, started before any claim: whatever this request sends ends before
         # its record's started_at + budget (which its lease outlasts by a positive grace), and time spent waiting
         # for a busy owner comes out of it.
-        deadline = self._place_deadline()
+        deadline = deadline or self._place_deadline()
+        if claim is not None:
+            # Claimed by `place` before the payload was read: this payload is the one its record will hold.
+            claim = replace(claim, record=replace(claim.record, fingerprint=fingerprint))
+            return self._place(request, claim, deadline, digest)
+        first: Optional[Claim] = None
 
         def claim_draft() -> Claim:
             nonlocal first
@@ -212,14 +246,17 @@ class OrderService:
                                       before_takeover_create=lambda: self._before_takeover_create(request, claim))
         result = placement.result
         if result is PlacementResult.FOUND:
-            answer = self._complete_and_answer(key, token, placement.order, "recovered", digest)
+            answer = self._complete_and_answer(claim, placement.order, "recovered", digest)
             if claim.outcome is ClaimOutcome.TAKEOVER and placement.step is Step.LOOKUP:
                 self._check_payload(claim.record, request.fingerprint())
             return answer
         if result is PlacementResult.CREATED:
             if placement.order.total != request.order.total:
                 self._note_decision(key, "total_mismatch", placement.order.id)
-            return self._complete_and_answer(key, token, placement.order, "created", digest)
+            if not claim.record.fingerprint:
+                # Taken over from an owner that ended before recording a payload: the order has this one.
+                claim = replace(claim, record=replace(claim.record, fingerprint=request.fingerprint()))
+            return self._complete_and_answer(claim, placement.order, "created", digest)
         if result is PlacementResult.INCONCLUSIVE:
             # This claim knows no more than the lookup did: a new one is dropped, so the next retry's search is as
             # wide; a taken-over one stays unknown.
@@ -255,8 +292,9 @@ class OrderService:
     def _before_takeover_create(self, request: PlaceOrderRequest, claim: Claim) -> None:
         """A taken-over draft proven absent is created again, unless its payload changed under `on_mismatch: reject`."""
         key = request.draftOrderId
-        if claim.record.fingerprint != request.fingerprint() and self.settings.on_mismatch == "reject":
-            self._steps.mark_unknown(key, claim.token)
+        recorded = claim.record.fingerprint  # "" when its first owner ended before recording a payload
+        if recorded not in ("", request.fingerprint()) and self.settings.on_mismatch == "reject":
+            self._steps.mark_unknown(claim)
             raise PayloadMismatch(f"draftOrderId {key} was first sent with another payload")
         self._note_decision(key, "absent_after_lookup")
 
@@ -281,7 +319,8 @@ class OrderService:
                 return None
             order = queued_answer(request, self._presentation)
             body = order.to_json_bytes()
-            if not self.store.enqueue(key, token, request.model_dump_json().encode(), order.id, body):
+            if not self.store.enqueue(key, token, request.model_dump_json().encode(), order.id, body,
+                                      request.fingerprint()):
                 log.warning("record was taken over before it could be queued", extra={"draftOrderId": key})
                 return None
         except StoreUnavailable:
@@ -290,12 +329,11 @@ class OrderService:
         self._note_decision(key, "queued", order.id)
         return PlaceResult(body, order.id, "queued")
 
-    def _complete_and_answer(self, key: str, token: str, order: BikOrder, decision: str,
-                             digest: str) -> PlaceResult:
+    def _complete_and_answer(self, claim: Claim, order: BikOrder, decision: str, digest: str) -> PlaceResult:
         """Record the placed order on the claim, with the digest of the request body that placed it, and answer it."""
-        body = order.to_json_bytes()
+        key, body = claim.record.key, order.to_json_bytes()
         try:
-            if not self.store.complete(key, token, order.id, body, digest):
+            if not self.store.complete(key, claim.token, order.id, body, digest, claim.record.fingerprint):
                 log.warning("record was taken over before completion", extra={"draftOrderId": key})
         except StoreUnavailable:
             # The order exists; a retry will find it by its draft id on the platform.
@@ -304,8 +342,8 @@ class OrderService:
         return PlaceResult(body, order.id, decision)
 
     def _check_payload(self, record: IdempotencyRecord, fingerprint: str) -> None:
-        if record.fingerprint == fingerprint:
-            return
+        if record.fingerprint in ("", fingerprint):
+            return  # the same payload, or one not recorded yet: nothing to compare with
         if self.settings.on_mismatch == "reject":
             raise PayloadMismatch(f"draftOrderId {record.key} was already used with another payload")
         log.warning("same draftOrderId with another payload; replaying the first order",
@@ -375,7 +413,7 @@ class OrderService:
             since = search_from(key, claim.now)
             lookup = self.adapter.find_by_draft(key, None, self._deadline(), since)
         except BridgeError as exc:
-            self._steps.mark_unknown(key, token)
+            self._steps.mark_unknown(claim)
             log.warning("reconcile lookup failed", extra={"draftOrderId": key, "error": exc.message})
             return key, "lookup_failed", None
         if lookup.result is LookupResult.FOUND:
@@ -384,7 +422,7 @@ class OrderService:
             return key, "recorded", lookup.order.id
         if lookup.result is LookupResult.INCONCLUSIVE:
             # Never released without proof: the next run, or the merchant, decides.
-            self._steps.mark_unknown(key, token)
+            self._steps.mark_unknown(claim)
             self._note_decision(key, "lookup_inconclusive")
             log.warning("reconcile could not prove the order absent", extra={"draftOrderId": key,
                                                                               "reason": lookup.reason})

@@ -182,15 +182,17 @@ def create_app(config: Config, *, service: OrderService, metrics: Optional["Metr
         raw = read_body(max_bytes)
         document, digest = json_object(raw), body_digest(raw)
         # Only an id validation would let through reaches the store and the log, before validation: a retry of a
-        # placed order, byte for byte, is answered from its record, and the request line names the draft even when
-        # the store cannot answer.
+        # placed order, byte for byte, is answered from its record (a fresh draft claimed in the same step), and the
+        # request line names the draft even when the store cannot answer.
         draft = document.get("draftOrderId")
         served.draft_order_id = draft = draft if looks_like_draft_id(draft) else None
-        result = service.replay(draft, digest) if draft is not None else None
-        if result is None:
+
+        def read() -> PlaceOrderRequest:
             order_request = validate(PlaceOrderRequest, document)
             check_currency(order_request, config.store.currency)
-            result = service.place_order(order_request, digest)
+            return order_request
+
+        result = service.place(draft, digest, read)
         served.order_id, served.decision = result.order_id, result.decision
         return json_response(result.body)
 

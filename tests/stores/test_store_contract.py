@@ -489,6 +489,64 @@ def test_replay_answers_a_done_record_only_for_the_body_that_placed_it(store):
     assert store.get("d-1").state is RecordState.DONE
 
 
+def test_replay_or_claim_replays_what_replay_would(store):
+    claim = store.claim("d-1", "fp", LIVE)
+    assert store.replay_or_claim("d-1", "digest-a", LIVE) is None  # in flight: left to the claim
+    assert store.complete("d-1", claim.token, "order-7", BINARY, "digest-a")
+
+    replay = store.replay_or_claim("d-1", "digest-a", LIVE)
+    assert (replay.order_id, replay.response) == ("order-7", BINARY)
+    assert store.replay_or_claim("d-1", "digest-b", LIVE) is None  # another body: the claim decides
+    assert store.get("d-1").state is RecordState.DONE
+
+
+def test_replay_or_claim_leaves_every_settled_or_unsure_record_to_the_claim(store):
+    unknown = store.claim("d-1", "fp", LIVE)
+    assert store.mark_unknown("d-1", unknown.token)
+    queued = store.claim("d-2", "fp", LIVE)
+    assert store.enqueue("d-2", queued.token, b"{}", "BK-d-2", b"queued answer")
+    store.claim("d-3", "fp", STALE)  # in flight past its lease
+
+    for key in ("d-1", "d-2", "d-3"):
+        before = store.get(key)
+        assert store.replay_or_claim(key, "digest-a", LIVE) is None
+        assert store.get(key) == before  # nothing taken over before the payload is read
+
+
+def test_replay_or_claim_of_a_draft_without_record_claims_it_or_leaves_it_to_the_claim(store):
+    """A store may claim a fresh draft in the same step (a NEW claim with no fingerprint yet), or leave it."""
+    first = store.replay_or_claim("d-1", "digest-a", LIVE)
+    if first is None:
+        assert store.get("d-1") is None
+        return
+    assert first.outcome is ClaimOutcome.NEW and first.token
+    assert (first.record.state, first.record.fingerprint, first.record.token) == (RecordState.IN_FLIGHT, "",
+                                                                                    first.token)
+    assert first.record.lease_until == pytest.approx(first.now + LIVE)
+    assert store.claim("d-1", "fp", LIVE).outcome is ClaimOutcome.BUSY  # owned like any new claim
+    assert store.replay_or_claim("d-1", "digest-a", LIVE) is None
+    assert store.complete("d-1", first.token, "order-7", b"answer", "digest-a", "fp")
+    assert store.get("d-1").fingerprint == "fp"
+    assert store.replay_or_claim("d-1", "digest-a", LIVE).order_id == "order-7"
+
+
+def test_an_owner_write_records_the_fingerprint_only_where_none_is(store):
+    """complete, mark_unknown and enqueue write the payload's fingerprint on a record claimed without one, and never
+    replace one the record holds."""
+    writes = {
+        "complete": lambda key, token, fp: store.complete(key, token, "order-1", b"{}", "", fp),
+        "mark_unknown": lambda key, token, fp: store.mark_unknown(key, token, fp),
+        "enqueue": lambda key, token, fp: store.enqueue(key, token, b"{}", f"BK-{key}", b"queued", fp),
+    }
+    for name, write in writes.items():
+        blank = store.claim(f"blank-{name}", "", LIVE)
+        assert write(f"blank-{name}", blank.token, "fp-new")
+        assert store.get(f"blank-{name}").fingerprint == "fp-new", name
+        held = store.claim(f"held-{name}", "fp-first", LIVE)
+        assert write(f"held-{name}", held.token, "fp-new")
+        assert store.get(f"held-{name}").fingerprint == "fp-first", name
+
+
 def test_replay_needs_a_digest_recorded_with_the_order(store):
     """Orders recorded without a body (reconcile, records written before digests) are replayed by the claim only."""
     claim = store.claim("d-1", "fp", LIVE)

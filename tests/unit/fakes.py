@@ -105,7 +105,8 @@ class DownStore:
     def _down(self, *args, **kwargs):
         raise StoreUnavailable()
 
-    claim = complete = replay = mark_unknown = release = get = unsettled = ping = warm_up = memory_began = _down
+    claim = complete = replay = replay_or_claim = mark_unknown = release = get = unsettled = ping = warm_up = _down
+    memory_began = _down
 
     def close(self) -> None:
         pass

@@ -5,6 +5,9 @@ import base64
 import copy
 import json
 import logging
+import os
+import uuid
+from collections import Counter
 
 import pytest
 
@@ -24,7 +27,8 @@ from bridge.core.errors import (
     UpstreamUnreachable,
 )
 from bridge.core.models import PlaceOrderRequest
-from bridge.core.service import OrderService
+from bridge.core.ports import RecordState
+from bridge.core.service import OrderService, body_digest
 from bridge.http.app import create_app
 
 from .fakes import DownStore, FakeAdapter
@@ -32,6 +36,7 @@ from .fakes import DownStore, FakeAdapter
 TOKEN = "bik-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 DRAFT = "nb_1715200000_a1b2c3d4"
+REDIS_URL = os.environ.get("BIK_BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def make_config(tmp_path, **sections):
@@ -154,6 +159,102 @@ def test_the_same_payload_in_other_bytes_is_still_replayed(counted, place_order_
     assert store.claims == 2
     assert post(client, "/placeOrder", {**place_order_body, "draftOrderId": "nb_other"}).get_json()["order"]["id"] \
         == "L-1002"
+
+
+class StoreCalls:
+    """The service's store, counting the calls made through it by name."""
+
+    def __init__(self, store):
+        self.store, self.calls = store, Counter()
+
+    def __getattr__(self, name):
+        method = getattr(self.store, name)
+        if not callable(method):
+            return method
+
+        def counted(*args, **kwargs):
+            self.calls[name] += 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+@pytest.fixture
+def on_redis(tmp_path):
+    """The app over a Redis idempotency store (one namespace per test), its calls counted."""
+    config = make_config(tmp_path, idempotency={"backend": "redis", "redis_url": REDIS_URL,
+                                                "namespace": f"test-app-{uuid.uuid4().hex[:12]}"})
+    service = build_service(config)
+    service.warm_up(first_start=True)  # as a worker does: this Redis held its records before the bridge started
+    service.store = calls = StoreCalls(service.store)
+    yield create_app(config, service=service).test_client(), calls
+    calls.store.close()
+
+
+def test_on_redis_a_fresh_draft_takes_one_store_call_before_it_is_sent(on_redis, place_order_body):
+    """Looking for a replay and claiming a fresh draft are one round trip: no separate claim follows."""
+    client, store = on_redis
+    first = post(client, "/placeOrder", place_order_body)
+    assert first.status_code == 200
+    assert store.calls["replay_or_claim"] == 1 and store.calls["claim"] == 0
+    record = store.get(DRAFT)
+    assert record.state is RecordState.DONE
+    assert record.fingerprint == PlaceOrderRequest.model_validate(place_order_body).fingerprint()
+
+    again = post(client, "/placeOrder", place_order_body)
+    assert again.get_data() == first.get_data() and store.calls["claim"] == 0
+
+
+@pytest.mark.parametrize("change", ["no items", "another currency"])
+def test_on_redis_a_fresh_draft_refused_after_its_claim_leaves_no_record(on_redis, place_order_body, change):
+    """A body that fails validation after its draft was claimed gives the claim back: a good retry places it."""
+    client, store = on_redis
+    bad = copy.deepcopy(place_order_body)
+    if change == "no items":
+        bad["order"]["items"] = []
+    else:
+        bad["order"]["currency"] = "USD"
+
+    refused = post(client, "/placeOrder", bad)
+    assert refused.status_code in (400, 422) and store.calls["replay_or_claim"] == 1
+    assert store.get(DRAFT) is None
+    placed = post(client, "/placeOrder", place_order_body)
+    assert placed.status_code == 200 and store.get(DRAFT).state is RecordState.DONE
+
+
+def test_on_redis_another_payload_meeting_a_fresh_claim_is_replayed_the_first_order(on_redis, place_order_body):
+    """A draft claimed before its payload was read holds no fingerprint yet: another payload meeting it is told the
+    draft is in flight, then replayed the first order (`on_mismatch: replay`), never placed."""
+    client, store = on_redis
+    raw = json.dumps(place_order_body).encode()
+    claim = store.replay_or_claim(DRAFT, body_digest(raw), 60)
+    assert claim.record.fingerprint == ""
+    changed = copy.deepcopy(place_order_body)
+    changed["order"]["items"][0]["quantity"] += 1
+    assert_json_error(post(client, "/placeOrder", changed), 409)
+
+    request_ = PlaceOrderRequest.model_validate(place_order_body)
+    assert store.complete(DRAFT, claim.token, "L-1", b'{"x":1}', body_digest(raw), request_.fingerprint())
+    assert post(client, "/placeOrder", changed).get_data() == b'{"x":1}'
+    assert post(client, "/placeOrder", raw).get_data() == b'{"x":1}'
+
+
+def test_on_redis_under_reject_a_fresh_draft_is_claimed_once_its_payload_is_read(tmp_path, place_order_body):
+    """`on_mismatch: reject` compares every payload with the first: its drafts are claimed with their fingerprint."""
+    config = make_config(tmp_path, idempotency={"backend": "redis", "redis_url": REDIS_URL, "on_mismatch": "reject",
+                                                "namespace": f"test-app-{uuid.uuid4().hex[:12]}"})
+    service = build_service(config)
+    service.warm_up(first_start=True)
+    service.store = store = StoreCalls(service.store)
+    client = create_app(config, service=service).test_client()
+    try:
+        assert post(client, "/placeOrder", place_order_body).status_code == 200
+        assert (store.calls["replay"], store.calls["claim"], store.calls["replay_or_claim"]) == (1, 1, 0)
+        changed = copy.deepcopy(place_order_body)
+        changed["order"]["items"][0]["quantity"] += 1
+        assert_json_error(post(client, "/placeOrder", changed), 422)
+    finally:
+        store.store.close()
 
 
 def test_a_byte_identical_retry_still_needs_credentials(client, place_order_body):

@@ -263,9 +263,21 @@ def test_another_payload_that_took_a_record_over_is_never_replayed_by_its_bytes(
 
     with pytest.raises(PayloadMismatch):
         service.place_order(changed, raw)  # takes over, finds the first order, refuses the payload
-    assert service.replay(changed.draftOrderId, raw) is None
+    assert store.replay(changed.draftOrderId, raw) is None
     with pytest.raises(PayloadMismatch):
         service.place_order(changed, raw)
-    assert service.replay(request_.draftOrderId, first) is None  # recorded by the other payload: the claim answers
+    assert store.replay(request_.draftOrderId, first) is None  # recorded by the other payload: the claim answers
     assert service.place_order(request_, first).decision == "replayed"
     assert adapter.creates == 1
+
+
+def test_a_record_left_without_a_payload_is_placed_by_its_next_owner_under_reject(adapter, store, clock, request_):
+    """A record whose first owner ended before recording a payload (claimed before its body was read) holds nothing
+    to compare: under `on_mismatch: reject` the next owner proves the draft absent, creates it and records its own."""
+    service = make_service(adapter, store, clock, on_mismatch="reject")
+    store.claim(request_.draftOrderId, "", 0.0)
+    clock.advance(BUDGET + 1)
+
+    assert service.place_order(request_, "digest").decision == "created"
+    assert adapter.creates == 1
+    assert store.get(request_.draftOrderId).fingerprint == request_.fingerprint()
