@@ -21,9 +21,10 @@ QUOTA_PER_SECOND = 20
 
 def overflow_config(fake, store: dict) -> dict:
     # rate_limit_wait_cap_seconds 0: a placeOrder the quota cannot take at once is queued at once, so the burst
-    # overflows within the test's seconds instead of Bik's 15-second wait.
-    return bigcommerce_config(fake, "redis://127.0.0.1:6379/15", idempotency=store, placement="overflow",
-                              upstream={"rate_limit_wait_cap_seconds": 0})
+    # overflows within the test's seconds instead of Bik's 15-second wait. lease_grace_seconds 1: the instances
+    # started after the kill wait out the killed placer's lease (a draft's lease plus 10 s) before placing the rest.
+    return bigcommerce_config(fake, "redis://127.0.0.1:6379/15", idempotency={"lease_grace_seconds": 1, **store},
+                              placement="overflow", upstream={"rate_limit_wait_cap_seconds": 0})
 
 
 def orders_per_draft(fake) -> Counter:
