@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import requests
@@ -31,7 +32,9 @@ class BridgeProcess:
         self.config = {**config, "server": {**config.get("server", {}), "host": "127.0.0.1", "port": self.port}}
         self.config_path = self.workdir / f"{name}.yaml"
         self.log_path = self.workdir / f"{name}.log"
-        self.env = {**os.environ, **(env or {})}
+        # Metrics files in the test's own directory: a bridge killed at the end of its test leaves nothing elsewhere.
+        metrics = tempfile.mkdtemp(prefix=f"{name}-metrics-", dir=self.workdir)
+        self.env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics, **(env or {})}
         self.proc: subprocess.Popen | None = None
         self.session = requests.Session()
 
@@ -78,6 +81,13 @@ class BridgeProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
+
+    def kill(self) -> None:
+        """SIGKILL master and workers at once: for a bridge whose test is over and needs no drain."""
+        self.session.close()
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
