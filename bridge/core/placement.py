@@ -187,12 +187,16 @@ class ExactlyOnce:
             self.mark_unknown(claim)
 
     def release(self, key: str, token: str) -> None:
+        self.give_back(key, token)
+        if self._notes_releases:
+            self._decisions.note(key, "released")
+
+    def give_back(self, key: str, token: str) -> None:
+        """Release a claim that sent nothing; while the store is away it expires with its lease instead."""
         try:
             self.store.release(key, token)
         except StoreUnavailable:
             self._log.error("could not release a claim; it expires with its lease", extra={"draftOrderId": key})
-        if self._notes_releases:
-            self._decisions.note(key, "released")
 
     def mark_unknown(self, claim: Claim) -> None:
         key = claim.record.key

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 from tenacity import RetryCallState, Retrying, retry_if_result, wait_exponential
 
@@ -144,7 +144,7 @@ class OrderService:
         """
         # One budget for the whole Bik call, started before any claim (`place_order`).
         deadline = self._place_deadline()
-        first: Union[Replay, Claim, None] = None
+        first: Replay | Claim | None = None
         if key is not None:
             # A claim made before the payload is read has no fingerprint until its owner's next write: only under
             # `on_mismatch: replay` is that harmless (another payload meeting it is replayed the first order either
@@ -158,21 +158,14 @@ class OrderService:
         try:
             request = read()
         except BaseException:
-            if first is not None:
-                self._give_back(first)
+            if first is not None:  # a body refused before anything was sent for it
+                self._steps.give_back(key, first.token)
             raise
         if first is not None and request.draftOrderId != key:
             # Validation keeps the id as sent; were it ever to change it, the claim would be another draft's.
-            self._give_back(first)
+            self._steps.give_back(key, first.token)
             first = None
         return self.place_order(request, digest, claim=first, deadline=deadline)
-
-    def _give_back(self, claim: Claim) -> None:
-        """Release a claim made for a body that turned out invalid: nothing was sent for it."""
-        try:
-            self.store.release(claim.record.key, claim.token)
-        except StoreUnavailable:
-            log.error("could not release a claim; it expires with its lease", extra={"draftOrderId": claim.record.key})
 
     def place_order(self, request: PlaceOrderRequest, digest: str = "", *, claim: Optional[Claim] = None,
                     deadline: Optional[Deadline] = None) -> PlaceResult:

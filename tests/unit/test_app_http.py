@@ -114,53 +114,6 @@ def test_same_draft_again_is_byte_identical(client, place_order_body):
     assert other.get_json()["order"]["id"] == "L-1002"
 
 
-class ClaimCounter:
-    """The service's store, counting the claims made through it."""
-
-    def __init__(self, store):
-        self.store, self.claims = store, 0
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
-
-    def claim(self, *args):
-        self.claims += 1
-        return self.store.claim(*args)
-
-
-@pytest.fixture
-def counted(config):
-    service = build_service(config)
-    service.store = counter = ClaimCounter(service.store)
-    yield create_app(config, service=service).test_client(), counter
-    counter.store.close()
-
-
-def test_a_byte_identical_retry_is_answered_without_a_claim(counted, place_order_body):
-    """Bik's retry of a placed order, byte for byte, is answered from its record with one read."""
-    client, store = counted
-    raw = json.dumps(place_order_body).encode()
-    first = post(client, "/placeOrder", raw)
-    assert first.status_code == 200 and store.claims == 1
-
-    again = post(client, "/placeOrder", raw)
-    assert again.status_code == 200 and again.get_data() == first.get_data()
-    assert store.claims == 1
-
-
-def test_the_same_payload_in_other_bytes_is_still_replayed(counted, place_order_body):
-    """Reformatted (spaces, key order), the same payload is replayed through the claim, never placed again."""
-    client, store = counted
-    first = post(client, "/placeOrder", json.dumps(place_order_body).encode())
-    reformatted = json.dumps(place_order_body, indent=2, sort_keys=True).encode()
-
-    again = post(client, "/placeOrder", reformatted)
-    assert again.status_code == 200 and again.get_data() == first.get_data()
-    assert store.claims == 2
-    assert post(client, "/placeOrder", {**place_order_body, "draftOrderId": "nb_other"}).get_json()["order"]["id"] \
-        == "L-1002"
-
-
 class StoreCalls:
     """The service's store, counting the calls made through it by name."""
 
@@ -180,14 +133,52 @@ class StoreCalls:
 
 
 @pytest.fixture
-def on_redis(tmp_path):
-    """The app over a Redis idempotency store (one namespace per test), its calls counted."""
-    config = make_config(tmp_path, idempotency={"backend": "redis", "redis_url": REDIS_URL,
+def counted(config):
+    service = build_service(config)
+    service.store = calls = StoreCalls(service.store)
+    yield create_app(config, service=service).test_client(), calls
+    calls.store.close()
+
+
+def test_a_byte_identical_retry_is_answered_without_a_claim(counted, place_order_body):
+    """Bik's retry of a placed order, byte for byte, is answered from its record with one read."""
+    client, store = counted
+    raw = json.dumps(place_order_body).encode()
+    first = post(client, "/placeOrder", raw)
+    assert first.status_code == 200 and store.calls["claim"] == 1
+
+    again = post(client, "/placeOrder", raw)
+    assert again.status_code == 200 and again.get_data() == first.get_data()
+    assert store.calls["claim"] == 1
+
+
+def test_the_same_payload_in_other_bytes_is_still_replayed(counted, place_order_body):
+    """Reformatted (spaces, key order), the same payload is replayed through the claim, never placed again."""
+    client, store = counted
+    first = post(client, "/placeOrder", json.dumps(place_order_body).encode())
+    reformatted = json.dumps(place_order_body, indent=2, sort_keys=True).encode()
+
+    again = post(client, "/placeOrder", reformatted)
+    assert again.status_code == 200 and again.get_data() == first.get_data()
+    assert store.calls["claim"] == 2
+    assert post(client, "/placeOrder", {**place_order_body, "draftOrderId": "nb_other"}).get_json()["order"]["id"] \
+        == "L-1002"
+
+
+def redis_app(tmp_path, **idempotency):
+    """The app over a Redis idempotency store (a namespace of its own), and the store, its calls counted."""
+    config = make_config(tmp_path, idempotency={"backend": "redis", "redis_url": REDIS_URL, **idempotency,
                                                 "namespace": f"test-app-{uuid.uuid4().hex[:12]}"})
     service = build_service(config)
     service.warm_up(first_start=True)  # as a worker does: this Redis held its records before the bridge started
     service.store = calls = StoreCalls(service.store)
-    yield create_app(config, service=service).test_client(), calls
+    return create_app(config, service=service).test_client(), calls
+
+
+@pytest.fixture
+def on_redis(tmp_path):
+    client, calls = redis_app(tmp_path)
+    yield client, calls
     calls.store.close()
 
 
@@ -241,12 +232,7 @@ def test_on_redis_another_payload_meeting_a_fresh_claim_is_replayed_the_first_or
 
 def test_on_redis_under_reject_a_fresh_draft_is_claimed_once_its_payload_is_read(tmp_path, place_order_body):
     """`on_mismatch: reject` compares every payload with the first: its drafts are claimed with their fingerprint."""
-    config = make_config(tmp_path, idempotency={"backend": "redis", "redis_url": REDIS_URL, "on_mismatch": "reject",
-                                                "namespace": f"test-app-{uuid.uuid4().hex[:12]}"})
-    service = build_service(config)
-    service.warm_up(first_start=True)
-    service.store = store = StoreCalls(service.store)
-    client = create_app(config, service=service).test_client()
+    client, store = redis_app(tmp_path, on_mismatch="reject")
     try:
         assert post(client, "/placeOrder", place_order_body).status_code == 200
         assert (store.calls["replay"], store.calls["claim"], store.calls["replay_or_claim"]) == (1, 1, 0)
