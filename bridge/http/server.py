@@ -4,7 +4,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import multiprocessing
 import os
 from typing import Mapping, Optional
 
@@ -14,6 +13,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 
 from bridge.config import Config
 from bridge.core.errors import ConfigError
+from bridge.http.start_gate import StartGate
 from bridge.ops import multiproc
 from bridge.ops.logs import configure_logging
 
@@ -91,8 +91,8 @@ class BridgeServer(BaseApplication):
         self.metrics_dir = metrics_dir
         self.owns_metrics_dir = owns_metrics_dir
         self.first_worker = False
-        # Made by the master before it forks, shared by every worker it starts: set once one of them may serve.
-        self.serving = multiprocessing.Value("b", 0)
+        # Made by the master before it forks, passed by every worker it starts.
+        self.start_gate = StartGate(gunicorn_options(config)["worker_tmp_dir"])
         self.placer = None  # this worker's overflow placer, when `placement: overflow`
         self.worker = None
         super().__init__()
@@ -129,6 +129,7 @@ class BridgeServer(BaseApplication):
             self.placer.stop(timeout=self.config_model.lease_seconds() + 5)
 
     def _on_exit(self, server) -> None:
+        self.start_gate.close()
         if self.owns_metrics_dir:
             multiproc.remove(self.metrics_dir)
 
@@ -139,12 +140,11 @@ class BridgeServer(BaseApplication):
 
         app = build_app(self.config_model)
         service = app.extensions[EXTENSION]
-        with self.serving.get_lock():
+        with self.start_gate.passing() as first_start:
             # While no worker of this instance serves, none can have a create on its way, and this one may vouch
-            # for the store (`warm_up`'s first_start). Checked, warmed up and marked under one lock, so that no
+            # for the store (`warm_up`'s first_start). Checked, warmed up and marked in one pass, so that no
             # sibling starts serving in between: a worker slower to start, or one replacing a dead one, does not.
-            service.warm_up(first_start=self.serving.value == 0)
-            self.serving.value = 1
+            service.warm_up(first_start=first_start)
         if self.first_worker:
             # Asked of the worker's own store: the warnings cost no connection of their own.
             for warning in durability_warnings(self.config_model, service.store):

@@ -74,12 +74,14 @@ def test_a_worker_freezes_what_it_built_so_full_collections_skip_it(tmp_path):
     config = parse_config({"local": {"db_path": str(tmp_path / "orders.db")}, "metrics": {"enabled": False},
                            "idempotency": {"sqlite_path": str(tmp_path / "idempotency.db")}}, environ={})
     gc.unfreeze()
+    server = BridgeServer(config)
     try:
-        app = BridgeServer(config).load()
+        app = server.load()
         assert gc.get_freeze_count() > 0
         assert app.test_client().get("/healthz").status_code == 200
     finally:
         gc.unfreeze()
+        server.start_gate.close()
 
 
 @pytest.mark.parametrize("age", [1, 2, 3, 7])
@@ -99,11 +101,12 @@ def test_only_a_worker_starting_before_any_sibling_serves_vouches_for_the_store(
     # What else the hook does to the process (its logging, gunicorn's error page) is undone after the test.
     monkeypatch.setattr("bridge.http.server.configure_logging", lambda *args, **kwargs: None)
     monkeypatch.setattr(gunicorn_util, "write_error", gunicorn_util.write_error)
-    server = BridgeServer(config)  # the master: its flag is what the workers it forks share
+    server = BridgeServer(config)  # the master: its gate is what the workers it forks pass through
     try:
         for worker_age in (age, age + 1):  # two workers of the instance, the second loading after the first
             server._post_fork(None, type("Worker", (), {"age": worker_age})())
             server.load()
     finally:
         gc.unfreeze()
+        server.start_gate.close()
     assert told == [True, False]
