@@ -78,9 +78,12 @@ def versus_text(figure: Figure) -> str:
     measured = figure.measured
     if figure.compare is None or measured is None:
         return ""
+    # Two decimals unless they would show the target itself beside a verdict they cannot explain (0.898 as 0.90×).
+    target = figure.target
+    digits = 3 if target is not None and measured != target and round(measured, 2) == round(target, 2) else 2
     if figure.compare == "ratio":
-        return f"{measured:.2f}×"
-    return f"{measured:+.2f} {figure.unit}".strip()
+        return f"{measured:.{digits}f}×"
+    return f"{measured:+.{digits}f} {figure.unit}".strip()
 
 
 def verdict(figure: Figure) -> str:

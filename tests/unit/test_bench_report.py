@@ -42,6 +42,13 @@ def test_figures_are_judged_by_themselves_or_against_the_bare_stack():
     assert (memory.passed, throughput.passed, latency.passed, context.passed) == (True, True, False, None)
 
 
+@pytest.mark.parametrize("value, shown", [(273.0, "0.898×"), (271.0, "0.89×"), (310.0, "1.02×")])
+def test_a_ratio_that_rounds_to_its_target_shows_the_digit_that_decides(value, shown):
+    from bench.report import versus_text
+
+    assert versus_text(Figure("b", "throughput", value, "req/s", 0.9, ">=", bare=304.0, compare="ratio")) == shown
+
+
 def test_a_comparison_without_its_bare_figure_is_not_judged():
     assert Figure("a", "median", 2.5, "ms", 0.3, "<=", compare="difference").passed is None
 
