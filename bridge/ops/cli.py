@@ -20,13 +20,14 @@ from bridge.core.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from bridge.ops.logs import configure_logging
+from bridge.ops.logs import configure_logging, mask_text, scrub
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    print(f"bik-bridge: {message}", file=sys.stderr)
+    # A platform's error can quote the order it refused: its customer's email or phone shows masked, as in the logs.
+    print(f"bik-bridge: {mask_text(message)}", file=sys.stderr)
     return code
 
 
@@ -82,7 +83,8 @@ def cmd_dry_run(args: argparse.Namespace, config: Config) -> int:
         planned = adapter.build_create(request)
     except BridgeError as exc:
         return _fail(exc.message)
-    print(json.dumps({"platform": config.platform, "requests": [r.masked() for r in planned]}, indent=2,
+    # The shape of what would be sent, not the customer it would be sent for: their fields show as masked hints.
+    print(json.dumps({"platform": config.platform, "requests": [scrub(r.masked()) for r in planned]}, indent=2,
                      ensure_ascii=False))
     return EXIT_OK
 
@@ -245,7 +247,8 @@ def _queue_list(store, as_json: bool) -> int:
     # `queued` leaves out a draft the placer holds right now (a live lease); the count in the last line has it.
     rows = waiting + store.refused(QUEUE_LIST_LIMIT)
     entries = [{"draftOrderId": r.key, "orderId": r.order_id, "state": QUEUE_STATES.get(r.state.value, r.state.value),
-                "queuedSeconds": round(max(0.0, stats.now - r.enqueued_at), 1), "reason": r.reason} for r in rows]
+                "queuedSeconds": round(max(0.0, stats.now - r.enqueued_at), 1),
+                "reason": mask_text(r.reason) if r.reason else r.reason} for r in rows]
     if as_json:
         print(json.dumps(entries, ensure_ascii=False))
         return EXIT_OK
@@ -273,7 +276,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int)
     serve.add_argument("--worker-connections", type=int)
 
-    dry = command("dry-run", cmd_dry_run, "print the request(s) a placeOrder payload would send; sends nothing")
+    dry = command("dry-run", cmd_dry_run,
+                  "print the request(s) a placeOrder payload would send, customer data masked; sends nothing")
     dry.add_argument("payload", help="a placeOrder body as Bik sends it (see examples/)")
     dry.add_argument("--platform", choices=list(PLATFORMS))
 

@@ -19,6 +19,7 @@ import requests
 from pydantic import ValidationError
 
 from bridge.core.models import BikOrder
+from bridge.ops.logs import mask_text, scrub
 
 # Bik's sample order (its documentation's placeOrder example). Its product ids exist in the local
 # platform only: against a real store, pass --payload with a product of that store.
@@ -126,7 +127,11 @@ def with_draft_id(payload: dict, draft_id: str) -> dict:
 
 
 def _excerpt(response: requests.Response) -> str:
-    text = response.text.strip().replace("\n", " ")
+    """The start of an answer, to show beside a breach, with any customer data in it masked."""
+    try:
+        text = json.dumps(scrub(response.json()), ensure_ascii=False)
+    except ValueError:
+        text = mask_text(response.text.strip().replace("\n", " "))
     return text if len(text) <= 300 else text[:300] + "..."
 
 

@@ -80,6 +80,16 @@ def test_dry_run_prints_the_bigcommerce_request(project_root, capsys):
     assert request["json"]["products"][0]["quantity"] == 2
 
 
+@pytest.mark.parametrize("platform", ["bigcommerce", "bitbybit", "local"])
+def test_dry_run_shows_no_customer_data(project_root, capsys, platform):
+    """The request's shape is shown with the customer's name, contacts and address as masked hints."""
+    assert main(["dry-run", str(project_root / "examples" / "place-order.json"), "--platform", platform]) == 0
+    out, err = capsys.readouterr()
+    for personal in ("+919876543210", "9876543210", "buyer@example.com", "Tester", "HSR Layout", "560102"):
+        assert personal not in out + err, personal
+    assert "b***@example.com" in out  # a hint of the shape stays, as in the logs
+
+
 def test_dry_run_masks_a_configured_token(tmp_path, project_root, monkeypatch, capsys):
     """A real access token from the config is masked too, and the configured store hash is used."""
     monkeypatch.setenv("BC_TOKEN", SECRET)

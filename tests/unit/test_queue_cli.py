@@ -60,6 +60,17 @@ def test_list_shows_waiting_drafts_oldest_first_then_refused_ones(store, config_
                                                                               "out of stock")]
 
 
+def test_a_refusal_quoting_the_customer_is_listed_masked(store, config_path, capsys):
+    """A store's refusal can quote the order it refused; the customer's contacts show only as hints."""
+    enqueue(store, "d-1")
+    store.refuse("d-1", store.claim_queued("d-1", 60).token, "email buyer@example.com or phone +919876543210 invalid")
+
+    for argv in (("queue", "list"), ("queue", "list", "--json")):
+        code, out, err = run(capsys, *argv, "--config", config_path)
+        assert code == 0 and "invalid" in out
+        assert "buyer@example.com" not in out + err and "9876543210" not in out + err
+
+
 def test_retry_puts_a_refused_draft_back_and_cancel_refuses_a_waiting_one(store, config_path, capsys):
     enqueue(store, "d-1")
     enqueue(store, "d-2")

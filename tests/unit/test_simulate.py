@@ -84,6 +84,19 @@ def test_an_order_bik_cannot_read_is_a_breach(response, says):
     assert says in str(caught.value)
 
 
+@pytest.mark.parametrize("response", [
+    answer(200, {**ORDER, "email": "buyer@example.com",
+                 "address": {"firstName": "Asha", "phoneNumber": "+919876543210"}}),
+    answer(502, b"upstream said: buyer@example.com +919876543210 is not deliverable", "text/plain"),
+])
+def test_a_breach_shows_the_answer_with_customer_data_masked(response):
+    with pytest.raises(ContractBreach) as caught:
+        order_of(response)
+    said = str(caught.value)
+    assert "buyer@example.com" not in said and "9876543210" not in said and "Asha" not in said, said
+    assert "b***@example.com" in said  # enough of the answer to see what went wrong
+
+
 def test_a_refusal_needs_a_json_error_message():
     assert refusal_of(answer(404, {"error": "order x not found"})) == "order x not found"
     with pytest.raises(ContractBreach, match="expected a non-2xx"):
