@@ -78,9 +78,12 @@ def versus_text(figure: Figure) -> str:
     measured = figure.measured
     if figure.compare is None or measured is None:
         return ""
-    # Two decimals unless they would show the target itself beside a verdict they cannot explain (0.898 as 0.90×).
-    target = figure.target
-    digits = 3 if target is not None and measured != target and round(measured, 2) == round(target, 2) else 2
+    # Two decimals, and more while they would show the target itself beside a verdict it cannot explain (0.898 as
+    # 0.90× FAIL); the verdict's own comparison stops at six.
+    digits, target = 2, figure.target
+    differs = target is not None and f"{measured:.6f}" != f"{target:.6f}"
+    while differs and digits < 6 and f"{measured:.{digits}f}" == f"{target:.{digits}f}":
+        digits += 1
     if figure.compare == "ratio":
         return f"{measured:.{digits}f}×"
     return f"{measured:+.{digits}f} {figure.unit}".strip()

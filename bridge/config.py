@@ -431,6 +431,13 @@ def revise(config: Config, changes: dict) -> Config:
         raise ConfigError(_describe(exc)) from None
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what PyYAML found wrong, without the snippet it quotes: the line it shows may hold a secret."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{where}: {getattr(exc, 'problem', None) or 'it cannot be parsed'}"
+
+
 def load_config(path: str | None = None, environ: dict[str, str] | None = None, *, model: type[Config]) -> Config:
     """Load `model` from `path`, else $BIK_BRIDGE_CONFIG, else its embedded defaults."""
     env = dict(os.environ) if environ is None else environ
@@ -445,5 +452,5 @@ def load_config(path: str | None = None, environ: dict[str, str] | None = None, 
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config: {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config: {path} is not valid YAML{yaml_problem(exc)}") from None
     return parse_config(raw, env, base_dir=file.resolve().parent, model=model)

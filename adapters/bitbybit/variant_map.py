@@ -12,6 +12,7 @@ from typing import Any, Iterable, Optional
 
 import yaml
 
+from bridge.config import yaml_problem
 from bridge.core.errors import ConfigError
 
 KEY = "bitbybit.variant_map"
@@ -84,7 +85,7 @@ def parse_yaml(text: str, source: str = "yaml") -> VariantMap:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{KEY}: {source} is not valid YAML: {exc}") from None
+        raise ConfigError(f"{KEY}: {source} is not valid YAML{yaml_problem(exc)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

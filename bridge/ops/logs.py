@@ -17,29 +17,39 @@ PERSONAL = frozenset({
 })
 SECRET = frozenset({"token", "password", "authorization", "access_token", "api_key", "x-auth-token", "x-api-key"})
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
-# Customer data inside free text (a platform's error message quoting the order): emails and +country phones.
+# Customer data inside free text (a platform's error message quoting the order): emails, +country phones, and
+# other runs of eight or more digits standing on their own (a phone without its country code), but not digits
+# inside an id (nb_1715200000_ab), a decimal or a date.
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"\+\d[\d -]{6,}\d")
+_DIGITS = re.compile(r"(?<![\w.+])(?!\d{4}-\d\d-\d\d(?!\d))\d(?:[ -]?\d){7,}(?![\w.])")  # not a 2026-12-01
+_PHONE_SHAPE = re.compile(r"\+?[\d ()-]+")
 
 
 def mask_value(value: Any) -> str:
-    """A hint of the shape with most of the content masked: '+91******10', 'b***@example.com'."""
+    """A hint of the shape with the content masked: '+91********10', '********10', 'b***@example.com', 'A***'."""
     text = str(value)
     if "@" in text:
         local, _, domain = text.partition("@")
         return f"{local[:1]}***@{domain}"
     if len(text) <= 4:
         return "****"
-    return f"{text[:3]}{'*' * (len(text) - 5)}{text[-2:]}"
+    if _PHONE_SHAPE.fullmatch(text) and sum(c.isdigit() for c in text) >= 7:
+        # A phone keeps its country code and last two digits: enough to tell two customers' numbers apart.
+        keep = 3 if text.startswith("+") else 0
+        return f"{text[:keep]}{'*' * (len(text) - keep - 2)}{text[-2:]}"
+    return f"{text[:1]}***"  # names, addresses, postcodes: a fixed mask, so not even the length shows
 
 
 def mask_text(text: str) -> str:
-    """Free text with any email address or international phone number in it masked."""
+    """Free text with any email address or phone number in it masked."""
     # Most strings hold neither sign; skipping their regex scans is a fifth of a log line's cost.
     if "@" in text:
         text = _EMAIL.sub(lambda m: mask_value(m.group()), text)
     if "+" in text:
         text = _PHONE.sub(lambda m: mask_value(m.group()), text)
+    if len(text) >= 8:
+        text = _DIGITS.sub(lambda m: mask_value(m.group()), text)
     return text
 
 

@@ -327,7 +327,8 @@ class Simulation:
         return ok
 
     def _say(self, text: str, end: str = "\n") -> None:
-        print(text, end=end, file=self.out or sys.stdout, flush=True)
+        # Whatever a bridge answered is shown as the logs would show it: a customer's email or phone masked.
+        print(mask_text(text), end=end, file=self.out or sys.stdout, flush=True)
 
 
 def load_payload(path: Optional[str]) -> dict:

@@ -42,7 +42,8 @@ def test_figures_are_judged_by_themselves_or_against_the_bare_stack():
     assert (memory.passed, throughput.passed, latency.passed, context.passed) == (True, True, False, None)
 
 
-@pytest.mark.parametrize("value, shown", [(273.0, "0.898×"), (271.0, "0.89×"), (310.0, "1.02×")])
+@pytest.mark.parametrize("value, shown", [(273.0, "0.898×"), (273.5, "0.8997×"), (271.0, "0.89×"), (310.0, "1.02×"),
+                                          (273.6, "0.90×")])
 def test_a_ratio_that_rounds_to_its_target_shows_the_digit_that_decides(value, shown):
     from bench.report import versus_text
 

@@ -67,6 +67,14 @@ def test_invalid_config_exits_2_naming_the_key(tmp_path, capsys, text, named):
     assert out == ""
 
 
+def test_broken_yaml_is_placed_without_quoting_the_line(tmp_path, capsys):
+    """The line PyYAML would quote may hold a secret: the error names where the problem is, not what is there."""
+    path = write_config(tmp_path, f'platform: bigcommerce\nbigcommerce: {{access_token: "{SECRET}\n  store_hash: [\n')
+    assert main(["check-config", "--config", path]) == 2
+    err = capsys.readouterr().err
+    assert "not valid YAML at line " in err and SECRET not in err
+
+
 def test_dry_run_prints_the_bigcommerce_request(project_root, capsys):
     """dry-run shows the POST it would send, with the token masked and Bik's draft id on it."""
     assert main(["dry-run", str(project_root / "examples" / "place-order.json"), "--platform", "bigcommerce"]) == 0

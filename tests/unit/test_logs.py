@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from bridge.ops import context
-from bridge.ops.logs import ConsoleFormatter, JsonFormatter, configure_logging, mask_text, scrub
+from bridge.ops.logs import ConsoleFormatter, JsonFormatter, configure_logging, mask_text, mask_value, scrub
 
 PHONE, EMAIL = "+919876543210", "buyer@example.com"
 
@@ -86,13 +86,31 @@ def test_customer_data_inside_free_text_is_masked(captured):
 
 
 def test_mask_text_leaves_ids_and_numbers_alone():
-    text = "order 1001 draft nb_1715200000_a1b2c3d4 total 947.50 at /stores/abc123/v2/orders"
+    text = ("order 1001 draft nb_1715200000_a1b2c3d4 total 947.50 at /stores/abc123/v2/orders on 2026-12-01, "
+            "total 123456789.50")
     assert mask_text(text) == text
 
 
 def test_scrub_masks_nested_lists():
     assert scrub({"items": [{"name": "Skin Renew Cream", "quantity": 2}]}) == {
-        "items": [{"name": "Ski***********am", "quantity": 2}]}
+        "items": [{"name": "S***", "quantity": 2}]}
+
+
+@pytest.mark.parametrize("value, shown", [
+    ("Priya", "P***"), ("Kumar", "K***"), ("Delhi", "D***"), ("560102", "5***"), ("12 MG Road", "1***"),
+    ("+919876543210", "+91********10"), ("9876543210", "********10"), ("098765 43210", "**********10"),
+    ("buyer@example.com", "b***@example.com"), ("Rao", "****"),
+])
+def test_a_masked_value_shows_no_more_than_a_hint(value, shown):
+    assert mask_value(value) == shown
+
+
+@pytest.mark.parametrize("text, hidden", [
+    ("phone 9876543210 invalid", "9876543210"), ("call 098765 43210 or 98765-43210", "43210"),
+    ("customer +91 98765 43210", "98765 43210"),
+])
+def test_a_phone_without_its_country_code_is_masked_in_free_text(text, hidden):
+    assert hidden not in mask_text(text)
 
 
 @pytest.mark.parametrize("stream, formatter", [(Terminal(), ConsoleFormatter), (io.StringIO(), JsonFormatter)])

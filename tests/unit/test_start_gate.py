@@ -63,6 +63,9 @@ def test_a_worker_waits_while_a_sibling_is_inside(gate):
     try:
         assert inside.wait(10)
         through, _ = _pass_in_thread(gate)
+        # A gate that let it in would do so at once; half a second is long enough to see that, and a gate that
+        # works passes this whatever the machine's speed.
+        assert not through.wait(0.5), "got through while a sibling was inside"
         leave.set()
         assert through.wait(10)
         assert left.value == 1  # it got through only after the sibling had left
