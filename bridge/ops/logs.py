@@ -17,9 +17,9 @@ PERSONAL = frozenset({
 })
 SECRET = frozenset({"token", "password", "authorization", "access_token", "api_key", "x-auth-token", "x-api-key"})
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
-# Customer data inside free text (a platform's error message quoting the order): emails, +country phones, and
-# other runs of eight or more digits standing on their own (a phone without its country code), but not digits
-# inside an id (nb_1715200000_ab), a decimal or a date.
+# Customer data inside free text (a platform's error message quoting the order): emails, +country phones, and, in
+# text with spaces, other runs of eight or more digits standing on their own (a phone without its country code),
+# but not digits inside an id (nb_1715200000_ab), a decimal or a date.
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"\+\d[\d -]{6,}\d")
 _DIGITS = re.compile(r"(?<![\w.+])(?!\d{4}-\d\d-\d\d(?!\d))\d(?:[ -]?\d){7,}(?![\w.])")  # not a 2026-12-01
@@ -48,7 +48,7 @@ def mask_text(text: str) -> str:
         text = _EMAIL.sub(lambda m: mask_value(m.group()), text)
     if "+" in text:
         text = _PHONE.sub(lambda m: mask_value(m.group()), text)
-    if len(text) >= 8:
+    if " " in text and len(text) >= 8:  # free text only: a value alone may be an id (orderId "20241130")
         text = _DIGITS.sub(lambda m: mask_value(m.group()), text)
     return text
 

@@ -113,6 +113,12 @@ def test_a_phone_without_its_country_code_is_masked_in_free_text(text, hidden):
     assert hidden not in mask_text(text)
 
 
+@pytest.mark.parametrize("value", ["20241130", "123456789012", "6f1e2d3c4b5a69788796a5b4c3d2e1f0"])
+def test_an_id_on_its_own_stays_readable(value):
+    """An order or request id may be all digits; only digits inside free text are taken for a phone."""
+    assert mask_text(value) == value
+
+
 @pytest.mark.parametrize("stream, formatter", [(Terminal(), ConsoleFormatter), (io.StringIO(), JsonFormatter)])
 def test_auto_format_is_console_on_a_terminal_and_json_otherwise(captured, stream, formatter):
     configure_logging("auto", "INFO", stream)
