@@ -362,7 +362,8 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
 
 def expand_env(node: Any, environ: dict[str, str], path: str = "") -> Any:
-    """Replace `${VAR}` and `${VAR:-default}` in every string of a YAML tree; name every unset VAR at once."""
+    """Replace `${VAR}` and `${VAR:-default}` in every string of a YAML tree; name every unset VAR (and every
+    reference left open) at once."""
     unset: list[str] = []
     expanded = _expand(node, environ, path, unset)
     if unset:
@@ -388,6 +389,9 @@ def _expand(node: Any, environ: dict[str, str], path: str, unset: list[str]) -> 
             return default
         return value
 
+    if "${" in _VAR.sub("", node):
+        # A reference left open would otherwise become the value itself: a token of "${BIK_BRIDGE_TOKEN".
+        unset.append(f"{path}: a ${{ with no matching }} (write ${{NAME}} or ${{NAME:-default}})")
     return _VAR.sub(substitute, node)
 
 
@@ -431,6 +435,31 @@ def revise(config: Config, changes: dict) -> Config:
         raise ConfigError(_describe(exc)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key written twice in one mapping: which of the two wins is a guess."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<:` merges may be overridden by design
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                repeated = key in seen
+            except TypeError:
+                continue  # an unhashable key: the base class refuses it with its own message
+            if repeated:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is written twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML text as Python data, like `yaml.safe_load`, but a key written twice in one mapping is an error."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def yaml_problem(exc: yaml.YAMLError) -> str:
     """Where and what PyYAML found wrong, without the snippet it quotes: the line it shows may hold a secret."""
     mark = getattr(exc, "problem_mark", None)
@@ -450,7 +479,7 @@ def load_config(path: str | None = None, environ: dict[str, str] | None = None, 
     except OSError as exc:
         raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config: {path} is not valid YAML{yaml_problem(exc)}") from None
     return parse_config(raw, env, base_dir=file.resolve().parent, model=model)

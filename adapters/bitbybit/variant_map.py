@@ -12,7 +12,7 @@ from typing import Any, Iterable, Optional
 
 import yaml
 
-from bridge.config import yaml_problem
+from bridge.config import load_yaml, yaml_problem
 from bridge.core.errors import ConfigError
 
 KEY = "bitbybit.variant_map"
@@ -83,7 +83,7 @@ def parse_csv(text: str, source: str = "csv") -> VariantMap:
 def parse_yaml(text: str, source: str = "yaml") -> VariantMap:
     """A map from YAML text holding one mapping."""
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{KEY}: {source} is not valid YAML{yaml_problem(exc)}") from None
     if data is None:

@@ -176,4 +176,11 @@ def serve(config: Config) -> None:
     log.info("starting", extra={"platform": config.platform, "bind": gunicorn_options(config)["bind"],
                                 "workers": config.server.workers, "idempotency": config.idempotency.backend,
                                 "metrics_dir": metrics_dir})
-    BridgeServer(config, metrics_dir, owns_metrics_dir).run()
+    master = os.getpid()
+    try:
+        BridgeServer(config, metrics_dir, owns_metrics_dir).run()
+    finally:
+        # gunicorn exits without its on_exit hook when it cannot bind (the port taken): the directory goes anyway.
+        # A worker's exit unwinds through here too, in its own process: the directory is the master's to remove.
+        if owns_metrics_dir and os.getpid() == master:
+            multiproc.remove(metrics_dir)

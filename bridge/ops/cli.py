@@ -25,6 +25,17 @@ from bridge.ops.logs import configure_logging, mask_text, scrub
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds above zero (a socket cannot wait less)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not above zero")
+    return seconds
+
+
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
     # A platform's error can quote the order it refused: its customer's email or phone shows masked, as in the logs.
     print(f"bik-bridge: {mask_text(message)}", file=sys.stderr)
@@ -90,6 +101,12 @@ def cmd_dry_run(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
+    from bridge.http.server import server_env_overrides
+
+    # What `serve` would run: the server settings a container sets from its environment win over the file.
+    overrides = server_env_overrides()
+    if overrides:
+        config = revise(config, {"server": overrides})
     print(yaml.safe_dump(config.masked(), sort_keys=False, allow_unicode=True), end="")
     print(_worst_case_note(config), file=sys.stderr)
     if not args.ping:
@@ -161,6 +178,9 @@ def cmd_simulate(args: argparse.Namespace, config: Config) -> int:
         return _fail(f"cannot read {args.payload}: {exc.strerror}")
     except ValueError as exc:
         return _fail(f"{args.payload}: {exc}")
+    for url in filter(None, (args.url, args.get_order_url)):
+        if not url.lower().startswith(("http://", "https://")):
+            return _fail(f"{url} needs its scheme: http://{url} or https://{url}")
     place_url, get_url = endpoint_urls(args.url, args.get_order_url)
     simulation = Simulation(place_url, get_url, credentials, payload, timeout=args.timeout)
     return EXIT_OK if simulation.run() else EXIT_FAILED
@@ -302,7 +322,7 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--config", default=argparse.SUPPRESS, help="YAML config file")
 
     health = command("healthcheck", cmd_healthcheck, "exit 0 when the server on this host answers /healthz")
-    health.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS")
+    health.add_argument("--timeout", type=positive_seconds, default=3.0, metavar="SECONDS")
 
     simulate = commands.add_parser(
         "simulate", help="play Bik against a running bridge and check every answer (places one real order)",
@@ -317,7 +337,8 @@ def parser() -> argparse.ArgumentParser:
     simulate.add_argument("--password", help="basic password (default: $BIK_BRIDGE_PASSWORD)")
     simulate.add_argument("--payload", help="placeOrder body to send (default: Bik's sample order); "
                                             "its draft id is replaced by a fresh one")
-    simulate.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="per call (default 30)")
+    simulate.add_argument("--timeout", type=positive_seconds, default=30.0, metavar="SECONDS",
+                          help="per call (default 30)")
     simulate.set_defaults(handler=cmd_simulate, config=None)
 
     local = commands.add_parser("local", help="manage orders of the local platform")

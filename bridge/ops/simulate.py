@@ -327,8 +327,7 @@ class Simulation:
         return ok
 
     def _say(self, text: str, end: str = "\n") -> None:
-        # Whatever a bridge answered is shown as the logs would show it: a customer's email or phone masked.
-        print(mask_text(text), end=end, file=self.out or sys.stdout, flush=True)
+        print(text, end=end, file=self.out or sys.stdout, flush=True)
 
 
 def load_payload(path: Optional[str]) -> dict:

@@ -62,6 +62,7 @@ def test_yaml_mapping_with_numeric_keys():
     ("1: [a]\n", "entry 1: both a Bik and a bitbybit variant id are needed"),
     ("1: 2.5\n", "not decimals"),
     ("a: [", "not valid YAML"),
+    ("1: pv_a\n2: pv_b\n1: pv_c\n", "not valid YAML at line 3, column 1: key 1 is written twice"),
 ])
 def test_yaml_mistakes(text, message):
     with pytest.raises(ConfigError, match="bitbybit.variant_map") as raised:

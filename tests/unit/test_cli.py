@@ -67,6 +67,17 @@ def test_invalid_config_exits_2_naming_the_key(tmp_path, capsys, text, named):
     assert out == ""
 
 
+def test_check_config_shows_the_server_settings_the_environment_overrides(monkeypatch, capsys):
+    """check-config shows what serve would run: BIK_BRIDGE_PORT wins over the file, and a bad one stops both."""
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    monkeypatch.setenv("BIK_BRIDGE_PORT", "18138")
+    assert main(["check-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["server"]["port"] == 18138
+    monkeypatch.setenv("BIK_BRIDGE_PORT", "abc")
+    assert main(["check-config"]) == 2
+    assert "BIK_BRIDGE_PORT='abc' is not a whole number" in capsys.readouterr().err
+
+
 def test_broken_yaml_is_placed_without_quoting_the_line(tmp_path, capsys):
     """The line PyYAML would quote may hold a secret: the error names where the problem is, not what is there."""
     path = write_config(tmp_path, f'platform: bigcommerce\nbigcommerce: {{access_token: "{SECRET}\n  store_hash: [\n')

@@ -76,6 +76,22 @@ def test_every_unset_variable_is_named_at_once():
     ]
 
 
+def test_a_key_written_twice_is_an_error_naming_its_line(tmp_path):
+    """Two `port:` lines would leave the last one in force, unseen: refused, with the line of the second."""
+    path = tmp_path / "twice.yaml"
+    path.write_text("platform: local\nserver:\n  port: 9000\n  port: 9001\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(str(path), environ={})
+    assert raised.value.message.endswith("is not valid YAML at line 4, column 3: key 'port' is written twice")
+
+
+@pytest.mark.parametrize("token", ["${BIK_TOKEN", "pre-${BIK_TOKEN:-x"])
+def test_a_reference_left_open_is_an_error_not_the_value(token):
+    """A `${` without its `}` would otherwise become the secret itself, letting in whoever sends it."""
+    message = config_error({"auth": {"scheme": "bearer", "token": token}})
+    assert message.startswith("auth.token: a ${ with no matching }")
+
+
 def test_missing_platform_field_is_named():
     """platform bigcommerce without a store hash says which field is required."""
     message = config_error({"platform": "bigcommerce", "bigcommerce": {"access_token": "x"}})

@@ -47,6 +47,36 @@ def test_the_server_makes_a_private_metrics_directory_when_none_is_given():
     assert not os.path.exists(path)
 
 
+@pytest.mark.parametrize("exits_in", ["master", "worker"])
+def test_the_private_metrics_directory_goes_when_the_master_stops_however_it_stops(tmp_path, monkeypatch, exits_in):
+    """gunicorn leaves without its on_exit hook when it cannot bind; a worker's exit unwinds through serve too,
+    and must leave the directory its siblings still write to."""
+    from bridge.bootstrap import parse_config
+    from bridge.http import server
+
+    monkeypatch.delenv(multiproc.MULTIPROC_ENV, raising=False)
+    made: list[str] = []
+    real_pid = os.getpid()
+
+    def run(self):
+        made.append(self.metrics_dir)
+        if exits_in == "worker":
+            monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)  # as in a forked worker
+        raise SystemExit(1)  # what gunicorn does after its bind retries
+
+    monkeypatch.setattr(server.BridgeServer, "run", run)
+    monkeypatch.setattr(server, "configure_logging", lambda *args, **kwargs: None)
+    config = parse_config({"local": {"db_path": str(tmp_path / "orders.db")},
+                           "idempotency": {"sqlite_path": str(tmp_path / "idempotency.db")}}, environ={})
+    with pytest.raises(SystemExit):
+        server.serve(config)
+    monkeypatch.undo()
+    try:
+        assert os.path.exists(made[0]) == (exits_in == "worker")
+    finally:
+        multiproc.remove(made[0])
+
+
 def test_a_given_metrics_directory_is_used_and_kept(tmp_path, caplog):
     (tmp_path / "counter_1.db").write_bytes(b"")
     env = {multiproc.MULTIPROC_ENV: str(tmp_path)}

@@ -107,6 +107,21 @@ def test_a_refusal_needs_a_json_error_message():
         refusal_of(answer(403, {"error": "forbidden"}), 401)
 
 
+@pytest.mark.parametrize("argv", [["--url", "127.0.0.1:8080"], ["--url", "http://h/bik", "--get-order-url", "h/g"]])
+def test_a_url_without_its_scheme_is_a_usage_error(capsys, argv):
+    assert main(["simulate", *argv]) == EXIT_USAGE
+    assert "needs its scheme" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["simulate", "--url", "http://127.0.0.1:9"], ["healthcheck"]])
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "soon"])
+def test_a_timeout_that_is_not_above_zero_is_a_usage_error(capsys, command, timeout):
+    with pytest.raises(SystemExit) as stopped:
+        main([*command, "--timeout", timeout])
+    assert stopped.value.code == EXIT_USAGE
+    assert "--timeout" in capsys.readouterr().err
+
+
 def test_missing_token_is_a_usage_error(capsys, monkeypatch):
     monkeypatch.delenv("BIK_BRIDGE_TOKEN", raising=False)
     assert main(["simulate", "--url", "http://127.0.0.1:9", "--auth-scheme", "bearer"]) == EXIT_USAGE
