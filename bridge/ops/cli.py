@@ -111,6 +111,32 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     print(_worst_case_note(config), file=sys.stderr)
     if not args.ping:
         return EXIT_OK
+    # Both are asked, so that one run names every reason serve would fail on.
+    return max(_ping_store(config), _ping_platform(config))
+
+
+def _ping_store(config: Config) -> int:
+    """Whether a Redis idempotency store answers (a SQLite file is made when the bridge first runs)."""
+    if config.idempotency.backend != "redis":
+        return EXIT_OK
+    from bridge.bootstrap import build_store
+    from bridge.config import mask_url
+
+    url = mask_url(config.idempotency.redis_url.get_secret_value())
+    store = build_store(config)
+    try:
+        store.ping()
+    except BridgeError as exc:
+        return _fail(f"idempotency store ping failed: {exc.message}\n  fix: check that {url} "
+                     "(idempotency.redis_url) is reachable from this host and its password is right", EXIT_FAILED)
+    finally:
+        store.close()
+    print(f"idempotency store ok: {url}")
+    return EXIT_OK
+
+
+def _ping_platform(config: Config) -> int:
+    """One read-only call to the platform with the configured credentials."""
     from bridge.core.deadline import Deadline
 
     adapter = build_adapter(config)

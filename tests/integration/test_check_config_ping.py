@@ -65,3 +65,24 @@ def test_unreachable_platform_names_the_address(ping, fake_bc):
     assert code == EXIT_FAILED
     assert "unreachable" in err
     assert closed in err and "bigcommerce.api_base_url" in err
+
+
+def test_a_redis_store_is_pinged_too_and_named_masked_when_it_does_not_answer(check_config_ping, fake_bc):
+    """serve would fail on an unreachable idempotency store as much as on a refused token: --ping says both."""
+    dead = f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0"
+    code, out, err = check_config_ping({"platform": "bigcommerce", "bigcommerce": credentials(fake_bc),
+                                        "idempotency": {"backend": "redis", "redis_url": dead}})
+
+    assert code == EXIT_FAILED
+    assert "idempotency store ping failed" in err and "idempotency.redis_url" in err
+    assert f"redis://:****@127.0.0.1:{dead.rsplit(':', 1)[1]}" in err
+    assert "hunter2-secret" not in out + err
+    assert "ping ok: BigCommerce store" in out  # the platform was still asked
+
+
+def test_a_redis_store_that_answers_is_said_to(check_config_ping, fake_bc, redis_url):
+    code, out, _ = check_config_ping({"platform": "bigcommerce", "bigcommerce": credentials(fake_bc),
+                                      "idempotency": {"backend": "redis", "redis_url": redis_url}})
+
+    assert code == EXIT_OK
+    assert "idempotency store ok: redis://127.0.0.1:" in out
