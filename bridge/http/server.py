@@ -1,10 +1,12 @@
 """Serving the app under gunicorn in production form, from the CLI or the container."""
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import logging
 import os
+import socket
 from typing import Mapping, Optional
 
 from gunicorn import util as gunicorn_util
@@ -38,6 +40,20 @@ def server_env_overrides(environ: Mapping[str, str] = os.environ) -> dict:
             raise ConfigError(f"{name}={value!r} is not a whole number")
         overrides[key] = value if key == "host" else int(value)
     return overrides
+
+
+def listen_problem(host: str, port: int) -> Optional[str]:
+    """Why the server could not listen on host:port, or None; gunicorn would only retry and say it cannot connect."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds: TIME_WAIT is no obstacle
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            hint = (": another process listens there; stop it, or set server.port (BIK_BRIDGE_PORT)"
+                    if exc.errno == errno.EADDRINUSE else f": {exc.strerror or exc}")
+            return f"cannot listen on {host}:{port}{hint}"
+    return None
 
 
 def gunicorn_options(config: Config) -> dict:

@@ -43,7 +43,7 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    from bridge.http.server import serve, server_env_overrides
+    from bridge.http.server import listen_problem, serve, server_env_overrides
 
     # The command line wins over the environment (BIK_BRIDGE_HOST, ...), which wins over the file.
     overrides = server_env_overrides()
@@ -51,6 +51,9 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
                                         ("worker_connections", args.worker_connections)) if v is not None})
     if overrides:
         config = revise(config, {"server": overrides})
+    problem = listen_problem(config.server.host, config.server.port)
+    if problem:
+        return _fail(problem, EXIT_FAILED)
     serve(config)
     return EXIT_OK
 

@@ -9,7 +9,7 @@ import pytest
 from bridge.config import CONFIG_ENV
 from bridge.http.server import server_env_overrides
 from bridge.ops import multiproc
-from bridge.ops.cli import EXIT_USAGE, main
+from bridge.ops.cli import EXIT_FAILED, EXIT_USAGE, main
 
 
 def test_server_settings_come_from_the_environment():
@@ -34,6 +34,25 @@ def test_a_bad_number_stops_serve_before_it_starts(monkeypatch, capsys):
 
     assert main(["serve"]) == EXIT_USAGE
     assert "BIK_BRIDGE_WORKERS='two' is not a whole number" in capsys.readouterr().err
+
+
+def test_a_port_another_process_listens_on_stops_serve_with_what_to_do(monkeypatch, capsys):
+    """gunicorn would retry for five seconds and say only that it cannot connect."""
+    import socket
+
+    from bridge.http import server
+
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    monkeypatch.setattr(server, "serve", lambda config: pytest.fail("serve started on a port in use"))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+
+        assert main(["serve", "--port", str(port)]) == EXIT_FAILED
+
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}: another process listens there" in err and "BIK_BRIDGE_PORT" in err
 
 
 def test_the_server_makes_a_private_metrics_directory_when_none_is_given():
