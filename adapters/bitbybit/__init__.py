@@ -17,4 +17,5 @@ PLATFORM = Platform(
     placeholders={"api_key": "API_KEY"},
     # bitbybit names the cause in its error code (INVALID_API_KEY, INSUFFICIENT_SCOPE, IP_NOT_ALLOWED, ...).
     auth_hint=lazy(_ERRORS, "auth_hint"),
+    check_files=lazy("adapters.bitbybit.variant_map", "check_variant_map"),
 )

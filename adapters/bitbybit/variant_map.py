@@ -105,3 +105,9 @@ def load_variant_map(path: str) -> VariantMap:
     except OSError as exc:
         raise ConfigError(f"{KEY}: cannot read {path}: {exc.strerror}") from None
     return parse_csv(text, file.name) if suffix == ".csv" else parse_yaml(text, file.name)
+
+
+def check_variant_map(settings: Any) -> None:
+    """Read the map the settings name, as the adapter will at start: a ConfigError says what is wrong with it."""
+    if settings.variant_map:
+        load_variant_map(settings.variant_map)

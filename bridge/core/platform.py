@@ -29,6 +29,10 @@ def lazy(module: str, name: str) -> Callable[..., Any]:
     return call
 
 
+def no_files(settings: Any) -> None:
+    """The file check of a platform whose settings name no file it reads."""
+
+
 def no_hint(status: Optional[int], message: str = "") -> str:
     """The hint for a platform that says nothing more about refused credentials."""
     return "check the credentials in the platform's section of the config"
@@ -66,6 +70,8 @@ class Platform:
     path_keys: tuple[str, ...] = ()  # settings that name files, made absolute when the config loads
     placeholders: Mapping[str, str] = field(default_factory=dict)  # settings dry-run shows when the section is absent
     auth_hint: Callable[[Optional[int], str], str] = no_hint  # (status, message) -> what to change when refused
+    # settings -> None, or ConfigError naming a file the settings name that the adapter could not use (check-config)
+    check_files: Callable[[Any], None] = no_files
 
     def section_required(self) -> bool:
         """Whether a config naming this platform must carry its section: some setting has no default."""

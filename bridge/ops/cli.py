@@ -110,6 +110,8 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     overrides = server_env_overrides()
     if overrides:
         config = revise(config, {"server": overrides})
+    # A file the platform's section names (a product map, say) is read as serve would read it.
+    config.platforms[config.platform].check_files(config.platform_settings())
     print(yaml.safe_dump(config.masked(), sort_keys=False, allow_unicode=True), end="")
     print(_worst_case_note(config), file=sys.stderr)
     if not args.ping:

@@ -78,6 +78,18 @@ def test_check_config_shows_the_server_settings_the_environment_overrides(monkey
     assert "BIK_BRIDGE_PORT='abc' is not a whole number" in capsys.readouterr().err
 
 
+def test_check_config_reads_the_variant_map_as_serve_would(tmp_path, capsys):
+    """A missing or broken bitbybit.variant_map stops check-config, not only serve and dry-run."""
+    text = "platform: bitbybit\nbitbybit: {api_key: k-123456789, variant_map: variants.csv}\n"
+    path = write_config(tmp_path, text)
+    assert main(["check-config", "--config", path]) == 2
+    out, err = capsys.readouterr()
+    assert "bitbybit.variant_map: cannot read" in err and "variants.csv" in err and out == ""
+
+    (tmp_path / "variants.csv").write_text("bik_variant_id,bitbybit_variant_id\n1,pv_1\n")
+    assert main(["check-config", "--config", path]) == 0
+
+
 def test_broken_yaml_is_placed_without_quoting_the_line(tmp_path, capsys):
     """The line PyYAML would quote may hold a secret: the error names where the problem is, not what is there."""
     path = write_config(tmp_path, f'platform: bigcommerce\nbigcommerce: {{access_token: "{SECRET}\n  store_hash: [\n')
