@@ -36,6 +36,14 @@ def positive_seconds(text: str) -> float:
     return seconds
 
 
+def web_url(text: str) -> str:
+    """An argparse type: an http:// or https:// URL with a host, as a customer's phone can open it."""
+    scheme, _, rest = text.partition("://")
+    if scheme.lower() not in ("http", "https") or not rest.split("/", 1)[0] or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL")
+    return text
+
+
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
     # A platform's error can quote the order it refused: its customer's email or phone shows masked, as in the logs.
     print(f"bik-bridge: {mask_text(message)}", file=sys.stderr)
@@ -380,7 +388,7 @@ def parser() -> argparse.ArgumentParser:
     set_status.add_argument("--status", choices=["ORDERED", "IN PROGRESS", "DELIVERED", "CANCELLED"])
     set_status.add_argument("--payment", choices=["pending", "paid", "refunded"])
     set_status.add_argument("--fulfillment", choices=["unfulfilled", "partial", "fulfilled"])
-    set_status.add_argument("--tracking-url")
+    set_status.add_argument("--tracking-url", type=web_url, help="http(s) link the customer is shown")
     set_status.set_defaults(handler=cmd_local_set_status)
     return top
 

@@ -203,6 +203,13 @@ idempotency: {{sqlite_path: "{tmp_path / 'idempotency.db'}"}}
     app.extensions["bik_bridge"].store.close()
 
 
+@pytest.mark.parametrize("url", ["not a url", "track.example/1", "ftp://track.example/1", "https://", "https://a b"])
+def test_local_set_status_refuses_a_tracking_url_a_customer_could_not_open(url, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["local", "set-status", "L-1001", "--tracking-url", url])
+    assert stopped.value.code == 2 and "is not an http:// or https:// URL" in capsys.readouterr().err
+
+
 def test_local_set_status_of_an_unknown_order_fails(tmp_path, capsys):
     """Moving an order that does not exist is exit 1 with the reason."""
     path = write_config(tmp_path, f"local: {{db_path: \"{tmp_path / 'local.db'}\"}}\n")
