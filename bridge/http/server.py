@@ -102,10 +102,9 @@ class BridgeLogger(GunicornLogger):
 class BridgeServer(BaseApplication):
     """gunicorn running the app the composition root builds inside each worker, after the fork."""
 
-    def __init__(self, config: Config, metrics_dir: Optional[str] = None, owns_metrics_dir: bool = False):
+    def __init__(self, config: Config, metrics_dir: Optional[str] = None):
         self.config_model = config
         self.metrics_dir = metrics_dir
-        self.owns_metrics_dir = owns_metrics_dir
         self.first_worker = False
         # Made by the master before it forks, passed by every worker it starts.
         self.start_gate = StartGate(gunicorn_options(config)["worker_tmp_dir"])
@@ -146,8 +145,6 @@ class BridgeServer(BaseApplication):
 
     def _on_exit(self, server) -> None:
         self.start_gate.close()
-        if self.owns_metrics_dir:
-            multiproc.remove(self.metrics_dir)
 
     def load(self):
         # Imported here so connections and sessions are made per worker, never shared across a fork.
@@ -194,9 +191,9 @@ def serve(config: Config) -> None:
                                 "metrics_dir": metrics_dir})
     master = os.getpid()
     try:
-        BridgeServer(config, metrics_dir, owns_metrics_dir).run()
+        BridgeServer(config, metrics_dir).run()
     finally:
-        # gunicorn exits without its on_exit hook when it cannot bind (the port taken): the directory goes anyway.
+        # Reached however the master stops (a signal, or a bind that failed, where gunicorn skips its on_exit hook).
         # A worker's exit unwinds through here too, in its own process: the directory is the master's to remove.
         if owns_metrics_dir and os.getpid() == master:
             multiproc.remove(metrics_dir)

@@ -50,15 +50,20 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
     return code
 
 
-def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    from bridge.http.server import listen_problem, serve, server_env_overrides
+def _as_served(config: Config, flags: Optional[dict] = None) -> Config:
+    """The config as `serve` runs it: server settings from its flags win over the environment's (BIK_BRIDGE_HOST,
+    ...), which win over the file's."""
+    from bridge.http.server import server_env_overrides
 
-    # The command line wins over the environment (BIK_BRIDGE_HOST, ...), which wins over the file.
-    overrides = server_env_overrides()
-    overrides.update({k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers),
-                                        ("worker_connections", args.worker_connections)) if v is not None})
-    if overrides:
-        config = revise(config, {"server": overrides})
+    overrides = {**server_env_overrides(), **{k: v for k, v in (flags or {}).items() if v is not None}}
+    return revise(config, {"server": overrides}) if overrides else config
+
+
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    from bridge.http.server import listen_problem, serve
+
+    config = _as_served(config, {"host": args.host, "port": args.port, "workers": args.workers,
+                                 "worker_connections": args.worker_connections})
     problem = listen_problem(config.server.host, config.server.port)
     if problem:
         return _fail(problem, EXIT_FAILED)
@@ -112,12 +117,7 @@ def cmd_dry_run(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
-    from bridge.http.server import server_env_overrides
-
-    # What `serve` would run: the server settings a container sets from its environment win over the file.
-    overrides = server_env_overrides()
-    if overrides:
-        config = revise(config, {"server": overrides})
+    config = _as_served(config)  # what `serve` would run
     # A file the platform's section names (a product map, say) is read as serve would read it.
     config.platforms[config.platform].check_files(config.platform_settings())
     print(yaml.safe_dump(config.masked(), sort_keys=False, allow_unicode=True), end="")

@@ -90,6 +90,15 @@ def test_check_config_reads_the_variant_map_as_serve_would(tmp_path, capsys):
     assert main(["check-config", "--config", path]) == 0
 
 
+def test_a_cli_error_quoting_a_customer_shows_them_masked(capsys):
+    """What a platform says when it refuses can quote the order; the CLI prints it as the logs would."""
+    from bridge.ops.cli import _fail
+
+    assert _fail("store refused: buyer@example.com / +919876543210 / 9876543210 is invalid", 1) == 1
+    err = capsys.readouterr().err
+    assert "buyer@example.com" not in err and "9876543210" not in err and "b***@example.com" in err
+
+
 def test_broken_yaml_is_placed_without_quoting_the_line(tmp_path, capsys):
     """The line PyYAML would quote may hold a secret: the error names where the problem is, not what is there."""
     path = write_config(tmp_path, f'platform: bigcommerce\nbigcommerce: {{access_token: "{SECRET}\n  store_hash: [\n')
