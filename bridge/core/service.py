@@ -53,6 +53,8 @@ from bridge.core.ports import (
 from bridge.core.presentation import Presentation
 
 log = logging.getLogger("bik_bridge.service")
+# Takes work to run once the answer has left (the HTTP layer runs it when the server closes the answer).
+Defer = Callable[[Callable[[], None]], None]
 ROUTINE_DECISIONS = frozenset({"created", "replayed"})
 # How long Bik is asked to wait after a lookup that proved nothing: the store's search may settle, or reconcile runs.
 INCONCLUSIVE_RETRY_AFTER = 30
@@ -134,13 +136,15 @@ class OrderService:
 
     # placeOrder ---------------------------------------------------------------------------
 
-    def place(self, key: Optional[str], digest: str, read: Callable[[], PlaceOrderRequest]) -> PlaceResult:
+    def place(self, key: Optional[str], digest: str, read: Callable[[], PlaceOrderRequest], *,
+              defer: Optional[Defer] = None) -> PlaceResult:
         """Answer a placeOrder body: a retry of a placed order from its record, else the order `read` gives, once.
 
         `key` is the body's draftOrderId as sent (None when it would not pass validation) and `digest` the body's
         `body_digest`. Bik's retries resend the same bytes: they are answered from the record before `read`
         validates anything. A store may claim a draft it holds no record of in the same step: a claim `read`
-        refuses the payload of is given back, before anything was sent.
+        refuses the payload of is given back, before anything was sent. `defer`, when given, is handed the
+        record of a placed order to write once the answer has left (`place_order`).
         """
         # One budget for the whole Bik call, started before any claim (`place_order`).
         deadline = self._place_deadline()
@@ -165,14 +169,16 @@ class OrderService:
             # Validation keeps the id as sent; were it ever to change it, the claim would be another draft's.
             self._steps.give_back(key, first.token)
             first = None
-        return self.place_order(request, digest, claim=first, deadline=deadline)
+        return self.place_order(request, digest, claim=first, deadline=deadline, defer=defer)
 
     def place_order(self, request: PlaceOrderRequest, digest: str = "", *, claim: Optional[Claim] = None,
-                    deadline: Optional[Deadline] = None) -> PlaceResult:
+                    deadline: Optional[Deadline] = None, defer: Optional[Defer] = None) -> PlaceResult:
         """Place the order once per draftOrderId; duplicates replay, wait, or get 409.
 
         `digest` is the `body_digest` of the request as received: the record of an order this request places keeps
         it, so that a byte-identical retry is answered by `place`. `claim` is a NEW claim `place` already made.
+        `defer`, when given, takes the writing of a placed order's record, to run it once the answer has left: the
+        order exists either way, and a record never written is settled as after a crash (the retry's lookup).
         """
         key = request.draftOrderId
         fingerprint = request.fingerprint()
@@ -183,7 +189,7 @@ class OrderService:
         if claim is not None:
             # Claimed by `place` before the payload was read: this payload is the one its record will hold.
             claim = replace(claim, record=replace(claim.record, fingerprint=fingerprint))
-            return self._place(request, claim, deadline, digest)
+            return self._place(request, claim, deadline, digest, defer)
         first: Optional[Claim] = None
 
         def claim_draft() -> Claim:
@@ -213,7 +219,7 @@ class OrderService:
             # A body is kept for replays only with the payload the record holds: another payload for the draft
             # always goes through the claim, which warns or refuses (`on_mismatch`).
             same_payload = claim.record.fingerprint == fingerprint
-            return self._place(request, claim, deadline, digest if same_payload else "")
+            return self._place(request, claim, deadline, digest if same_payload else "", defer)
         if claim.outcome is ClaimOutcome.DONE:
             if claim.record.state is RecordState.REFUSED:
                 # Queued, then refused by the store (or cancelled): no order exists and none will be placed.
@@ -226,7 +232,8 @@ class OrderService:
         self._note_decision(key, "in_flight")
         raise InFlight(f"order {key} is being placed; retry shortly", retry_after=retry_after)
 
-    def _place(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline, digest: str) -> PlaceResult:
+    def _place(self, request: PlaceOrderRequest, claim: Claim, deadline: Deadline, digest: str,
+               defer: Optional[Defer]) -> PlaceResult:
         """Own the draft: place it exactly once, then answer Bik with what came of it."""
         key, token = request.draftOrderId, claim.token
         if claim.outcome is ClaimOutcome.TAKEOVER:
@@ -239,7 +246,7 @@ class OrderService:
                                       before_takeover_create=lambda: self._before_takeover_create(request, claim))
         result = placement.result
         if result is PlacementResult.FOUND:
-            answer = self._complete_and_answer(claim, placement.order, "recovered", digest)
+            answer = self._complete_and_answer(claim, placement.order, "recovered", digest, defer)
             if claim.outcome is ClaimOutcome.TAKEOVER and placement.step is Step.LOOKUP:
                 self._check_payload(claim.record, request.fingerprint())
             return answer
@@ -249,7 +256,7 @@ class OrderService:
             if not claim.record.fingerprint:
                 # Taken over from an owner that ended before recording a payload: the order has this one.
                 claim = replace(claim, record=replace(claim.record, fingerprint=request.fingerprint()))
-            return self._complete_and_answer(claim, placement.order, "created", digest)
+            return self._complete_and_answer(claim, placement.order, "created", digest, defer)
         if result is PlacementResult.INCONCLUSIVE:
             # This claim knows no more than the lookup did: a new one is dropped, so the next retry's search is as
             # wide; a taken-over one stays unknown.
@@ -322,15 +329,25 @@ class OrderService:
         self._note_decision(key, "queued", order.id)
         return PlaceResult(body, order.id, "queued")
 
-    def _complete_and_answer(self, claim: Claim, order: BikOrder, decision: str, digest: str) -> PlaceResult:
-        """Record the placed order on the claim, with the digest of the request body that placed it, and answer it."""
+    def _complete_and_answer(self, claim: Claim, order: BikOrder, decision: str, digest: str,
+                             defer: Optional[Defer]) -> PlaceResult:
+        """Answer the placed order, and record it on the claim with the digest of the request body that placed it."""
         key, body = claim.record.key, order.to_json_bytes()
-        try:
-            if not self.store.complete(key, claim.token, order.id, body, digest, claim.record.fingerprint):
-                log.warning("record was taken over before completion", extra={"draftOrderId": key})
-        except StoreUnavailable:
-            # The order exists; a retry will find it by its draft id on the platform.
-            log.error("could not record a placed order", extra={"draftOrderId": key, "orderId": order.id})
+
+        def record() -> None:
+            try:
+                if not self.store.complete(key, claim.token, order.id, body, digest, claim.record.fingerprint):
+                    log.warning("record was taken over before completion", extra={"draftOrderId": key})
+            except StoreUnavailable:
+                # The order exists; a retry will find it by its draft id on the platform.
+                log.error("could not record a placed order", extra={"draftOrderId": key, "orderId": order.id})
+            except Exception:  # the order exists whatever befalls its record: Bik is answered it all the same
+                log.exception("could not record a placed order", extra={"draftOrderId": key, "orderId": order.id})
+
+        if defer is None:
+            record()
+        else:
+            defer(record)
         self._note_decision(key, decision, order.id)
         return PlaceResult(body, order.id, decision)
 

@@ -19,6 +19,7 @@ from tests.fakes.bitbybit import FakeBitbybit
 from tests.fakes.server import HeldCall
 from tests.integration.bridge_process import BridgeProcess
 from tests.integration.conftest import bigcommerce_config, bitbybit_config
+from tests.support.waiting import wait_until
 
 # Budgets small enough for a fast suite, large enough that an ambiguous create still gets its lookup in the
 # same request (the service looks up only with more than 1 s of the budget left).
@@ -137,6 +138,12 @@ def take_over_mid_create(pair: list[BridgeProcess], fake, body: dict, client: re
 
 def record_key(config: dict, draft: str) -> str:
     return f"{config['idempotency']['namespace']}:{draft}"
+
+
+def recorded(client: redis.Redis, config: dict, draft: str) -> None:
+    """Wait until the draft's record says done: the bridge writes it just after its answer has left."""
+    wait_until(lambda: client.hget(record_key(config, draft), "state") == b"done", f"the record of {draft} to be done",
+               timeout=5)
 
 
 def server_time_us(client: redis.Redis) -> int:

@@ -18,6 +18,7 @@ from .support import (
     place_like_bik,
     posts_to_orders,
     record_key,
+    recorded,
     take_over_mid_create,
 )
 
@@ -80,6 +81,7 @@ def test_a_worker_killed_after_the_create_is_recovered_by_the_retry(pair, fake, 
 def test_a_lost_record_is_found_by_its_marker_and_not_placed_twice(pair, fake, place_body, redis_client, config,
                                                                    forget_quota):
     placed = order_id(pair[0].post("placeOrder", place_body))
+    recorded(redis_client, config, place_body["draftOrderId"])
     redis_client.delete(record_key(config, place_body["draftOrderId"]))
 
     retried = pair[1].post("placeOrder", place_body)
@@ -120,6 +122,7 @@ def test_a_returning_customer_on_a_busy_store_is_found_after_a_lost_record(pair,
     """bitbybit files the order under the customer's stored name, and 250 orders land after it."""
     fake.add_customer("Asha", "R.", phone=place_body["order"]["phoneNumber"], email=place_body["order"]["email"])
     placed = order_id(pair[0].post("placeOrder", place_body))
+    recorded(redis_client, config, place_body["draftOrderId"])
     busy(fake, 250)
     redis_client.delete(record_key(config, place_body["draftOrderId"]))  # lost: evicted, or Redis restarted
 
@@ -137,6 +140,7 @@ def test_a_lookup_that_cannot_reach_the_draft_s_time_creates_nothing(pair, fake,
     body["draftOrderId"] = body["order"]["id"] = draft
     fake.add_customer("Asha", "R.", phone=body["order"]["phoneNumber"], email=body["order"]["email"])
     placed = order_id(pair[0].post("placeOrder", body))
+    recorded(redis_client, config, draft)
     busy(fake, 600)  # six pages of 100 above it; the default bound is five
     redis_client.delete(record_key(config, draft))
 

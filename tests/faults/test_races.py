@@ -11,7 +11,7 @@ from .support import (
     order_id,
     place_like_bik,
     posts_to_orders,
-    record_key,
+    recorded,
     take_over_mid_create,
 )
 
@@ -87,4 +87,4 @@ def test_a_lease_running_out_mid_create_never_makes_a_second_order(pair, fake, p
     assert order_id(settled.final) == placed
     assert fake.create_count == 1
     assert posts_to_orders(fake) == 1
-    assert redis_client.hget(record_key(shared_config, place_body["draftOrderId"]), "state") == b"done"
+    recorded(redis_client, shared_config, place_body["draftOrderId"])

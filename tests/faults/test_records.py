@@ -7,7 +7,7 @@ import pytest
 
 from tests.fakes.bigcommerce import FakeBigCommerce
 
-from .support import fault_config, order_id, posts_to_orders, record_key, seed_record
+from .support import fault_config, order_id, posts_to_orders, record_key, recorded, seed_record
 
 pytestmark = pytest.mark.integration
 
@@ -91,6 +91,7 @@ def test_a_stale_record_whose_order_landed_is_recovered_without_a_create(bridge,
 def test_a_lost_record_neither_breaks_get_order_nor_makes_a_second_order(bridge, fake, place_body, redis_client,
                                                                          shared_config):
     placed = order_id(bridge.post("placeOrder", place_body))
+    recorded(redis_client, shared_config, place_body["draftOrderId"])
     redis_client.delete(record_key(shared_config, place_body["draftOrderId"]))  # expired, evicted, or lost
 
     read = bridge.post("getOrder", {"orderId": placed})
@@ -99,7 +100,7 @@ def test_a_lost_record_neither_breaks_get_order_nor_makes_a_second_order(bridge,
     assert read.status_code == 200 and read.json()["order"]["id"] == placed
     assert order_id(retried) == placed
     assert fake.create_count == 1 and posts_to_orders(fake) == 1
-    assert redis_client.hget(record_key(shared_config, place_body["draftOrderId"]), "state") == b"done"
+    recorded(redis_client, shared_config, place_body["draftOrderId"])
 
 
 # ------------------------------------------------------------------------------------- payload mismatch (9)

@@ -114,6 +114,18 @@ def test_same_draft_again_is_byte_identical(client, place_order_body):
     assert other.get_json()["order"]["id"] == "L-1002"
 
 
+def test_the_answer_leaves_before_the_placed_order_is_recorded(client, place_order_body):
+    """The order is answered first; its record is written when the server closes the answer."""
+    service = client.application.extensions["bik_bridge"]
+    answer = post(client, "/placeOrder", place_order_body, buffered=False)  # as sent: not closed yet
+
+    assert answer.status_code == 200 and answer.get_json()["order"]["id"] == "L-1001"
+    assert service.store.get(DRAFT).state is RecordState.IN_FLIGHT
+    answer.close()  # what a WSGI server does once the answer has left
+    record = service.store.get(DRAFT)
+    assert record.state is RecordState.DONE and record.response == answer.get_data()
+
+
 class StoreCalls:
     """The service's store, counting the calls made through it by name."""
 

@@ -73,6 +73,34 @@ def test_creates_once_and_replays_identical_bytes(service, adapter, store, reque
     assert json.loads(first.body)["order"]["partnersData"] == {"id": DRAFT}
 
 
+def test_a_deferred_record_is_written_only_when_its_work_runs(service, adapter, store, request_):
+    """Given `defer`, the answer comes first; the record is written by the work handed over, and then replays."""
+    deferred = []
+    first = service.place_order(request_, defer=deferred.append)
+
+    assert (first.decision, first.order_id, len(deferred)) == ("created", "F-1", 1)
+    assert store.get(DRAFT).state is RecordState.IN_FLIGHT
+    deferred.pop()()
+    assert store.get(DRAFT).state is RecordState.DONE
+    assert service.place_order(request_).body == first.body and adapter.creates == 1
+
+
+@pytest.mark.parametrize("failure", [StoreUnavailable(), RuntimeError("a bug in the store")])
+def test_a_record_that_cannot_be_written_after_the_answer_is_logged_not_raised(adapter, store, clock, request_,
+                                                                               caplog, monkeypatch, failure):
+    """The order exists whatever befalls its record: the deferred work logs the failure and returns."""
+    def fail(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(store, "complete", fail)
+    deferred = []
+    result = make_service(adapter, store, clock).place_order(request_, defer=deferred.append)
+
+    deferred.pop()()
+    assert result.order_id == "F-1" and "could not record a placed order" in caplog.text
+    assert store.get(DRAFT).state is RecordState.IN_FLIGHT  # left for the retry's lookup, as after a crash
+
+
 def test_rejected_order_releases_the_claim(service, adapter, store, request_):
     """A platform rejection keeps nothing, so the corrected retry creates the order."""
     adapter.fail_next(OrderRejected("out of stock"))
