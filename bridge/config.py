@@ -416,7 +416,7 @@ def parse_config(raw: Any, environ: dict[str, str] | None = None, base_dir: str 
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError("config: the file must hold a mapping of keys")
+        raise ConfigError("the file must hold a mapping of keys")
     expanded = expand_env(raw, dict(os.environ) if environ is None else environ)
     try:
         return model.model_validate(expanded, context={"base_dir": base_dir})
@@ -477,9 +477,14 @@ def load_config(path: str | None = None, environ: dict[str, str] | None = None, 
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     try:
         raw = load_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config: {path} is not valid YAML{yaml_problem(exc)}") from None
+        raise ConfigError(f"{path} is not valid YAML{yaml_problem(exc)}") from None
+    if raw is None:
+        # A file that says nothing is a mistake (a secret not mounted, a template not filled), not a wish for the
+        # embedded defaults: those run the local platform with no auth, which must never answer Bik by accident.
+        raise ConfigError(f"{path} is empty; name at least the platform (see config.example.yaml), or "
+                          "give no --config for the embedded defaults")
     return parse_config(raw, env, base_dir=file.resolve().parent, model=model)

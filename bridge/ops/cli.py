@@ -25,14 +25,26 @@ from bridge.ops.logs import configure_logging, mask_text, scrub
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def positive_seconds(text: str) -> float:
-    """An argparse type: a number of seconds above zero (a socket cannot wait less)."""
+def _seconds(text: str) -> float:
     try:
-        seconds = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds above zero (a socket cannot wait less)."""
+    seconds = _seconds(text)
     if not 0 < seconds < float("inf"):
         raise argparse.ArgumentTypeError(f"{text} is not above zero")
+    return seconds
+
+
+def age_seconds(text: str) -> float:
+    """An argparse type: an age in seconds, zero or more."""
+    seconds = _seconds(text)
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not zero or more")
     return seconds
 
 
@@ -226,6 +238,10 @@ def cmd_simulate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_local_set_status(args: argparse.Namespace, config: Config) -> int:
+    if config.platform != "local":
+        # Its local section still names a database, one this bridge never places orders in.
+        return _fail(f"local set-status moves orders of the local platform; this config's platform is "
+                     f"{config.platform}")
     path = config.local.db_path
     if not path.startswith("file:") and path != ":memory:" and not os.path.exists(path):
         # Opening it would make an empty database here, and hide that the orders are somewhere else.
@@ -345,7 +361,7 @@ def parser() -> argparse.ArgumentParser:
 
     reconcile = command("reconcile", cmd_reconcile,
                         "settle placeOrder records left in flight or unknown; safe to run from cron at any time")
-    reconcile.add_argument("--older-than", type=float, default=60.0, metavar="SECONDS",
+    reconcile.add_argument("--older-than", type=age_seconds, default=60.0, metavar="SECONDS",
                            help="only records untouched for this long (default 60)")
 
     queue = command("queue", cmd_queue, "list, retry and cancel the drafts placement: overflow queued")

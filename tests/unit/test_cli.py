@@ -226,6 +226,25 @@ def test_local_set_status_of_an_unknown_order_fails(tmp_path, capsys):
     assert "L-4242 not found" in capsys.readouterr().err
 
 
+def test_local_set_status_refuses_a_config_of_another_platform(tmp_path, capsys):
+    """Its local section names a database this bridge never places orders in: exit 2, nothing opened."""
+    path = write_config(tmp_path, f"""
+platform: bigcommerce
+bigcommerce: {{store_hash: abc123, access_token: t0k}}
+local: {{db_path: "{tmp_path / 'local.db'}"}}
+""")
+    assert main(["local", "set-status", "L-1001", "--config", path, "--status", "DELIVERED"]) == 2
+    assert "this config's platform is bigcommerce" in capsys.readouterr().err
+    assert not (tmp_path / "local.db").exists()
+
+
+@pytest.mark.parametrize("age", ["-5", "nan", "inf", "soon"])
+def test_reconcile_refuses_an_age_that_is_no_age(age, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["reconcile", "--older-than", age])
+    assert stopped.value.code == 2 and "--older-than" in capsys.readouterr().err
+
+
 def test_check_config_names_every_unset_variable_at_once(tmp_path, capsys):
     """check-config lists all unset variables in one run, each with the key that uses it."""
     path = write_config(tmp_path, """

@@ -28,10 +28,18 @@ def test_no_file_gives_the_local_platform_on_sqlite():
     assert config.idempotency.on_mismatch == "replay"
 
 
-def test_empty_yaml_file_gives_defaults(tmp_path):
-    """An empty file means the defaults."""
+@pytest.mark.parametrize("text", ["", "\n", "# platform: bigcommerce\n"])
+def test_a_config_file_that_says_nothing_is_refused(tmp_path, text):
+    """An empty file is a mistake (a secret not mounted), never the embedded defaults' local platform without auth."""
     path = tmp_path / "empty.yaml"
-    path.write_text("")
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="empty.yaml is empty; name at least the platform"):
+        load_config(str(path), environ={})
+
+
+def test_an_empty_mapping_asks_for_the_defaults(tmp_path):
+    path = tmp_path / "defaults.yaml"
+    path.write_text("{}\n")
     assert load_config(str(path), environ={}) == config_class()()
 
 
