@@ -4,7 +4,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from flask import Flask, Response, request
 from pydantic import ValidationError
@@ -192,14 +192,11 @@ def create_app(config: Config, *, service: OrderService, metrics: Optional["Metr
             check_currency(order_request, config.store.currency)
             return order_request
 
-        # A placed order's record is written once the answer has left: Bik is not kept waiting for the bookkeeping.
-        after_answer: list[Callable[[], None]] = []
-        result = service.place(draft, digest, read, defer=after_answer.append)
+        # A placed order's record is written once the answer has left, whatever the answer (`Observed` runs it): Bik
+        # is not kept waiting for the bookkeeping.
+        result = service.place(draft, digest, read, defer=served.after_answer.append)
         served.order_id, served.decision = result.order_id, result.decision
-        response = json_response(result.body)
-        for work in after_answer:
-            response.call_on_close(work)
-        return response
+        return json_response(result.body)
 
     @app.post(f"{base}/getOrder")
     def get_order() -> Response:

@@ -20,7 +20,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 class Observed:
     """WSGI middleware: a request id for every request (Bik's X-Request-Id when sane), echoed in the answer;
-    for each Bik endpoint, the request line once the answer has left and its metrics as it is answered."""
+    for each Bik endpoint, its metrics as it is answered, then, once the answer has left, the work the request
+    left for that moment and its request line."""
 
     def __init__(self, app: Callable, platform: str, metrics: Optional["Metrics"] = None):
         self.app = app
@@ -48,12 +49,16 @@ class Observed:
         return ClosingIterator(body, lambda: self._done(served, answered))
 
     def _done(self, served: context.RequestContext, answered: list) -> None:
+        # The server closes the answer once its last byte is sent (or it could not be): Bik waits for neither.
         try:
-            if served.endpoint and answered:
-                # Written once the answer has left: Bik waits for the answer, not for the log line.
-                log.info("request", extra=self.summary(served, *answered))
+            for work in served.after_answer:
+                work()
         finally:
-            context.end()
+            try:
+                if served.endpoint and answered:
+                    log.info("request", extra=self.summary(served, *answered))
+            finally:
+                context.end()
 
     def summary(self, served: context.RequestContext, status: int, seconds: float) -> dict:
         """The one line a Bik request leaves: what was asked, what the platform was asked, what came of it."""

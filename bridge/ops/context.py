@@ -20,6 +20,8 @@ class RequestContext:
     order_id: Optional[str] = None
     decision: Optional[str] = None  # how placeOrder settled the draft (created, replayed, ...)
     error_type: Optional[str] = None
+    # Work to run once the answer has left, whatever the answer was (a placed order's record, say).
+    after_answer: list[Callable[[], None]] = field(default_factory=list)
 
 
 _current: contextvars.ContextVar[Optional[RequestContext]] = contextvars.ContextVar("bik_bridge_request",

@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 
+from adapters.stores.sqlite_store import SqliteIdempotencyStore
 from bridge.bootstrap import build_service, parse_config
 from bridge.core.errors import (
     InFlight,
@@ -28,10 +29,11 @@ from bridge.core.errors import (
 )
 from bridge.core.models import PlaceOrderRequest
 from bridge.core.ports import RecordState
-from bridge.core.service import OrderService, body_digest
+from bridge.core.service import OrderService, ServiceSettings, body_digest
 from bridge.http.app import create_app
+from bridge.ops import context
 
-from .fakes import DownStore, FakeAdapter
+from .fakes import DownStore, FakeAdapter, FakeClock
 
 TOKEN = "bik-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -124,6 +126,52 @@ def test_the_answer_leaves_before_the_placed_order_is_recorded(client, place_ord
     answer.close()  # what a WSGI server does once the answer has left
     record = service.store.get(DRAFT)
     assert record.state is RecordState.DONE and record.response == answer.get_data()
+
+
+def test_a_found_order_refused_for_its_changed_payload_is_still_recorded(tmp_path, place_order_body, caplog):
+    """Whatever the answer, the record is written after it: a takeover finds the crashed owner's order, refuses
+    the changed payload under `on_mismatch: reject` (422), and the record holds the order it found."""
+    clock = FakeClock()
+    store = SqliteIdempotencyStore(str(tmp_path / "records.db"), namespace="test", ttl_seconds=3600, clock=clock)
+    adapter = FakeAdapter()
+    service = OrderService(adapter, store, ServiceSettings(lease_seconds=25, upstream_budget_seconds=20,
+                                                           on_mismatch="reject"))
+    first = PlaceOrderRequest.model_validate(place_order_body)
+    store.claim(DRAFT, first.fingerprint(), 1)  # its owner sent the create, which landed, and died
+    adapter.create_behind_the_bridge(first)
+    clock.advance(1.5)
+    changed = copy.deepcopy(place_order_body)
+    changed["order"]["items"][0]["quantity"] = 5
+    client = create_app(make_config(tmp_path, idempotency={"on_mismatch": "reject"}), service=service).test_client()
+
+    with caplog.at_level(logging.INFO, logger="bik_bridge"):
+        answer = post(client, "/placeOrder", changed)
+
+    assert_json_error(answer, 422)
+    record = store.get(DRAFT)
+    assert (record.state, record.order_id, adapter.creates) == (RecordState.DONE, "F-1", 1)
+    assert [r.status for r in caplog.records if r.getMessage() == "request"] == [422]
+    store.close()
+
+
+def test_work_left_for_after_the_answer_that_fails_still_leaves_the_request_line(config, caplog):
+    """A failure of that work (a greenlet killed at shutdown, say) neither loses the request's line nor its context."""
+    app = create_app(config, service=build_service(config))
+
+    @app.post("/fails-after")
+    def fails_after():
+        served = context.current()
+        served.endpoint = "placeOrder"
+        served.after_answer.append(lambda: (_ for _ in ()).throw(KeyboardInterrupt()))
+        return "{}"
+
+    answer = app.test_client().post("/fails-after", buffered=False)
+    with caplog.at_level(logging.INFO, logger="bik_bridge"), pytest.raises(KeyboardInterrupt):
+        answer.close()
+
+    assert [r.status for r in caplog.records if r.getMessage() == "request"] == [200]
+    assert context.current() is None
+    app.extensions["bik_bridge"].store.close()
 
 
 class StoreCalls:
