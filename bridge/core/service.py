@@ -237,7 +237,7 @@ class OrderService:
         """Own the draft: place it exactly once, then answer Bik with what came of it."""
         key, token = request.draftOrderId, claim.token
         if claim.outcome is ClaimOutcome.TAKEOVER:
-            # Only a fresh draft can be queued instead of waiting: a taken-over one waits for the quota as reads do.
+            # Only a fresh draft can be queued before its lookup: a taken-over one waits for the quota as reads do.
             deadline.quota_patience = None
         if claim.outcome is ClaimOutcome.NEW and self._queue_before_sending():
             # Nothing sent yet, and the lookup and the create would not both fit now: the placer does both later.
@@ -274,10 +274,13 @@ class OrderService:
                 f"the platform did not confirm order {key}; retry and the bridge will look it up first",
                 retry_after=max(1, math.ceil(deadline.remaining())),
             )
-        # Not applied. Only a new claim whose draft was looked up first is queued; with `lookup_before_create` off
-        # Bik gets the answer direct placement gives.
+        # Not applied. Queued only once the platform is known to hold nothing of the draft: a new claim looked up
+        # first (with `lookup_before_create` off Bik gets the answer direct placement gives), or a taken-over one
+        # whose lookup proved it absent after the previous owner's budget, which is then as fresh as a new one and
+        # must not starve behind the placer that drains the queue.
         error = placement.error
-        if claim.outcome is ClaimOutcome.NEW and self.settings.lookup_before_create and isinstance(error, QUEUEABLE):
+        proven_absent = claim.outcome is ClaimOutcome.NEW or placement.step is Step.CREATE
+        if proven_absent and self.settings.lookup_before_create and isinstance(error, QUEUEABLE):
             return self._queue_or_release(request, token, error)
         self._steps.let_go(claim, placement.step)
         raise error

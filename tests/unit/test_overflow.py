@@ -162,6 +162,35 @@ def test_what_may_have_landed_or_what_the_store_refused_is_never_queued(adapter,
     assert store.queue_stats().depth == 0
 
 
+def test_a_taken_over_draft_proven_absent_whose_create_the_quota_cannot_fit_is_queued(adapter, store, clock,
+                                                                                     request_):
+    """Its owner crashed; once a lookup after that owner's budget proved it absent it is as fresh as a new draft."""
+    store.claim(DRAFT, request_.fingerprint(), 1)  # an owner that crashed, its create never landed
+    clock.advance(BUDGET + 5)
+    service = overflow_service(adapter, store, clock)
+    adapter.fail_next(RateLimited("quota spent"))
+
+    result = service.place_order(request_)
+
+    assert (result.decision, result.order_id, adapter.creates) == ("queued", BRIDGE_ID, 0)
+    assert store.get(DRAFT).state is RecordState.QUEUED
+    make_placer(adapter, store, clock).step()
+    record = store.get(DRAFT)
+    assert (adapter.creates, record.state, record.platform_order_id) == (1, RecordState.DONE, "F-1")
+
+
+def test_a_taken_over_draft_not_proven_absent_is_never_queued(adapter, store, clock, request_):
+    """A lookup the quota held back proved nothing: the earlier create may be on the platform, so nothing is queued."""
+    store.claim(DRAFT, request_.fingerprint(), 1)
+    clock.advance(BUDGET + 5)
+    adapter.lookup_errors.append(RateLimited("quota spent"))
+
+    with pytest.raises(RateLimited):
+        overflow_service(adapter, store, clock).place_order(request_)
+
+    assert store.get(DRAFT).state is RecordState.UNKNOWN and store.queue_stats().depth == 0
+
+
 def test_direct_placement_the_default_answers_503_and_keeps_nothing(adapter, store, clock, request_):
     service = overflow_service(adapter, store, clock, placement="direct")
     adapter.fail_next(RateLimited("quota spent"))
