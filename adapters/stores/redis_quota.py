@@ -15,7 +15,9 @@ Two keys per store, outside the `<namespace>:` keys of the idempotency records: 
 Redis Cluster both keys live in one slot, as a script or a transaction over them requires. A reservation costs one
 round trip; an answer costs two more only when it says something the hash did not hold at this process's last call
 (a quota first announced or changed, a spent quota). When Redis does not answer, each process falls back to its
-own `LocalQuota` for a moment: pacing is an efficiency, never a reason to refuse an order or a read.
+own `LocalQuota` for a moment: pacing is an efficiency, never a reason to refuse an order or a read. What it sent
+meanwhile is added to the shared send log (`LOG_SENDS`) before its next reservation there, so that every process
+counts it until its window has passed.
 """
 from __future__ import annotations
 
@@ -101,6 +103,17 @@ return {'send', '0', known_quota, known_window, us(next_for)}
 """
 
 
+# Sends a process made while it paced alone, logged in the shared send log once Redis answers again, so that the
+# processes that shared the quota meanwhile do not all count on a window that has received them. KEYS[1] the send
+# log; ARGV member prefix, then how long ago each send was, in microseconds (negative: a slot logged ahead).
+LOG_SENDS = SERVER_CLOCK + """
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], us(now - tonumber(ARGV[i])), ARGV[1] .. ':' .. i)
+end
+return #ARGV - 1
+"""
+
+
 def quota_keys(key: str) -> tuple[str, str]:
     """The Redis keys of the quota at `key`: its hash and its send log."""
     # One hash tag for both: on a Redis Cluster a transaction may only name keys of one slot.
@@ -119,6 +132,8 @@ class RedisQuota:
         self._member_prefix = secrets.token_hex(6)
         self._member_count = itertools.count()
         self._reserve_script = client.register_script(RESERVE)
+        self._log_sends_script = client.register_script(LOG_SENDS)
+        self._paced_alone = False  # sends taken from the fallback are not in the shared log yet
         self._rule = (FIRST_CONTACT[0], _us(FIRST_CONTACT[1]), _us(FIRST_CONTACT_POLL_SECONDS), _us(SPREAD_CAP_SECONDS),
                       SPREAD_SHARE)
         # The quota and window the state held at the last call: an answer that says the same needs no call.
@@ -138,8 +153,11 @@ class RedisQuota:
         return self._take(True)
 
     def _take(self, with_next: bool) -> tuple[float, float]:
-        taken = self._call(lambda: self._reserve(with_next))
+        if self._paced_alone:
+            self._call(self._log_sends_made_alone)
+        taken = None if self._paced_alone else self._call(lambda: self._reserve(with_next))
         if taken is None:
+            self._paced_alone = True
             return self._fallback.reserve_with_next() if with_next else (self._fallback.reserve(), 0.0)
         return taken
 
@@ -156,7 +174,7 @@ class RedisQuota:
 
     def warm_up(self) -> None:
         """Open a connection and load the reservation script, so that the first request waits for neither."""
-        self._call(lambda: load_scripts(self._client, [self._reserve_script]))
+        self._call(lambda: load_scripts(self._client, [self._reserve_script, self._log_sends_script]))
 
     def blocked_for(self) -> float:
         def read() -> float:
@@ -197,6 +215,14 @@ class RedisQuota:
         if decided != b"send":
             return int(wait_us) / 1_000_000, 0.0
         return 0.0, int(next_us) / 1_000_000
+
+    def _log_sends_made_alone(self) -> None:
+        ages = self._fallback.send_ages()
+        if ages:
+            prefix = f"{self._member_prefix}:{next(self._member_count)}"
+            self._log_sends_script(keys=[self._log_key], args=[prefix, *(_us_signed(age) for age in ages)])
+        self._fallback.forget_sends()  # logged: a later outage starts its own count
+        self._paced_alone = False
 
     def _learn(self, news: QuotaNews) -> None:
         for _ in range(MAX_CONFLICTS):
@@ -298,6 +324,10 @@ def _us_of(clock: list[Any]) -> int:
 
 def _seconds(clock: list[Any]) -> float:
     return _us_of(clock) / 1_000_000
+
+
+def _us_signed(seconds: float) -> int:
+    return round(seconds * 1_000_000)
 
 
 def _us(seconds: float) -> int:

@@ -243,6 +243,17 @@ class LocalQuota:
     def warm_up(self) -> None:
         return None
 
+    def send_ages(self) -> list[float]:
+        """How long ago each logged send was, in seconds (negative: a next request's slot, logged ahead)."""
+        with self._lock:
+            now = self._clock()
+            return [now - sent for sent in self._sent]
+
+    def forget_sends(self) -> None:
+        """Drop the send log: another ledger now holds those sends."""
+        with self._lock:
+            self._sent.clear()
+
     def usage(self) -> Optional[Usage]:
         with self._lock:
             window = self._limit[1] if self._limit else 0.0

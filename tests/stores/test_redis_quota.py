@@ -21,6 +21,7 @@ from bridge.upstream.quota import (
     spread,
     take_slot,
 )
+from tests.chaos.processes import ChaosRedis
 from tests.support.waiting import wait_until
 
 from .conftest import redis_url
@@ -190,6 +191,27 @@ def test_without_redis_each_process_paces_alone_and_asks_redis_again_later():
     now[0] += FALLBACK_SECONDS
     quota.reserve()
     assert client.connects == 2
+
+
+def test_sends_made_while_redis_was_away_join_the_shared_log_when_it_answers_again(tmp_path):
+    """Another process, back on the shared log, must count what this one sent alone: the window received it."""
+    now = [100.0]
+    server = ChaosRedis(tmp_path)  # a redis-server of the test's own, started only later: away at first
+    client = redis.Redis(port=server.port, socket_connect_timeout=0.2, socket_timeout=2, retry=Retry(NoBackoff(), 0))
+    alone = RedisQuota(client, "back|ratelimit", clock=lambda: now[0])
+    alone.learn(QuotaNews(quota=3, window=10.0))
+    assert alone.reserve() == 0.0 and alone.reserve() == 0.0  # paced alone: two sends the shared log missed
+    server.start()
+    try:
+        now[0] += FALLBACK_SECONDS
+        assert alone.reserve() == 0.0  # Redis again: the two sends are logged first, then this one
+        other = RedisQuota(redis.Redis(port=server.port), "back|ratelimit")
+        other.learn(QuotaNews(quota=3, window=10.0))
+
+        assert other.reserve() > 0  # three sends in the window: none left for the other process
+        assert server.client().zcard(quota_keys("back|ratelimit")[1]) == 3
+    finally:
+        server.kill()
 
 
 def test_on_a_redis_cluster_every_process_shares_one_quota(redis_cluster, caplog):
