@@ -127,9 +127,10 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
-# KEYS[1] record; ARGV token, ttl_seconds, fingerprint
+# KEYS[1] record; ARGV token, ttl_seconds, fingerprint, the start to hand back in microseconds ('': keep this one's)
 MARK_UNKNOWN = SERVER_CLOCK + _FENCE + _FINGERPRINT + """
 redis.call('HSET', KEYS[1], 'state', 'unknown', 'lease_until_us', us(now), 'updated_at_us', us(now))
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'started_at_us', ARGV[4]) end
 note_fingerprint(ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
@@ -285,7 +286,7 @@ def durability_risks(info: dict, save: str | None) -> list[str]:
 
 
 def _micros(seconds: float) -> int:
-    """A duration in whole microseconds, as the scripts take it (never negative)."""
+    """A duration or a time of the server's clock in whole microseconds, as the scripts take it (never negative)."""
     return max(0, round(seconds * 1_000_000))
 
 
@@ -403,8 +404,8 @@ class RedisIdempotencyStore:
             return None
         return Replay(order_id.decode(), response or b"")
 
-    def mark_unknown(self, key: str, token: str, fingerprint: str = "") -> bool:
-        args = [token, self._ttl, fingerprint]
+    def mark_unknown(self, key: str, token: str, fingerprint: str = "", started_at: float | None = None) -> bool:
+        args = [token, self._ttl, fingerprint, "" if started_at is None else _micros(started_at)]
         return bool(self._call(lambda: self._mark_unknown(keys=[self.redis_key(key)], args=args)))
 
     def release(self, key: str, token: str) -> bool:

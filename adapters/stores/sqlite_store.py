@@ -229,13 +229,13 @@ class SqliteIdempotencyStore:
         # A claim here would take the file's write lock for every retry: on one file, the read alone is cheaper.
         return self.replay(key, body_digest)
 
-    def mark_unknown(self, key: str, token: str, fingerprint: str = "") -> bool:
+    def mark_unknown(self, key: str, token: str, fingerprint: str = "", started_at: float | None = None) -> bool:
         def apply(conn: sqlite3.Connection) -> bool:
             now = self._clock()
             cursor = conn.execute(
                 f"UPDATE idempotency_records SET state = 'unknown', {NOTE_FINGERPRINT}, lease_until = ?,"
-                f" updated_at = ?, expires_at = ? WHERE {FENCE}",
-                (fingerprint, now, now, now + self._ttl, self._namespace, key, token, now),
+                f" started_at = COALESCE(?, started_at), updated_at = ?, expires_at = ? WHERE {FENCE}",
+                (fingerprint, now, started_at, now, now + self._ttl, self._namespace, key, token, now),
             )
             return cursor.rowcount == 1
 

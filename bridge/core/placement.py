@@ -184,7 +184,9 @@ class ExactlyOnce:
         if may_release(claim, step):
             self.release(claim.record.key, claim.token)
         else:
-            self.mark_unknown(claim)
+            # Before its create this owner sent none: the last create that may be landing is its predecessor's, so
+            # the next owner waits out that one's budget, not a new one from this claim.
+            self.mark_unknown(claim, sent_nothing=step is Step.LOOKUP)
 
     def release(self, key: str, token: str) -> None:
         self.give_back(key, token)
@@ -198,10 +200,11 @@ class ExactlyOnce:
         except StoreUnavailable:
             self._log.error("could not release a claim; it expires with its lease", extra={"draftOrderId": key})
 
-    def mark_unknown(self, claim: Claim) -> None:
+    def mark_unknown(self, claim: Claim, *, sent_nothing: bool = False) -> None:
         key = claim.record.key
+        handed_back = claim.previous.started_at if sent_nothing and claim.previous is not None else None
         try:
-            self.store.mark_unknown(key, claim.token, claim.record.fingerprint)
+            self.store.mark_unknown(key, claim.token, claim.record.fingerprint, handed_back)
         except StoreUnavailable:
             # The record stays in flight; after its lease a new owner looks the draft up anyway.
             self._log.error("could not mark a record unknown", extra={"draftOrderId": key})

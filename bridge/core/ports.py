@@ -167,9 +167,10 @@ class IdempotencyStore(Protocol):
         """`replay`'s answer; else, from a store where that saves a round trip, a NEW claim of a draft without record,
         made before its payload is read (so with no fingerprint yet); else None: validate, then `claim`."""
 
-    def mark_unknown(self, key: str, token: str, fingerprint: str = "") -> bool:
+    def mark_unknown(self, key: str, token: str, fingerprint: str = "", started_at: float | None = None) -> bool:
         """Keep the record but drop the lease: a create may have landed and must be looked up. `fingerprint` is
-        recorded if the record has none yet."""
+        recorded if the record has none yet; `started_at`, when given, becomes the record's start again (an owner
+        that sent nothing hands back the start of the last one that may have)."""
 
     def release(self, key: str, token: str) -> bool:
         """Nothing reached the platform: delete the record, or put a queued draft back in the queue."""

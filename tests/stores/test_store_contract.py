@@ -152,6 +152,20 @@ def test_mark_unknown_by_owner_drops_the_lease(store):
     assert (record.fingerprint, record.token, record.started_at) == ("fp", claim.token, claim.record.started_at)
 
 
+def test_mark_unknown_can_hand_back_an_earlier_start(store):
+    """An owner that sent nothing gives the record the start of the last owner that may have sent a create."""
+    first = store.claim("d-1", "fp", LIVE)
+    assert store.mark_unknown("d-1", first.token)
+    second = store.claim("d-1", "fp", LIVE)
+    assert second.outcome is ClaimOutcome.TAKEOVER and second.record.started_at >= first.record.started_at
+
+    assert store.mark_unknown("d-1", second.token, "fp", second.previous.started_at) is True
+
+    assert store.get("d-1").started_at == pytest.approx(first.record.started_at, abs=1e-6)
+    third = store.claim("d-1", "fp", LIVE)
+    assert third.previous.started_at == pytest.approx(first.record.started_at, abs=1e-6)
+
+
 def test_release_by_owner_deletes_and_a_retry_starts_afresh(store):
     claim = store.claim("d-1", "fp", LIVE)
 

@@ -54,6 +54,27 @@ def test_an_inconclusive_lookup_before_a_fresh_create_creates_nothing(service, a
     assert adapter.creates == 1
 
 
+@pytest.mark.parametrize(("later", "created"), [(BUDGET + 1, True), (BUDGET - 1, False)])
+def test_a_retry_that_sent_nothing_starts_no_new_landing_budget(service, adapter, store, clock, request_, later,
+                                                                 created):
+    """Only a create can be landing: the next retry waits out the budget of the one that may have been sent."""
+    adapter.fail_next(UpstreamAmbiguous("read timed out"))
+    with pytest.raises(UpstreamAmbiguous):
+        service.place_order(request_)  # a create that may land until one budget from now
+    clock.advance(BUDGET - 5)
+    adapter.leave_lookups_inconclusive(1)
+    with pytest.raises(LookupInconclusive):
+        service.place_order(request_)  # a retry that took the record over, proved nothing and sent nothing
+    clock.advance(later - (BUDGET - 5))
+
+    if created:
+        assert service.place_order(request_).decision == "created"
+    else:
+        with pytest.raises(InFlight):
+            service.place_order(request_)
+    assert adapter.creates == (1 if created else 0)
+
+
 def test_an_inconclusive_lookup_on_a_takeover_keeps_the_record_unknown(service, adapter, store, clock, request_):
     adapter.fail_next(UpstreamAmbiguous("read timed out"))
     with pytest.raises(UpstreamAmbiguous):
