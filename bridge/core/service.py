@@ -297,7 +297,7 @@ class OrderService:
         key = request.draftOrderId
         recorded = claim.record.fingerprint  # "" when its first owner ended before recording a payload
         if recorded not in ("", request.fingerprint()) and self.settings.on_mismatch == "reject":
-            self._steps.mark_unknown(claim)
+            self._steps.mark_unknown(claim, sent_nothing=True)
             raise PayloadMismatch(f"draftOrderId {key} was first sent with another payload")
         self._note_decision(key, "absent_after_lookup")
 
@@ -426,7 +426,7 @@ class OrderService:
             since = search_from(key, claim.now)
             lookup = self.adapter.find_by_draft(key, None, self._deadline(), since)
         except BridgeError as exc:
-            self._steps.mark_unknown(claim)
+            self._steps.mark_unknown(claim, sent_nothing=True)  # a reconciler never creates
             log.warning("reconcile lookup failed", extra={"draftOrderId": key, "error": exc.message})
             return key, "lookup_failed", None
         if lookup.result is LookupResult.FOUND:
@@ -435,7 +435,7 @@ class OrderService:
             return key, "recorded", lookup.order.id
         if lookup.result is LookupResult.INCONCLUSIVE:
             # Never released without proof: the next run, or the merchant, decides.
-            self._steps.mark_unknown(claim)
+            self._steps.mark_unknown(claim, sent_nothing=True)
             self._note_decision(key, "lookup_inconclusive")
             log.warning("reconcile could not prove the order absent", extra={"draftOrderId": key,
                                                                               "reason": lookup.reason})

@@ -140,6 +140,17 @@ def test_reconcile_keeps_a_record_whose_lookup_failed_unknown(service, adapter, 
     assert adapter.creates == 0
 
 
+def test_a_reconcile_that_sent_nothing_starts_no_new_landing_budget(service, adapter, store, clock, request_):
+    """The crashed owner's create is the last that may land: the retry after its budget creates at once."""
+    crashed = left_behind(store, clock, request_, RecordState.UNKNOWN)
+    adapter.failing_lookups = 1
+    service.reconcile(older_than=0)
+
+    assert store.get(request_.draftOrderId).started_at == pytest.approx(crashed.started_at)
+    clock.now = crashed.started_at + BUDGET + 1
+    assert service.place_order(request_).decision == "created"
+
+
 def test_reconcile_leaves_live_and_settled_records_alone(service, adapter, store, request_, place_order_body):
     service.place_order(request_)
     live = PlaceOrderRequest.model_validate({**place_order_body, "draftOrderId": "nb_live"})
