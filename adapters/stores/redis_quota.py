@@ -35,8 +35,9 @@ from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
 from adapters.stores.redis_optional import OptionalRedis
+from adapters.stores.redis_pipe import CommandPipe
 from adapters.stores.redis_store import SERVER_CLOCK, load_scripts
-from adapters.stores.redis_url import redis_client
+from adapters.stores.redis_url import is_cluster, redis_client
 from bridge.upstream.quota import (
     FIRST_CONTACT,
     FIRST_CONTACT_POLL_SECONDS,
@@ -131,6 +132,8 @@ class RedisQuota:
         # Send-log members must be unique across processes and hosts: a random prefix and a counter.
         self._member_prefix = secrets.token_hex(6)
         self._member_count = itertools.count()
+        # Every upstream request reserves: those of concurrent requests share one connection's trips (`CommandPipe`).
+        self._runner = client if is_cluster(client) else CommandPipe(client)
         self._reserve_script = client.register_script(RESERVE)
         self._log_sends_script = client.register_script(LOG_SENDS)
         self._paced_alone = False  # sends taken from the fallback are not in the shared log yet
@@ -209,7 +212,8 @@ class RedisQuota:
     def _reserve(self, with_next: bool) -> tuple[float, float]:
         member = f"{self._member_prefix}:{next(self._member_count)}"
         decided, wait_us, quota, window_us, next_us = self._reserve_script(
-            keys=[self._state_key, self._log_key], args=[member, *self._rule, KEEP_MS, "1" if with_next else "0"])
+            keys=[self._state_key, self._log_key], args=[member, *self._rule, KEEP_MS, "1" if with_next else "0"],
+            client=self._runner)
         # What the hash said, remembered so that an answer saying the same needs no call (`_is_new`).
         self._known = _limit_fields(_ledger([quota or None, window_us or None, None]))
         if decided != b"send":

@@ -27,6 +27,7 @@ from redis.commands.core import Script
 from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
+from adapters.stores.redis_pipe import CommandPipe
 from adapters.stores.redis_url import is_cluster, redis_client
 from bridge.core.errors import StoreUnavailable
 from bridge.core.ports import Claim, ClaimOutcome, IdempotencyRecord, QueueStats, RecordState, Replay
@@ -312,6 +313,10 @@ class RedisIdempotencyStore:
         # On a cluster the marker lives in a slot of its own, so `memory_began` asks for it separately.
         self._claim_reads_memory = not is_cluster(client)
         self._owns_client = False
+        # The scripts each placeOrder runs share one connection's trips with the other requests' (`CommandPipe`); a
+        # cluster routes each by its key, so there they go through the client.
+        self._pipe = None if is_cluster(client) else CommandPipe(client)
+        self._runner = self._pipe or client
         # Script objects run EVALSHA and load the source again on NOSCRIPT (after a restart or SCRIPT FLUSH).
         self._claim = client.register_script(CLAIM)
         self._replay_or_claim = client.register_script(REPLAY_OR_CLAIM)
@@ -382,19 +387,19 @@ class RedisIdempotencyStore:
     def _run_claim(self, script: Script, key: str, args: list) -> list:
         if self._claim_reads_memory:
             try:
-                return script(keys=[self.redis_key(key), self._memory_key], args=args)
+                return script(keys=[self.redis_key(key), self._memory_key], args=args, client=self._runner)
             except ResponseError as exc:
                 if "CROSSSLOT" not in str(exc):
                     raise
                 # A proxy that shards one endpoint refuses a script over two slots before running it: from now on
                 # the marker is asked for on its own, as on a cluster.
                 self._claim_reads_memory = False
-        return script(keys=[self.redis_key(key)], args=args)
+        return script(keys=[self.redis_key(key)], args=args, client=self._runner)
 
     def complete(self, key: str, token: str, order_id: str, response: bytes, body_digest: str = "",
                  fingerprint: str = "") -> bool:
         args = [token, order_id, bytes(response), self._ttl, body_digest, fingerprint]
-        return bool(self._call(lambda: self._complete(keys=[self.redis_key(key)], args=args)))
+        return bool(self._call(lambda: self._complete(keys=[self.redis_key(key)], args=args, client=self._runner)))
 
     def replay(self, key: str, body_digest: str) -> Replay | None:
         # One plain read: a record is done for good, so no script (and no clock) is needed to trust it.
@@ -406,10 +411,10 @@ class RedisIdempotencyStore:
 
     def mark_unknown(self, key: str, token: str, fingerprint: str = "", started_at: float | None = None) -> bool:
         args = [token, self._ttl, fingerprint, "" if started_at is None else _micros(started_at)]
-        return bool(self._call(lambda: self._mark_unknown(keys=[self.redis_key(key)], args=args)))
+        return bool(self._call(lambda: self._mark_unknown(keys=[self.redis_key(key)], args=args, client=self._runner)))
 
     def release(self, key: str, token: str) -> bool:
-        return bool(self._call(lambda: self._release(keys=[self.redis_key(key)], args=[token])))
+        return bool(self._call(lambda: self._release(keys=[self.redis_key(key)], args=[token], client=self._runner)))
 
     def get(self, key: str) -> IdempotencyRecord | None:
         fields = self._call(lambda: self._client.hgetall(self.redis_key(key)))
@@ -565,6 +570,8 @@ class RedisIdempotencyStore:
         self._call(lambda: load_scripts(self._client, [self._claim, self._replay_or_claim, self._complete,
                                                        self._mark_unknown, self._release, self._enqueue,
                                                        self._memory]))
+        if self._pipe is not None:
+            self._call(lambda: self._pipe.execute_command("PING"))  # opens the connection the pipe holds
         if first_start:
             # An instance starting holds no create from before: whatever this Redis holds now, it held before.
             # A replacement worker must not say so: its siblings may have creates on their way while Redis, a moment
@@ -591,6 +598,8 @@ class RedisIdempotencyStore:
 
     def close(self) -> None:
         # A client handed in belongs to the caller, who may share it with other stores.
+        if self._pipe is not None:
+            self._pipe.close()
         if self._owns_client:
             self._call(self._client.close)
 
