@@ -700,3 +700,25 @@ def test_each_attempt_timeout_fits_the_remaining_budget():
         connect, read = rsps.calls[0].request.req_kwargs["timeout"]
     assert connect == pytest.approx(2.5)
     assert read == pytest.approx(2.5)
+
+
+# ------------------------------------------------------------------------------ what goes on the wire
+
+QUERIES = [None, {}, {"external_order_id": "d-1"}, {"search": "a b&c=d/é+ü", "page": "2"}]
+
+
+@pytest.mark.parametrize("params", QUERIES)
+@pytest.mark.parametrize("url", [URL, f"{URL}?limit=250"])
+@responses.activate
+def test_a_request_goes_out_as_requests_would_prepare_it(url, params):
+    """The leaner preparation sends the method, URL, headers and body `requests.Request.prepare` would."""
+    responses.add(responses.POST, url.split("?")[0], json={"id": 1})
+    request = OutboundRequest("POST", url, "create", headers={"Content-Type": "application/json", "X-Auth-Token": "t"},
+                              json={"a": "é", "b": [1, 2]}, params=params)
+    upstream = make_upstream(Sleeps())
+    upstream.send(request, budget(upstream))
+    sent = responses.calls[0].request
+    expected = requests.Request("POST", url, headers={**upstream.session.headers, **request.headers},
+                                json=request.json, params=params).prepare()
+    assert (sent.method, sent.url, sent.body) == (expected.method, expected.url, expected.body)
+    assert dict(sent.headers) == dict(expected.headers)
