@@ -126,7 +126,8 @@ class CommandPipe:
         try:
             conn = self._ready_connection()
             written = len(batch)  # from here a command may reach the server, whatever happens next
-            conn.send_packed_command(conn.pack_commands([call.command for call in batch]))
+            # No health-check PING inside the batch: `_ready_connection` checked the connection before `written`.
+            conn.send_packed_command(conn.pack_commands([call.command for call in batch]), check_health=False)
             for call in batch:
                 try:
                     call.reply = conn.read_response(disconnect_on_error=False)
@@ -142,9 +143,9 @@ class CommandPipe:
                 call.error = failure
             for call in batch[written:]:
                 call.error = _not_sent(exc)
-            self._fail_waiting(exc)
             if not isinstance(exc, Exception):
-                raise
+                raise  # the leader itself was stopped: the callers waiting keep their turn on a new connection
+            self._fail_waiting(exc)
 
     def _fail_waiting(self, cause: BaseException) -> None:
         with self._lock:
