@@ -78,6 +78,10 @@ class CommandPipe:
         """SCRIPT LOAD (after NOSCRIPT) through the client itself: rare, and it must not wait for a batch."""
         return self._pool_client().script_load(script)
 
+    def open(self) -> None:
+        """Open the held connection now (a PING through the pipe), so that the first command does not wait for it."""
+        self.execute_command("PING")
+
     def close(self) -> None:
         """Give the held connection back, closed; the next command opens another."""
         with self._lock:

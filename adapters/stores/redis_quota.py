@@ -178,6 +178,8 @@ class RedisQuota:
     def warm_up(self) -> None:
         """Open a connection and load the reservation script, so that the first request waits for neither."""
         self._call(lambda: load_scripts(self._client, [self._reserve_script, self._log_sends_script]))
+        if isinstance(self._runner, CommandPipe):
+            self._call(self._runner.open)
 
     def blocked_for(self) -> float:
         def read() -> float:

@@ -571,7 +571,7 @@ class RedisIdempotencyStore:
                                                        self._mark_unknown, self._release, self._enqueue,
                                                        self._memory]))
         if self._pipe is not None:
-            self._call(lambda: self._pipe.execute_command("PING"))  # opens the connection the pipe holds
+            self._call(self._pipe.open)
         if first_start:
             # An instance starting holds no create from before: whatever this Redis holds now, it held before.
             # A replacement worker must not say so: its siblings may have creates on their way while Redis, a moment
